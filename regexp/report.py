@@ -1,0 +1,144 @@
+"""Writing results: atomic CSVs, matplotlib figures, the progress bar and summary table."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: E402
+from rich.progress import TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """Write ``frame`` to ``path`` atomically: a temporary file, then a rename.
+
+    A killed process leaves either the old file or the complete new one, never a part.
+    """
+    tmp = _tmp(path)
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Save ``fig`` as PNG atomically and close it."""
+    tmp = _tmp(path)
+    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_learning_curves(history: pd.DataFrame, path: Path) -> None:
+    """Training loss (data loss and total) against validation loss, per epoch."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if len(history):
+        ax.plot(history["epoch"], history["data_loss"], label="train data loss")
+        if (history["penalty"] != 0).any():
+            ax.plot(history["epoch"], history["train_loss"], "--", label="train loss + penalty")
+        ax.plot(history["epoch"], history["val_loss"], label="validation loss")
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.set_title("Learning curves")
+    save_figure(fig, path)
+
+
+def plot_sparsity(layers: pd.DataFrame, path: Path) -> None:
+    """Stacked bars of kept and removed units per layer (``sparsity.csv``)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    kept = layers["units"] - layers["removed"]
+    ax.bar(layers["layer"], kept, label="kept", color="tab:blue")
+    ax.bar(layers["layer"], layers["removed"], bottom=kept, label="removed", color="tab:red")
+    for i, (k, u) in enumerate(zip(kept, layers["units"], strict=True)):
+        ax.text(i, u, f"{k}/{u}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("units")
+    ax.set_title("Units kept per layer")
+    ax.legend()
+    save_figure(fig, path)
+
+
+def plot_features(
+    alive: np.ndarray,
+    names: Sequence[str],
+    image_shape: tuple[int, int] | None,
+    path: Path,
+    title: str = "Input features kept",
+) -> None:
+    """Which input features survive: an image map (digits) or a bar per feature name."""
+    if image_shape is not None:
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.imshow(alive.reshape(image_shape), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{title}: {int(alive.sum())}/{alive.size} pixels (white)")
+    else:
+        fig, ax = plt.subplots(figsize=(max(4, 0.3 * len(names)), 4))
+        ax.bar(range(len(names)), alive.astype(int), color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks([0, 1], ["removed", "kept"])
+        ax.set_title(f"{title}: {int(alive.sum())}/{alive.size}")
+    save_figure(fig, path)
+
+
+class _Bar:
+    """A rich progress bar over epochs that can be switched off."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._progress = None
+        if enabled:
+            self._progress = Progress(
+                TextColumn("epoch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"), transient=True, console=Console(stderr=True),
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("", total=total)
+
+    def advance(self, text: str = "") -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, description=text)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def progress(total: int, enabled: bool = True) -> _Bar:
+    """A progress bar over ``total`` epochs (a no-op when ``enabled`` is false)."""
+    return _Bar(total, enabled)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def print_summary(row: Mapping, layers: pd.DataFrame) -> None:
+    """Print a run's metrics and per-layer sparsity as a table."""
+    table = Table(title="regexp run", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    keys = ["dataset", "regularizer", "mode", "lambda", "seed", "architecture", "status"]
+    keys += [k for k in row if k.startswith(("test_", "val_"))]
+    keys += ["weight_sparsity", "params_kept", "params_total", "train_seconds"]
+    for key in keys:
+        if key in row:
+            table.add_row(key, _fmt(row[key]))
+    for layer in layers.itertuples():
+        table.add_row(f"units removed: {layer.layer}", f"{layer.removed}/{layer.units}")
+    Console().print(table)
