@@ -57,21 +57,34 @@ def _remove_if_empty(run_dir: Path) -> None:
 
 @hydra.main(config_path="pkg://regexp.conf", config_name="config", version_base="1.3")
 def train_app(cfg: DictConfig) -> float:
-    """Hydra task: one run. Returns the validation metric for sweepers to maximize."""
-    from regexp.train import objective, run  # heavy imports only once Hydra has parsed
+    """Hydra task: one run. Returns the validation metric for sweepers to maximize.
+
+    In a sweep (``-m``) a failing job writes a ``metrics.csv`` row with
+    ``status=failed`` and the error, and the sweep goes on. With ``resume=true`` a job
+    whose ``metrics.csv`` records a finished run (ok or diverged) is skipped.
+    """
+    from regexp.train import failed_row, objective, read_metrics, run
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    row = read_metrics(run_dir) if config.get("resume") else None
+    if row is not None and row.get("status") in ("ok", "diverged"):
+        log.info("resume: %s is complete, skipping", run_dir)
+        return objective(row)
     try:
-        row = run(OmegaConf.to_container(cfg, resolve=True), run_dir)
-    except ValueError as err:
+        row = run(config, run_dir)
+    except Exception as err:
         if _debug():
             raise
         if hc.mode == RunMode.MULTIRUN:
-            log.error("job %s failed: %s", hc.job.num, err)
+            log.error("job %s failed: %s: %s", hc.job.num, type(err).__name__, err)
+            failed_row(config, run_dir, err)
             return float("nan")
         _remove_if_empty(run_dir)
-        fail(str(err))
+        if isinstance(err, ValueError):
+            fail(str(err))
+        raise
     return objective(row)
 
 

@@ -267,6 +267,27 @@ def finish(
     return row
 
 
+def read_metrics(run_dir: Path) -> dict | None:
+    """The metrics row of a complete run in ``run_dir``, or ``None`` if there is none."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    return pd.read_csv(path).iloc[0].to_dict()
+
+
+def failed_row(cfg: Mapping, run_dir: Path, err: BaseException) -> dict:
+    """Write the ``metrics.csv`` row of a job that raised ``err``: ``status=failed``."""
+    try:
+        row = config_row(cfg, 0, 0)
+        row.pop("architecture")
+    except (KeyError, TypeError):
+        row = {}
+    row |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report.write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
+    return row
+
+
 def objective(row: Mapping) -> float:
     """The validation metric a sweeper maximizes: accuracy, or R² for regression."""
     value = row.get("val_accuracy", row.get("val_r2", float("nan")))
