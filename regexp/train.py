@@ -171,8 +171,14 @@ def fit(
         val = evaluate(model, data, "val")
         metric = "accuracy" if data.task == "classification" else "r2"
         rows.append(
-            {"epoch": epoch, "train_loss": d_loss + pen, "data_loss": d_loss, "penalty": pen,
-             "val_loss": val["loss"], f"val_{metric}": val[metric]}
+            {
+                "epoch": epoch,
+                "train_loss": d_loss + pen,
+                "data_loss": d_loss,
+                "penalty": pen,
+                "val_loss": val["loss"],
+                f"val_{metric}": val[metric],
+            }
         )
         bar.advance(f"loss {d_loss + pen:.4f} val {val['loss']:.4f}")
         if not (math.isfinite(d_loss + pen) and math.isfinite(val["loss"])):
@@ -294,10 +300,29 @@ def objective(row: Mapping) -> float:
     return float(value) if row.get("status") == "ok" else float("nan")
 
 
-def run(cfg: Mapping, run_dir: Path) -> dict:
-    """Train and evaluate one configuration; write its outputs into ``run_dir``."""
+@dataclass
+class Setup:
+    """Everything :func:`fit` needs for one configuration, built by :func:`prepare`."""
+
+    data: Dataset
+    model: nn.Module
+    reg: Regularizer
+    mode: str
+    optimizer: torch.optim.Optimizer
+    patience: int | None
+    device: torch.device
+
+
+def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
+    """Validate ``cfg`` and build its data, seeded model, regularizer and optimizer.
+
+    ``data`` (already on the right device) skips loading when the caller has it. The model
+    is built right after ``torch.manual_seed(cfg["seed"])``, so the global RNG state on
+    return is the one that draws the run's dropout masks.
+    """
     lam = cfg["lambda"]
-    if isinstance(lam, bool) or not isinstance(lam, int | float) or not math.isfinite(lam) or lam < 0:
+    bad = isinstance(lam, bool) or not isinstance(lam, int | float)
+    if bad or not math.isfinite(lam) or lam < 0:
         raise ValueError(f"lambda must be a finite number >= 0, got {lam!r}")
     thr = cfg["threshold"]
     if isinstance(thr, bool) or not isinstance(thr, int | float) or not thr >= 0:
@@ -315,21 +340,44 @@ def run(cfg: Mapping, run_dir: Path) -> dict:
     torch.set_num_threads(tr.get("num_threads", 1))
 
     reg, mode = build_regularizer(cfg["regularizer"], lam)
-    data = load_dataset(**cfg["dataset"]).to(device)
-    torch.manual_seed(cfg["seed"])
+    if data is None:
+        data = load_dataset(**cfg["dataset"]).to(device)
     m = cfg["model"]
+    opt_cfg = cfg["optimizer"]
+    torch.manual_seed(cfg["seed"])
     model = mlp(
-        data.n_features, list(m["hidden"]), data.n_outputs, m["activation"], m["dropout"],
+        data.n_features,
+        list(m["hidden"]),
+        data.n_outputs,
+        m["activation"],
+        m["dropout"],
         m.get("init", "default"),
     ).to(device)
-    opt = make_optimizer(model, cfg["optimizer"], getattr(reg, "weight_decay", 0.0))
-    log.info("training %s with %r (%s mode)", "-".join(map(str, [data.n_features, *m["hidden"],
-             data.n_outputs])), reg, mode)
+    opt = make_optimizer(model, opt_cfg, getattr(reg, "weight_decay", 0.0))
+    return Setup(data, model, reg, mode, opt, patience, device)
+
+
+def run(cfg: Mapping, run_dir: Path) -> dict:
+    """Train and evaluate one configuration; write its outputs into ``run_dir``."""
+    s = prepare(cfg)
+    tr, m = cfg["trainer"], cfg["model"]
+    log.info(
+        "training %s with %r (%s mode)",
+        "-".join(map(str, [s.data.n_features, *m["hidden"], s.data.n_outputs])),
+        s.reg,
+        s.mode,
+    )
     progress = sys.stderr.isatty()
     result = fit(
-        model, data, reg, mode, opt, tr["epochs"], tr["batch_size"], cfg["seed"],
-        patience, progress,
+        s.model,
+        s.data,
+        s.reg,
+        s.mode,
+        s.optimizer,
+        tr["epochs"],
+        tr["batch_size"],
+        cfg["seed"],
+        s.patience,
+        progress,
     )
-    return finish(cfg, run_dir, model, data, result, progress=True)
-
-
+    return finish(cfg, run_dir, s.model, s.data, result, progress=True)
