@@ -88,7 +88,21 @@ def train_app(cfg: DictConfig) -> float:
     return objective(row)
 
 
+def _register_plugins() -> None:
+    """Register regexp's Hydra plugins (``hydra/launcher=batched``) with Hydra.
+
+    Hydra finds plugins by scanning the ``hydra_plugins`` namespace package, which an
+    editable install (``pip install -e``) hides from it; registering by hand always works.
+    """
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.regexp_launcher.batched_launcher import BatchedLauncher
+
+    Plugins.instance().register(BatchedLauncher)
+
+
 def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
+    _register_plugins()
     sys.argv = [prog, *argv]
     app()
 

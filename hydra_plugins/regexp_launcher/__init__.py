@@ -1,0 +1,1 @@
+"""Hydra plugins shipped with regexp: the ``batched`` launcher."""
