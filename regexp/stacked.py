@@ -52,21 +52,20 @@ class StackedMLP:
         return [*self.weights, *self.biases]
 
     def forward(self, x: Tensor, masks: Sequence[Tensor | None] = ()) -> Tensor:
-        """Outputs ``[N, B, n_out]`` of inputs ``x`` ``[N, B, in]`` (or ``[B, in]``, shared).
+        """Outputs ``[N, n_out, B]`` (class dim second) of inputs ``x`` ``[N, B, in]``.
 
-        Layer ``l`` computes ``h ← b[n] + h @ W[n]ᵀ`` per model (``torch.baddbmm``), then
-        the activation and, in training, ``h ← h · masks[l]`` (the dropout noise, already
-        divided by ``1 − p``; ``None``: no dropout in that layer).
+        ``x`` may also be ``[B, in]``, shared by all models. Hidden layer ``l`` computes
+        ``h ← act(b[n] + h @ W[n]ᵀ)`` per model (``torch.baddbmm``) and, in training,
+        ``h ← h · masks[l]`` (dropout noise already divided by ``1 − p``; ``None``: no
+        dropout). The output layer computes ``b[n] + W[n] @ hᵀ`` so that the class dim comes
+        second, the layout in which ``cross_entropy`` over the classes is fast.
         """
         h = x if x.dim() == 3 else x.expand(self.n, *x.shape)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-            if i < last:
-                h = self.act(h)
-                if i < len(masks) and masks[i] is not None:
-                    h = h * masks[i]
-        return h
+        for i, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1], strict=True)):
+            h = self.act(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
+            if i < len(masks) and masks[i] is not None:
+                h = h * masks[i]
+        return torch.baddbmm(self.biases[-1].unsqueeze(2), self.weights[-1], h.transpose(1, 2))
 
     def penalty(self, coefs: Sequence[dict]) -> Tensor:
         """Per-model penalty ``Σ_layers Σ_sets regularizers.penalty(W, **set)``, shape ``[N]``.
@@ -118,7 +117,10 @@ def coefficient_sets(coefs: Sequence[Coefficients], active: Sequence[bool]) -> l
     for p in sorted({c.p for c in coefs}):
         kw: dict = {"p": p}
         for term in TERMS:
-            vals = [getattr(c, term) if a and c.p == p else 0.0 for c, a in zip(coefs, active)]
+            vals = [
+                getattr(c, term) if a and c.p == p else 0.0
+                for c, a in zip(coefs, active, strict=True)
+            ]
             kw[term] = torch.tensor(vals, dtype=torch.float64) if any(vals) else 0.0
         if any(isinstance(kw[t], Tensor) for t in TERMS):
             sets.append(kw)
@@ -128,15 +130,14 @@ def coefficient_sets(coefs: Sequence[Coefficients], active: Sequence[bool]) -> l
 def per_model_loss(out: Tensor, y: Tensor, task: str) -> Tensor:
     """Mean cross-entropy or mean squared error of each model, shape ``[N]``.
 
-    ``out`` is ``[N, B, C]`` and ``y`` ``[N, B]`` (or ``[B]``, shared). Row ``n`` equals
-    ``regexp.train.data_loss(out[n], y[n], task)``.
+    ``out`` is ``[N, C, B]`` (as :meth:`StackedMLP.forward` returns it) and ``y`` ``[N, B]``
+    (or ``[B]``, shared). Row ``n`` equals ``regexp.train.data_loss(out[n].T, y[n], task)``.
     """
-    n, b = out.shape[:2]
+    n, _, b = out.shape
     y = y if y.dim() == 2 else y.expand(n, b)
     if task == "classification":
-        flat = F.cross_entropy(out.reshape(n * b, -1), y.reshape(-1), reduction="none")
-        return flat.view(n, b).mean(1)
-    return F.mse_loss(out.squeeze(-1), y, reduction="none").mean(1)
+        return F.cross_entropy(out, y, reduction="none").mean(1)
+    return F.mse_loss(out.squeeze(1), y, reduction="none").mean(1)
 
 
 @torch.no_grad()
@@ -149,9 +150,10 @@ def evaluate(stack: StackedMLP, x: Tensor, y: Tensor, task: str) -> dict[str, Te
     out = stack.forward(x)
     metrics = {"loss": per_model_loss(out, y, task)}
     if task == "classification":
-        metrics["accuracy"] = (out.argmax(-1) == y).double().mean(1)
+        pred = out.transpose(1, 2).contiguous().argmax(-1)  # argmax over a contiguous dim: fast
+        metrics["accuracy"] = (pred == y).double().mean(1)
     else:
-        pred, true = out.squeeze(-1).double(), y.double()
+        pred, true = out.squeeze(1).double(), y.double()
         sse = ((pred - true) ** 2).sum(1)
         sst = ((true - true.mean()) ** 2).sum()
         metrics["r2"] = 1 - sse / sst if sst > 0 else torch.full_like(sse, float("nan"))

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
+from torch.optim.adam import adam as adam_step
 
 NAMES = ("adam", "adamw", "sgd")
 
@@ -38,7 +39,9 @@ class StackedOptimizer:
       then ``b ← μ·b + g``, ``g ← b``; then ``w ← w − lr·g``.
     - Adam: ``g ← g + wd·w``; AdamW instead ``w ← w·(1 − lr·wd)`` first. Then
       ``m ← m + (1−β₁)(g − m)``, ``v ← β₂·v + (1−β₂)·g²``,
-      ``w ← w − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε)``.
+      ``w ← w − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε)``: torch's own fused kernel
+      (``torch.optim.adam.adam(fused=True)``), called once per run of consecutive models
+      that share ``(lr, wd)``, on views of the stacked tensors.
     """
 
     def __init__(
@@ -66,12 +69,38 @@ class StackedOptimizer:
         else:
             self.beta1, self.beta2 = (float(b) for b in cfg["betas"])
             self.eps = float(cfg["eps"])
-            self.m = [torch.zeros_like(p) for p in self.params]
-            self.v = [torch.zeros_like(p) for p in self.params]
+            self._adam_runs()
+
+    def _adam_runs(self) -> None:
+        """Views of params, grads and moments over runs of models with equal ``(lr, wd)``.
+
+        Grads are allocated once and zeroed in place (autograd accumulates into them), so
+        these views stay valid; each run is one call of torch's fused Adam.
+        """
+        for p in self.params:
+            p.grad = torch.zeros_like(p)
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        lr, wd = self.lr.tolist(), self.wd.tolist()
+        self.runs: dict[tuple[float, float], list[list[Tensor]]] = {}
+        for i, p in enumerate(self.params):
+            start = 0
+            for end in range(1, len(lr) + 1):
+                if end < len(lr) and (lr[end], wd[end]) == (lr[start], wd[start]):
+                    continue
+                key = (lr[start], wd[start] if self.decay[i] else 0.0)
+                lists = self.runs.setdefault(key, [[], [], [], [], []])
+                for lst, t in zip(lists, (p, p.grad, self.m[i], self.v[i]), strict=False):
+                    lst.append(t[start:end])
+                lists[4].append(torch.zeros((), dtype=torch.float32, device=p.device))
+                start = end
 
     def zero_grad(self) -> None:
         for p in self.params:
-            p.grad = None
+            if self.name == "sgd":
+                p.grad = None
+            else:
+                p.grad.zero_()
 
     @staticmethod
     def _per_model(values: Tensor, p: Tensor) -> Tensor:
@@ -100,17 +129,21 @@ class StackedOptimizer:
             p.addcmul_(g, self._per_model(-self.lr, p))
 
     def _adam(self) -> None:
-        b1, b2, t = self.beta1, self.beta2, self.t
-        step_size = self.lr / (1 - b1**t)
-        bc2_sqrt = (1 - b2**t) ** 0.5
-        for p, m, v, decays in zip(self.params, self.m, self.v, self.decay, strict=True):
-            g = p.grad
-            if decays and self.use_wd:
-                if self.name == "adamw":
-                    p.mul_(self._per_model(1 - self.lr * self.wd, p))
-                else:
-                    g = torch.addcmul(g, p, self._per_model(self.wd, p))
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            p.addcdiv_(m * self._per_model(-step_size, p), denom)
+        for (lr, wd), (ps, gs, ms, vs, steps) in self.runs.items():
+            adam_step(
+                ps,
+                gs,
+                ms,
+                vs,
+                [],
+                steps,
+                fused=True,
+                decoupled_weight_decay=self.name == "adamw",
+                amsgrad=False,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                lr=lr,
+                weight_decay=wd,
+                eps=self.eps,
+                maximize=False,
+            )
