@@ -23,7 +23,13 @@ from torch import Tensor, nn
 from regexp import report
 from regexp.data import Dataset
 from regexp.regularizers import Regularizer
-from regexp.stacked import StackedMLP, coefficient_sets, evaluate, per_model_loss
+from regexp.stacked import (
+    StackedMLP,
+    coefficient_sets,
+    copy_where_,
+    evaluate,
+    per_model_loss,
+)
 from regexp.stacked_optim import StackedOptimizer
 from regexp.train import FitResult, Setup
 
@@ -225,24 +231,19 @@ def fit_stacked(
                     )
                     stopped[k] = True
         if best is not None:  # keep the weights of models whose val loss just improved
-            improved = (best_epoch == epoch) & active
-            with torch.no_grad():
-                for b, p in zip(best, stack.parameters, strict=True):
-                    b.copy_(torch.where(improved.view(-1, *([1] * (p.dim() - 1))), p, b))
+            copy_where_(best, stack.parameters, (best_epoch == epoch) & active)
         if stopped.any():
-            with torch.no_grad():
-                for f, p in zip(final, stack.parameters, strict=True):
-                    f.copy_(torch.where(stopped.view(-1, *([1] * (p.dim() - 1))), p, f))
+            copy_where_(final, stack.parameters, stopped)
             active &= ~stopped
         bar.advance(f"{int(active.sum())}/{n_models} models training")
         if not active.any():
             break
     bar.close()
     seconds = (time.perf_counter() - start) / n_models
-    stack.restore_(final, ~active)
+    copy_where_(stack.parameters, final, ~active)
     if best is not None:
         ok = torch.tensor([s == "ok" for s in status]) & (best_epoch > 0)
-        stack.restore_(best, ok)
+        copy_where_(stack.parameters, best, ok)
     results = []
     for k, m in enumerate(members):
         stack.copy_to(k, m.model)

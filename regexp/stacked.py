@@ -98,12 +98,12 @@ class StackedMLP:
     def snapshot(self) -> list[Tensor]:
         return [p.detach().clone() for p in self.parameters]
 
-    @torch.no_grad()
-    def restore_(self, saved: Sequence[Tensor], which: Tensor) -> None:
-        """Models where ``which`` [N] is true take their parameters from ``saved``."""
-        for p, s in zip(self.parameters, saved, strict=True):
-            keep = which.view(-1, *([1] * (p.dim() - 1)))
-            p.copy_(torch.where(keep, s, p))
+
+@torch.no_grad()
+def copy_where_(dst: Sequence[Tensor], src: Sequence[Tensor], which: Tensor) -> None:
+    """``dst[k][n] ← src[k][n]`` for every model ``n`` where ``which`` ``[N]`` is true."""
+    for d, s in zip(dst, src, strict=True):
+        d.copy_(torch.where(which.to(d.device).view(-1, *([1] * (d.dim() - 1))), s, d))
 
 
 def coefficient_sets(coefs: Sequence[Coefficients], active: Sequence[bool]) -> list[dict]:

@@ -9,8 +9,6 @@ outputs that ``hydra/launcher=basic`` gives it. The others run one by one, as wi
 with a log line saying why.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os

@@ -1,0 +1,211 @@
+"""The stacked engine and ``hydra/launcher=batched`` against sequential reference runs.
+
+Every reference is the ordinary sequential path (``regexp.train.prepare`` + ``fit``, or
+``regexp train -m`` with Hydra's basic launcher), run here independently of the stack.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from regexp import batched, train
+from regexp.stacked import StackedMLP
+
+SMALL = ["model.hidden=[16,8]", "trainer.batch_size=64"]
+REGS = ["none", "l1", "l2", "elastic_net", "group_lasso", "sgl", "norm"]
+
+
+def configs(jobs: list[list[str]]) -> list[dict]:
+    with initialize_config_module("regexp.conf", version_base="1.3"):
+        return [OmegaConf.to_container(compose("config", o), resolve=True) for o in jobs]
+
+
+def every_regularizer(base: list[str]) -> list[list[str]]:
+    """Every regularizer in both modes, weight decay, dropout, and three learning rates."""
+    jobs = [
+        [*base, f"regularizer={r}", f"regularizer.mode={m}", f"lambda={3e-3 * (1 + i)}"]
+        for i, r in enumerate(REGS)
+        for m in ("penalty", "proximal")
+    ]
+    jobs.append([*base, "regularizer=weight_decay", "lambda=1e-2"])
+    jobs.append([*base, "regularizer=l1", "model.dropout=0.3", "optimizer.lr=3e-3"])
+    jobs.append([*base, "regularizer=sgl", "regularizer.mode=proximal", "model.dropout=0.2"])
+    jobs.append([*base, "regularizer=norm", "regularizer.p=1", "regularizer.mode=proximal"])
+    return [[*j, f"seed={k}", f"optimizer.lr={1e-3 * (1 + k % 3)}"] for k, j in enumerate(jobs)]
+
+
+def sequential(cfg: dict) -> tuple[torch.nn.Module, train.FitResult]:
+    s = train.prepare(cfg)
+    tr = cfg["trainer"]
+    result = train.fit(
+        s.model,
+        s.data,
+        s.reg,
+        s.mode,
+        s.optimizer,
+        tr["epochs"],
+        tr["batch_size"],
+        cfg["seed"],
+        s.patience,
+        progress=False,
+    )
+    return s.model, result
+
+
+def stacked(cfgs: list[dict]) -> tuple[list[batched.Member], list[train.FitResult]]:
+    members, data = [], None
+    for cfg in cfgs:
+        s = train.prepare(cfg, data)
+        data = s.data
+        members.append(batched.Member.from_setup(cfg, s, torch.get_rng_state()))
+    tr = cfgs[0]["trainer"]
+    results = batched.fit_stacked(
+        members,
+        data,
+        cfgs[0]["model"]["activation"],
+        cfgs[0]["optimizer"],
+        tr["epochs"],
+        tr["batch_size"],
+        tr["early_stopping_patience"],
+        progress=False,
+    )
+    return members, results
+
+
+def test_initial_weights_are_those_of_the_sequential_runs():
+    cfgs = configs([["model.init=glorot_normal", f"seed={s}"] for s in (0, 1, 7)])
+    members, data = [], None
+    for cfg in cfgs:
+        s = train.prepare(cfg, data)
+        data = s.data
+        members.append(s.model)
+    stack = StackedMLP(members, "relu")
+    for n, cfg in enumerate(cfgs):
+        torch.manual_seed(cfg["seed"])  # the sequential recipe, built afresh
+        ref = train.prepare(cfg).model
+        linears = [m for m in ref if isinstance(m, torch.nn.Linear)]
+        for lin, w, b in zip(linears, stack.weights, stack.biases, strict=True):
+            assert torch.equal(w[n], lin.weight) and torch.equal(b[n], lin.bias)
+    assert not torch.equal(stack.weights[0][0], stack.weights[0][1])
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        ["dataset=digits", "optimizer=adam"],
+        ["dataset=digits", "optimizer=sgd", "optimizer.momentum=0.9"],
+        ["dataset=diabetes", "optimizer=adamw"],
+    ],
+    ids=["digits-adam", "digits-sgd-momentum", "diabetes-adamw"],
+)
+def test_one_epoch_matches_sequential_fit_for_every_regularizer(base):
+    cfgs = configs(every_regularizer([*base, *SMALL, "trainer.epochs=1"]))
+    members, results = stacked(cfgs)
+    for cfg, member, result in zip(cfgs, members, results, strict=True):
+        model, ref = sequential(cfg)
+        for p, q in zip(model.parameters(), member.model.parameters(), strict=True):
+            torch.testing.assert_close(q, p, atol=1e-5, rtol=0)
+        cols = [c for c in ref.history.columns if c != "epoch"]
+        torch.testing.assert_close(
+            torch.tensor(result.history[cols].to_numpy()),
+            torch.tensor(ref.history[cols].to_numpy()),
+            atol=1e-5,
+            rtol=1e-5,
+        )
+        assert result.status == ref.status == "ok"
+
+
+def test_divergence_and_early_stopping_are_per_model():
+    sgd = ["optimizer=sgd", "optimizer.lr=0.05", "regularizer=l2", *SMALL, "trainer.epochs=4"]
+    adam = ["regularizer=l2", "lambda=1e-4", *SMALL, "trainer.epochs=12"]
+    adam.append("trainer.early_stopping_patience=2")  # a stack-wide setting
+    stacks = [
+        configs(
+            [
+                [*sgd, "lambda=1e3", "seed=0"],  # w ← (1 − 2·λ·lr)·w − …, |1 − 100| > 1
+                [*sgd, "seed=1"],
+            ]
+        ),
+        configs(
+            [
+                [*adam, f"optimizer.lr={lr}", f"seed={s}"]
+                for lr, s in [(1e-2, 0), (1e-2, 2), (3e-3, 1)]
+            ]
+        ),
+    ]
+    runs = []
+    for cfgs in stacks:
+        members, results = stacked(cfgs)
+        for cfg, member, result in zip(cfgs, members, results, strict=True):
+            model, ref = sequential(cfg)
+            runs.append((ref.status, len(ref.history)))
+            assert (result.status, len(result.history)) == runs[-1]
+            assert result.notes == ref.notes
+            if ref.status == "diverged":  # its weights are inf/nan by then
+                continue
+            for p, q in zip(model.parameters(), member.model.parameters(), strict=True):
+                torch.testing.assert_close(q, p, atol=1e-5, rtol=0)
+    statuses = [status for status, _ in runs]
+    assert statuses == ["diverged", "ok", "ok", "ok", "ok"]
+    epochs = [n for _, n in runs[2:]]
+    assert epochs[0] < 12 and epochs[1] < 12 and epochs[0] != epochs[1] and epochs[2] == 12
+
+
+def regexp_train(*args: str, cwd: Path) -> str:
+    """Run ``regexp train -m ARGS``; return its log (stdout and stderr)."""
+    env = {**os.environ, "REGEXP_DEBUG": ""}
+    cmd = [sys.executable, "-m", "regexp.cli", "train", "-m", *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout + proc.stderr
+
+
+def metrics(sweep: Path) -> pd.DataFrame:
+    rows = [pd.read_csv(d / "metrics.csv") for d in sorted(sweep.iterdir()) if d.is_dir()]
+    return pd.concat(rows, ignore_index=True).drop(columns="train_seconds", errors="ignore")
+
+
+def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
+    sweep = [
+        "regularizer=l1,sgl",
+        "lambda=1e-3,-1,1e-2",
+        "seed=0",
+        "trainer.epochs=15",
+        "model.hidden=[16,8]",
+    ]
+    regexp_train(*sweep, f"hydra.sweep.dir={tmp_path / 'seq'}", cwd=tmp_path)
+    out = regexp_train(
+        "hydra/launcher=batched", *sweep, f"hydra.sweep.dir={tmp_path / 'bat'}", cwd=tmp_path
+    )
+    assert "as one stacked model of 4" in out
+    assert "job #1 runs alone: its config is invalid" in out
+    seq, bat = metrics(tmp_path / "seq"), metrics(tmp_path / "bat")
+    assert list(seq.columns) == list(bat.columns) and len(bat) == 6
+    ok = seq["status"] == "ok"
+    assert (bat["status"] == seq["status"]).all() and ok.sum() == 4
+    failed = seq.loc[~ok].drop(columns=[c for c in seq if seq[c].isna().all()])
+    pd.testing.assert_frame_equal(bat.loc[~ok, failed.columns], failed)
+    assert (bat.loc[ok, "test_accuracy"] - seq.loc[ok, "test_accuracy"]).abs().max() <= 0.01
+    files = {p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").rglob("*")}
+    assert files == {p.relative_to(tmp_path / "bat") for p in (tmp_path / "bat").rglob("*")}
+    assert {"model.pt", "history.csv", "sparsity.csv", "features.png"} <= {
+        p.name for p in (tmp_path / "bat" / "0").iterdir()
+    }
+
+    again = tmp_path / "again"
+    regexp_train("hydra/launcher=batched", *sweep, f"hydra.sweep.dir={again}", cwd=tmp_path)
+    pd.testing.assert_frame_equal(metrics(again), bat)  # deterministic
+    out = regexp_train(
+        "hydra/launcher=batched", *sweep, "resume=true", f"hydra.sweep.dir={again}", cwd=tmp_path
+    )
+    assert out.count("is complete, skipping") == 4
+    assert "stacked model" not in out
