@@ -25,5 +25,9 @@ lint: install
 	$(BIN)/ruff check regexp tests
 	$(BIN)/ruff format --check regexp tests
 
+# Not a test: times sequential against stacked training and writes BENCHMARKS.md (~10 min).
+bench: install
+	$(BIN)/python benchmarks/bench.py
+
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ respect to model ``n``'s weights is model ``n``'s own gradient.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -54,37 +55,56 @@ class StackedMLP:
     def forward(self, x: Tensor, masks: Sequence[Tensor | None] = ()) -> Tensor:
         """Outputs ``[N, n_out, B]`` (class dim second) of inputs ``x`` ``[N, B, in]``.
 
-        ``x`` may also be ``[B, in]``, shared by all models. Hidden layer ``l`` computes
-        ``h ← act(b[n] + h @ W[n]ᵀ)`` per model (``torch.baddbmm``) and, in training,
-        ``h ← h · masks[l]`` (dropout noise already divided by ``1 − p``; ``None``: no
-        dropout). The output layer computes ``b[n] + W[n] @ hᵀ`` so that the class dim comes
-        second, the layout in which ``cross_entropy`` over the classes is fast.
+        ``x`` may also be ``[B, in]``, shared by all models. Activations are kept
+        transposed, ``[N, units, B]``: layer ``l`` computes ``hᵀ ← act(W[n] @ hᵀ + b[n])``
+        per model (``torch.baddbmm``; this layout is the fastest for small batches) and, in
+        training, ``hᵀ ← hᵀ · masks[l]`` with ``masks[l]`` ``[N, units, B]``, the dropout
+        noise already divided by ``1 − p`` (``None``: no dropout in that layer). The last
+        layer has no activation.
         """
-        h = x if x.dim() == 3 else x.expand(self.n, *x.shape)
-        for i, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1], strict=True)):
-            h = self.act(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
-            if i < len(masks) and masks[i] is not None:
-                h = h * masks[i]
-        return torch.baddbmm(self.biases[-1].unsqueeze(2), self.weights[-1], h.transpose(1, 2))
+        h = x.transpose(-1, -2)
+        if h.dim() == 2:
+            h = h.expand(self.n, *h.shape)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b.unsqueeze(2), w, h)
+            if i < last:
+                h = self.act(h)
+                if i < len(masks) and masks[i] is not None:
+                    h = h * masks[i]
+        return h
 
-    def penalty(self, coefs: Sequence[dict]) -> Tensor:
-        """Per-model penalty ``Σ_layers Σ_sets regularizers.penalty(W, **set)``, shape ``[N]``.
+    def penalty(self, terms: Sequence[Term], grad: bool = False) -> Tensor:
+        """Per-model penalty ``Σ_layers Σ_terms regularizers.penalty(W[a:b], **term)``, ``[N]``.
 
-        ``coefs`` is a list of keyword sets for :func:`regexp.regularizers.penalty` with
-        per-model coefficient tensors (one set per distinct ``p`` of the norm penalty).
+        With ``grad``, also adds its gradient to the weights' ``.grad`` (which must exist):
+        each term is differentiated on its slice of models only, so no work is spent on
+        models whose coefficient is zero.
         """
         total = self.weights[0].new_zeros(self.n)
+        pieces, leaves = [], []
         for w in self.weights:
-            for kw in coefs:
-                total = total + regularizers.penalty(w, **kw)
+            for t in terms:
+                ws = w.detach()[t.start : t.end]
+                if grad:
+                    ws = ws.requires_grad_()
+                    leaves.append((w, t, ws))
+                pen = regularizers.penalty(ws, **t.kwargs)
+                pieces.append(pen)
+                total[t.start : t.end] += pen.detach()
+        if grad and leaves:
+            grads = torch.autograd.grad(sum(p.sum() for p in pieces), [x for _, _, x in leaves])
+            with torch.no_grad():
+                for (w, t, _), g in zip(leaves, grads, strict=True):
+                    w.grad[t.start : t.end] += g
         return total
 
     @torch.no_grad()
-    def prox_(self, lr: Tensor, coefs: Sequence[dict]) -> None:
+    def prox_(self, lr: Tensor, terms: Sequence[Term]) -> None:
         """In place ``W ← prox_{lr·penalty}(W)`` per model, via :func:`regularizers.prox_`."""
         for w in self.weights:
-            for kw in coefs:
-                regularizers.prox_(w, lr, **kw)
+            for t in terms:
+                regularizers.prox_(w[t.start : t.end], lr[t.start : t.end], **t.kwargs)
 
     @torch.no_grad()
     def copy_to(self, n: int, model: nn.Sequential) -> None:
@@ -106,25 +126,56 @@ def copy_where_(dst: Sequence[Tensor], src: Sequence[Tensor], which: Tensor) -> 
         d.copy_(torch.where(which.to(d.device).view(-1, *([1] * (d.dim() - 1))), s, d))
 
 
-def coefficient_sets(coefs: Sequence[Coefficients], active: Sequence[bool]) -> list[dict]:
-    """Keyword sets for :func:`regularizers.penalty` / ``prox_`` with per-model tensors.
+# Prox order of regularizers.prox_ (l1 → group → norm → l2): applying one term per call in
+# this order composes to the same operator as one call with all terms.
+TERM_ORDER = ("l1", "group", "norm", "l2")
+# Stack order that makes the models carrying each term contiguous (see `stack_order`).
+SIGNATURES = (("l2",), ("l1", "l2"), ("l1",), ("group", "l1"), ("group",))
 
-    Model ``n`` gets its own coefficients where ``active[n]``, else zeros. Models are split
-    by the norm's ``p`` (a scalar of those functions); a term that is zero for every model
-    is passed as python ``0.0`` so that it is skipped. An all-zero stack gives ``[]``.
+
+@dataclass(frozen=True)
+class Term:
+    """One penalty term over the models ``start:end`` of a stack, with their coefficients."""
+
+    start: int
+    end: int
+    kwargs: dict  # for regularizers.penalty / prox_: {term: Tensor [end − start], "p": p}
+
+
+def stack_order(coefs: Sequence[Coefficients]) -> list[int]:
+    """A permutation of the models under which the models of each term are contiguous.
+
+    l2 | elastic net | l1 | sgl | group lasso | norm (by p) | none: each term then covers
+    one run of models, so :func:`terms` slices instead of computing zeros for the rest.
     """
-    sets = []
-    for p in sorted({c.p for c in coefs}):
-        kw: dict = {"p": p}
-        for term in TERMS:
+
+    def rank(c: Coefficients) -> tuple:
+        sig = tuple(sorted(t for t in TERMS if getattr(c, t) != 0))
+        known = SIGNATURES.index(sig) if sig in SIGNATURES else len(SIGNATURES)
+        return (known, c.p if c.norm else 0.0, sig)
+
+    return sorted(range(len(coefs)), key=lambda n: rank(coefs[n]))
+
+
+def terms(coefs: Sequence[Coefficients], active: Sequence[bool]) -> list[Term]:
+    """Per term (in prox order) and norm ``p``: the models that carry it, as one range.
+
+    Model ``n`` contributes its coefficient where ``active[n]``; the range spans the first
+    to the last such model (models inside it without the term get a zero coefficient).
+    """
+    out = []
+    for term in TERM_ORDER:
+        for p in sorted({c.p for c in coefs}) if term == "norm" else [2.0]:
             vals = [
-                getattr(c, term) if a and c.p == p else 0.0
+                getattr(c, term) if a and (term != "norm" or c.p == p) else 0.0
                 for c, a in zip(coefs, active, strict=True)
             ]
-            kw[term] = torch.tensor(vals, dtype=torch.float64) if any(vals) else 0.0
-        if any(isinstance(kw[t], Tensor) for t in TERMS):
-            sets.append(kw)
-    return sets
+            nz = [n for n, v in enumerate(vals) if v != 0]
+            if nz:
+                a, b = nz[0], nz[-1] + 1
+                kw = {term: torch.tensor(vals[a:b], dtype=torch.float64), "p": p}
+                out.append(Term(a, b, kw))
+    return out
 
 
 def per_model_loss(out: Tensor, y: Tensor, task: str) -> Tensor:

@@ -72,35 +72,28 @@ class StackedOptimizer:
             self._adam_runs()
 
     def _adam_runs(self) -> None:
-        """Views of params, grads and moments over runs of models with equal ``(lr, wd)``.
+        """Runs ``(lr, wd, start, end)`` of consecutive models sharing ``(lr, wd)``, per param.
 
-        Grads are allocated once and zeroed in place (autograd accumulates into them), so
-        these views stay valid; each run is one call of torch's fused Adam.
+        Each run is one call of torch's fused Adam on ``[start:end]`` views (usually one run
+        covers the whole stack).
         """
-        for p in self.params:
-            p.grad = torch.zeros_like(p)
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         lr, wd = self.lr.tolist(), self.wd.tolist()
-        self.runs: dict[tuple[float, float], list[list[Tensor]]] = {}
+        self.runs: dict[tuple[float, float], list[tuple[int, int, int, Tensor]]] = {}
         for i, p in enumerate(self.params):
             start = 0
             for end in range(1, len(lr) + 1):
                 if end < len(lr) and (lr[end], wd[end]) == (lr[start], wd[start]):
                     continue
                 key = (lr[start], wd[start] if self.decay[i] else 0.0)
-                lists = self.runs.setdefault(key, [[], [], [], [], []])
-                for lst, t in zip(lists, (p, p.grad, self.m[i], self.v[i]), strict=False):
-                    lst.append(t[start:end])
-                lists[4].append(torch.zeros((), dtype=torch.float32, device=p.device))
+                step = torch.zeros((), dtype=torch.float32, device=p.device)
+                self.runs.setdefault(key, []).append((i, start, end, step))
                 start = end
 
     def zero_grad(self) -> None:
         for p in self.params:
-            if self.name == "sgd":
-                p.grad = None
-            else:
-                p.grad.zero_()
+            p.grad = None  # autograd then hands over its gradient tensor without a copy
 
     @staticmethod
     def _per_model(values: Tensor, p: Tensor) -> Tensor:
@@ -129,14 +122,22 @@ class StackedOptimizer:
             p.addcmul_(g, self._per_model(-self.lr, p))
 
     def _adam(self) -> None:
-        for (lr, wd), (ps, gs, ms, vs, steps) in self.runs.items():
+        for (lr, wd), runs in self.runs.items():
+            ps, gs, ms, vs = [], [], [], []
+            for i, start, end, _ in runs:
+                for lst, t in zip(
+                    (ps, gs, ms, vs),
+                    (self.params[i], self.params[i].grad, self.m[i], self.v[i]),
+                    strict=True,
+                ):
+                    lst.append(t if end - start == len(t) else t[start:end])
             adam_step(
                 ps,
                 gs,
                 ms,
                 vs,
                 [],
-                steps,
+                [r[3] for r in runs],
                 fused=True,
                 decoupled_weight_decay=self.name == "adamw",
                 amsgrad=False,
