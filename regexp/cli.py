@@ -28,10 +28,14 @@ Experiments on how regularization shapes neural networks.
 commands:
   train     train and evaluate one configuration, or a sweep with -m (Hydra overrides;
             `regexp train --help` lists the config groups)
+  compare   summarize and plot sweeps, run directories or results CSVs together
+            (`regexp compare --help`)
 
 examples:
   regexp train regularizer=sgl lambda=1e-3
   regexp train -m regularizer=l1,l2,group_lasso,sgl lambda=1e-4,1e-3,1e-2 seed=0,1,2
+  regexp train -m experiment=digits_sweep
+  regexp compare outputs/multirun/2024-05-01/12-00-00 outputs/multirun/2024-05-02/09-30-00
 
 Set REGEXP_DEBUG=1 to see full tracebacks.
 """
@@ -56,14 +60,18 @@ def _remove_if_empty(run_dir: Path) -> None:
 
 
 @hydra.main(config_path="pkg://regexp.conf", config_name="config", version_base="1.3")
-def train_app(cfg: DictConfig) -> float:
-    """Hydra task: one run. Returns the validation metric for sweepers to maximize.
+def train_app(cfg: DictConfig) -> float | list[float] | None:
+    """Hydra task: one run. Returns its ``objectives`` for the sweeper.
+
+    See :func:`regexp.sweep.objective_values`: one float (by default the validation
+    metric), a list for a multi-objective search, ``None`` for a job that is not ``ok``.
 
     In a sweep (``-m``) a failing job writes a ``metrics.csv`` row with
     ``status=failed`` and the error, and the sweep goes on. With ``resume=true`` a job
     whose ``metrics.csv`` records a finished run (ok or diverged) is skipped.
     """
-    from regexp.train import failed_row, objective, read_metrics, run
+    from regexp.sweep import objective_values, validate_objectives
+    from regexp.train import failed_row, read_metrics, run
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -71,8 +79,9 @@ def train_app(cfg: DictConfig) -> float:
     row = read_metrics(run_dir) if config.get("resume") else None
     if row is not None and row.get("status") in ("ok", "diverged"):
         log.info("resume: %s is complete, skipping", run_dir)
-        return objective(row)
+        return objective_values(row, config["objectives"])
     try:
+        objectives = validate_objectives(config["objectives"])
         row = run(config, run_dir)
     except Exception as err:
         if _debug():
@@ -80,12 +89,78 @@ def train_app(cfg: DictConfig) -> float:
         if hc.mode == RunMode.MULTIRUN:
             log.error("job %s failed: %s: %s", hc.job.num, type(err).__name__, err)
             failed_row(config, run_dir, err)
-            return float("nan")
+            return None
         _remove_if_empty(run_dir)
         if isinstance(err, ValueError):
             fail(str(err))
         raise
-    return objective(row)
+    return objective_values(row, objectives)
+
+
+COMPARE_EPILOG = """examples:
+  regexp compare outputs/multirun/2024-05-01/12-00-00
+  regexp compare sweep_a sweep_b/results.csv outputs/runs/2024-05-01/10-00-00_digits_sgl
+  regexp compare sweep_a sweep_b --by source,regularizer --metric val_accuracy --out cmp
+"""
+
+
+def compare_main(argv: list[str]) -> None:
+    """``regexp compare``: summary table, ``comparison.csv`` and plots of several results."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="regexp compare",
+        description="Summarize sweeps, run directories and results CSVs together: mean and "
+        "std over seeds per group (failed and diverged jobs counted in n, left out of the "
+        "means), printed as a table and written as comparison.csv, with the plots against "
+        "λ and the Pareto front.",
+        epilog=COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="sweep directory, run directory, results.csv or metrics.csv",
+    )
+    parser.add_argument(
+        "--by",
+        type=lambda s: [c for c in s.split(",") if c],
+        default=None,
+        metavar="COLS",
+        help="comma-separated columns to group on, e.g. source,regularizer,lambda "
+        "(default: dataset,regularizer,mode,lambda and every other config "
+        "column that varies; `source` is the PATH a row came from)",
+    )
+    parser.add_argument(
+        "--metric",
+        default=None,
+        metavar="COL",
+        help="column to sort on, best first (default: test_accuracy, or test_r2 "
+        "when no job reports accuracy)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where to write comparison.csv and the plots (default: outputs/compare/<date>_<time>)",
+    )
+    args = parser.parse_args(argv)
+    from datetime import datetime
+
+    from regexp.report import print_comparison
+    from regexp.sweep import compare
+
+    out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    try:
+        summary, by, metric = compare(args.paths, args.by, args.metric, out)
+    except ValueError as err:
+        if _debug():
+            raise
+        fail(str(err))
+    print_comparison(summary, by, metric)
+    print(f"comparison.csv and plots written to {out}")
 
 
 def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
@@ -102,9 +177,11 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command == "train":
         _hydra(train_app, "regexp train", rest)
+    elif command == "compare":
+        compare_main(rest)
     else:
         print(USAGE, end="", file=sys.stderr)
-        fail(f"unknown command '{command}'; choose one of: train")
+        fail(f"unknown command '{command}'; choose one of: train, compare")
 
 
 if __name__ == "__main__":
