@@ -93,9 +93,11 @@ def summarize(results: pd.DataFrame, by: Sequence[str] | None = None) -> pd.Data
         .groupby(by, dropna=False, sort=True)[["n", "n_ok"]]
         .sum()
     )
-    stats = frame[ok].groupby(by, dropna=False, sort=True)[metrics].agg(["mean", "std"])
-    stats.columns = [f"{m}_{s}" for m, s in stats.columns]
-    summary = counts.join(stats, how="left").reset_index()
+    if metrics:  # none when every job failed before training
+        stats = frame[ok].groupby(by, dropna=False, sort=True)[metrics].agg(["mean", "std"])
+        stats.columns = [f"{m}_{s}" for m, s in stats.columns]
+        counts = counts.join(stats, how="left")
+    summary = counts.reset_index()
     return summary
 
 

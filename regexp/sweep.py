@@ -73,7 +73,10 @@ def _missing_row(run_dir: Path) -> dict:
 def order_columns(results: pd.DataFrame) -> pd.DataFrame:
     """``job`` (and ``source``) first, then config columns, ``status``, ``error``, outcomes."""
     labels = [c for c in ("source", "job") if c in results.columns]
-    rest = [c for c in results.columns if c not in labels]
+    rest = [c for c in results.columns if c not in (*labels, "error")]
+    if "error" in results.columns:
+        at = rest.index("status") + 1 if "status" in rest else len(rest)
+        rest.insert(at, "error")
     return results[labels + rest]
 
 
@@ -137,7 +140,7 @@ def write_plots(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """
     summary = aggregate.summarize(results)
     series = [c for c in aggregate.group_columns(results) if c not in ("dataset", "lambda")]
-    metrics = task_metrics(results)
+    metrics = {d: m for d, m in task_metrics(results).items() if f"{m}_mean" in summary.columns}
     written = []
     for metric in sorted(set(metrics.values())):
         path = out_dir / f"{metric.removeprefix('test_')}_vs_lambda.png"
