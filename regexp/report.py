@@ -148,7 +148,11 @@ def print_summary(row: Mapping, layers: pd.DataFrame) -> None:
 
 
 def _series(summary: pd.DataFrame, series: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
-    """``(label, rows sorted by lambda)`` per distinct value of the ``series`` columns."""
+    """``(label, rows sorted by lambda)`` per distinct value of the ``series`` columns.
+
+    Labels name the regularizer and the other series columns that vary in ``summary``.
+    """
+    series = [c for c in series if c == "regularizer" or summary[c].nunique(dropna=False) > 1]
     if not series:
         return [("", summary.sort_values("lambda"))]
     out = []
