@@ -24,6 +24,13 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def remove_temporaries(folder: Path, names: Sequence[str]) -> None:
+    """Delete the temporary files of ``names`` that a killed writer left in ``folder``."""
+    for name in names:
+        for path in folder.glob(f".{name}.*.tmp"):
+            path.unlink(missing_ok=True)
+
+
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
     """Write ``frame`` to ``path`` atomically: a temporary file, then a rename.
 
