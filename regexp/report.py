@@ -11,13 +11,18 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: E402
-from rich.progress import TimeElapsedColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
 
 
 def _tmp(path: Path) -> Path:
@@ -102,8 +107,13 @@ class _Bar:
         self._progress = None
         if enabled:
             self._progress = Progress(
-                TextColumn("epoch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.description}"), transient=True, console=Console(stderr=True),
+                TextColumn("epoch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                transient=True,
+                console=Console(stderr=True),
             )
             self._progress.start()
             self._task = self._progress.add_task("", total=total)

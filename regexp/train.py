@@ -171,8 +171,14 @@ def fit(
         val = evaluate(model, data, "val")
         metric = "accuracy" if data.task == "classification" else "r2"
         rows.append(
-            {"epoch": epoch, "train_loss": d_loss + pen, "data_loss": d_loss, "penalty": pen,
-             "val_loss": val["loss"], f"val_{metric}": val[metric]}
+            {
+                "epoch": epoch,
+                "train_loss": d_loss + pen,
+                "data_loss": d_loss,
+                "penalty": pen,
+                "val_loss": val["loss"],
+                f"val_{metric}": val[metric],
+            }
         )
         bar.advance(f"loss {d_loss + pen:.4f} val {val['loss']:.4f}")
         if not (math.isfinite(d_loss + pen) and math.isfinite(val["loss"])):
@@ -297,7 +303,12 @@ def objective(row: Mapping) -> float:
 def run(cfg: Mapping, run_dir: Path) -> dict:
     """Train and evaluate one configuration; write its outputs into ``run_dir``."""
     lam = cfg["lambda"]
-    if isinstance(lam, bool) or not isinstance(lam, int | float) or not math.isfinite(lam) or lam < 0:
+    if (
+        isinstance(lam, bool)
+        or not isinstance(lam, int | float)
+        or not math.isfinite(lam)
+        or lam < 0
+    ):
         raise ValueError(f"lambda must be a finite number >= 0, got {lam!r}")
     thr = cfg["threshold"]
     if isinstance(thr, bool) or not isinstance(thr, int | float) or not thr >= 0:
@@ -319,17 +330,31 @@ def run(cfg: Mapping, run_dir: Path) -> dict:
     torch.manual_seed(cfg["seed"])
     m = cfg["model"]
     model = mlp(
-        data.n_features, list(m["hidden"]), data.n_outputs, m["activation"], m["dropout"],
+        data.n_features,
+        list(m["hidden"]),
+        data.n_outputs,
+        m["activation"],
+        m["dropout"],
         m.get("init", "default"),
     ).to(device)
     opt = make_optimizer(model, cfg["optimizer"], getattr(reg, "weight_decay", 0.0))
-    log.info("training %s with %r (%s mode)", "-".join(map(str, [data.n_features, *m["hidden"],
-             data.n_outputs])), reg, mode)
+    log.info(
+        "training %s with %r (%s mode)",
+        "-".join(map(str, [data.n_features, *m["hidden"], data.n_outputs])),
+        reg,
+        mode,
+    )
     progress = sys.stderr.isatty()
     result = fit(
-        model, data, reg, mode, opt, tr["epochs"], tr["batch_size"], cfg["seed"],
-        patience, progress,
+        model,
+        data,
+        reg,
+        mode,
+        opt,
+        tr["epochs"],
+        tr["batch_size"],
+        cfg["seed"],
+        patience,
+        progress,
     )
     return finish(cfg, run_dir, model, data, result, progress=True)
-
-
