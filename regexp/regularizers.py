@@ -1,10 +1,9 @@
-"""Weight penalties and their proximal operators.
+"""Regularizers for any ``torch.nn.Module``: small value objects that hold λ and options.
 
-Pure tensor functions take weights of layout ``[..., out, in]`` (leading dims = a stack of
-models) and per-model coefficients that are python floats or tensors broadcastable to
-``w.shape[:-2]``; every reduction is over the last two dims, so results have shape
-``w.shape[:-2]``. A column ``W[..., :, j]`` holds all outgoing weights of input unit ``j``
-and is one group (Scardapane et al. 2017). Classes only hold λ and options.
+Each class maps λ to the :class:`Coefficients` of the pure formulas in
+:mod:`regexp.penalties` (re-exported here), which both ``reg(model)`` and
+``reg.prox_(model, lr)`` use. By default a regularizer covers the weight of every
+``nn.Linear`` (no biases, no norm layers); ``params=`` names other parameters.
 
 Example
 -------
@@ -24,158 +23,39 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-Coef = float | Tensor
+from regexp.penalties import (
+    Coef,
+    group_lasso_penalty,
+    group_norms,
+    l1_penalty,
+    l2_penalty,
+    norm_penalty,
+    penalty,
+    prox_,
+)
 
-
-def _is_zero(c: Coef) -> bool:
-    return isinstance(c, numbers.Real) and c == 0
-
-
-def _lift(c: Coef, w: Tensor, extra: int) -> Coef:
-    """Give a tensor coefficient ``extra`` trailing singleton dims so it broadcasts."""
-    if isinstance(c, Tensor):
-        c = c.to(dtype=w.dtype, device=w.device)
-        return c.reshape(c.shape + (1,) * extra)
-    return c
-
-
-def _safe_sqrt(sq: Tensor) -> Tensor:
-    # exact value; gradient 0 (a valid subgradient) where sq == 0 instead of NaN
-    pos = sq > 0
-    return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), 0.0)
-
-
-def _check_p(p: float) -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) or p < 1:
-        raise ValueError(f"p must be a finite number >= 1, got {p!r}")
-    return float(p)
-
-
-def l1_penalty(w: Tensor) -> Tensor:
-    """``Σ_{o,i} |w[..., o, i]|``, shape ``w.shape[:-2]``."""
-    return w.abs().sum(dim=(-2, -1))
-
-
-def l2_penalty(w: Tensor) -> Tensor:
-    """``Σ_{o,i} w[..., o, i]²`` (squared, no ½), shape ``w.shape[:-2]``."""
-    return w.square().sum(dim=(-2, -1))
-
-
-def group_norms(w: Tensor) -> Tensor:
-    """Column norms ``‖W[..., :, j]‖₂ = sqrt(Σ_o w[..., o, j]²)``, shape ``[..., in]``.
-
-    Exact value; the gradient at an all-zero column is 0 rather than NaN.
-    """
-    if w.dim() < 2:
-        raise ValueError(f"group norms need weights of shape [..., out, in], got {tuple(w.shape)}")
-    return _safe_sqrt(w.square().sum(dim=-2))
-
-
-def group_lasso_penalty(w: Tensor) -> Tensor:
-    """``√out · Σ_j ‖W[..., :, j]‖₂`` with ``out = w.shape[-2]``, shape ``w.shape[:-2]``."""
-    return math.sqrt(w.shape[-2]) * group_norms(w).sum(dim=-1)
-
-
-def norm_penalty(w: Tensor, p: float = 2.0) -> Tensor:
-    """Entrywise, unsquared ``‖W‖_p = (Σ_{o,i} |w[..., o, i]|^p)^(1/p)``, shape ``w.shape[:-2]``.
-
-    Equals ``torch.norm(W, p)``; the gradient at ``W = 0`` is 0 rather than NaN.
-    """
-    p = _check_p(p)
-    if p == 1:
-        return l1_penalty(w)
-    s = w.abs().pow(p).sum(dim=(-2, -1))
-    if p == 2:
-        return _safe_sqrt(s)
-    pos = s > 0
-    return torch.where(pos, torch.where(pos, s, torch.ones_like(s)).pow(1 / p), 0.0)
-
-
-def penalty(
-    w: Tensor,
-    *,
-    l1: Coef = 0.0,
-    l2: Coef = 0.0,
-    group: Coef = 0.0,
-    norm: Coef = 0.0,
-    p: float = 2.0,
-) -> Tensor:
-    """``l1·Σ|w| + l2·Σw² + group·√out·Σ_j‖W[:, j]‖₂ + norm·‖W‖_p`` per model.
-
-    Terms whose coefficient is a python 0 are skipped. Returns shape ``w.shape[:-2]``
-    (broadcast with the coefficients' shapes).
-    """
-    terms = [
-        (l1, l1_penalty),
-        (l2, l2_penalty),
-        (group, group_lasso_penalty),
-        (norm, lambda x: norm_penalty(x, p)),
-    ]
-    total: Tensor = w.new_zeros(w.shape[:-2])
-    for coef, fn in terms:
-        if not _is_zero(coef):
-            total = total + _lift(coef, w, 0) * fn(w)
-    return total
-
-
-@torch.no_grad()
-def prox_(
-    w: Tensor,
-    lr: Coef,
-    *,
-    l1: Coef = 0.0,
-    l2: Coef = 0.0,
-    group: Coef = 0.0,
-    norm: Coef = 0.0,
-    p: float = 2.0,
-) -> Tensor:
-    """In place ``w ← prox_{lr·penalty}(w)``, the exact proximal operator; returns ``w``.
-
-    With ``t = lr`` (per model):
-
-    1. soft-threshold: ``w ← sign(w)·max(0, |w| − t·l1)`` (with ``p == 1`` the norm term
-       is ``norm·Σ|w|`` and joins: threshold ``t·(l1 + norm)``);
-    2. group shrink: ``W[:, j] ← W[:, j]·max(0, 1 − t·group·√out/‖W[:, j]‖₂)`` (0 if 0);
-    3. if ``p == 2``: ``W ← W·max(0, 1 − t·norm/‖W‖_F)``;
-    4. ridge: ``w ← w / (1 + 2·t·l2)``.
-
-    Why this is exact: singletons ⊂ columns ⊂ whole matrix form a tree of groups, and the
-    prox of a sum of norms over a tree of groups is the composition of the per-group proxes
-    from leaves to root (Jenatton et al. 2011), so 1→2→3 is the prox of
-    ``g = l1·Σ|w| + group·GL + norm·‖W‖_F``. For the ridge term,
-    ``prox_{t(g + b‖·‖²)}(v) = prox_{t g/(1+2tb)}(v/(1+2tb))``, and ``g`` is positively
-    homogeneous so ``prox_{s g}(v/c) = prox_{s c g}(v)/c``; with ``c = 1 + 2tb`` this is
-    ``prox_{t g}(v)/(1 + 2tb)``, i.e. step 4 after the thresholds at the full ``t``.
-
-    Raises
-    ------
-    ValueError
-        If ``norm`` is nonzero and ``p`` is not 1 or 2.
-    """
-    if not _is_zero(norm) and p not in (1, 2):
-        raise ValueError(f"prox_ of the norm penalty supports p=1 or p=2 only, got p={p!r}")
-    if not _is_zero(norm) and p == 1:
-        l1, norm = l1 + norm, 0.0
-    if not _is_zero(l1):
-        tau = _lift(lr * l1, w, 2)
-        w.copy_(w.sign() * (w.abs() - tau).clamp_min(0))
-    if not _is_zero(group):
-        norms = group_norms(w)
-        thr = _lift(lr * group, w, 1) * math.sqrt(w.shape[-2])
-        w.mul_(_shrink(norms, thr).unsqueeze(-2))
-    if not _is_zero(norm):
-        fro = _safe_sqrt(w.square().sum(dim=(-2, -1)))
-        w.mul_(_shrink(fro, _lift(lr * norm, w, 0)).unsqueeze(-1).unsqueeze(-1))
-    if not _is_zero(l2):
-        w.div_(1 + 2 * _lift(lr * l2, w, 2))
-    return w
-
-
-def _shrink(norms: Tensor, thr: Coef) -> Tensor:
-    """Block soft-threshold factor ``max(0, 1 − thr/norms)``, 0 where ``norms == 0``."""
-    pos = norms > 0
-    safe = torch.where(pos, norms, torch.ones_like(norms))
-    return torch.where(pos, (1 - thr / safe).clamp_min(0), 0.0)
+__all__ = [
+    "L1",
+    "L2",
+    "REGULARIZERS",
+    "Coefficients",
+    "ElasticNet",
+    "GroupLasso",
+    "NoRegularizer",
+    "Norm",
+    "Regularizer",
+    "SparseGroupLasso",
+    "WeightDecay",
+    "group_lasso_penalty",
+    "group_norms",
+    "l1_penalty",
+    "l2_penalty",
+    "make_regularizer",
+    "norm_penalty",
+    "penalty",
+    "prox_",
+    "selected_parameters",
+]
 
 
 def selected_parameters(
@@ -401,7 +281,7 @@ class Norm(Regularizer):
         self, strength: float, p: float = 2.0, *, params: Sequence[str] | None = None
     ) -> None:
         super().__init__(strength, params=params)
-        self.p = _check_p(p)
+        self.p = _check_real("p", p, 1.0)
 
     def coefficients(self) -> Coefficients:
         return Coefficients(norm=self.strength, p=self.p)
