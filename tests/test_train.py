@@ -146,3 +146,39 @@ def test_evaluate_matches_scikit_learn_accuracy():
     logits = model(data.x_val).detach().double()
     ce = -torch.log_softmax(logits, -1)[torch.arange(len(data.y_val)), data.y_val].mean()
     assert metrics["loss"] == pytest.approx(ce.item(), rel=1e-5)
+
+
+def test_early_stopping_restores_the_best_validation_weights(make_config, tmp_path):
+    cfg = make_config(
+        "dataset=wine",
+        "model.hidden=[32]",
+        "optimizer.lr=0.05",
+        "regularizer=none",
+        "trainer.epochs=300",
+        "trainer.early_stopping_patience=3",
+        "threshold=0",
+    )
+    row = run(cfg, tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert row["epochs_run"] == len(history) < 300
+    best = history["val_loss"].idxmin()
+    assert len(history) - 1 - best == 3  # stopped `patience` epochs after the best one
+    model, _ = load_checkpoint(tmp_path / "model.pt")
+    data = load_dataset(**cfg["dataset"])
+    logits = model(data.x_val).detach().double()
+    ce = -torch.log_softmax(logits, -1)[torch.arange(len(data.y_val)), data.y_val].mean()
+    assert ce.item() == pytest.approx(history["val_loss"].min(), rel=1e-5)
+
+
+def test_run_returns_the_validation_metric_for_sweepers(make_config, tmp_path):
+    from regexp.train import objective
+
+    row = run(make_config(*FAST), tmp_path)
+    assert objective(row) == row["val_accuracy"]
+    assert np.isnan(objective({**row, "status": "diverged"}))
+
+
+def test_regexp_help_lists_the_subcommands(regexp_cli):
+    out = regexp_cli("--help").stdout
+    assert "train" in out
+    assert "Configuration groups" in regexp_cli("train", "--help").stdout
