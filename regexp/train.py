@@ -264,9 +264,13 @@ def finish(
     save_checkpoint(run_dir / "model.pt", model, dict(cfg), {"metrics": row})
     report.plot_learning_curves(result.history, run_dir / "learning_curves.png")
     report.plot_sparsity(sp, run_dir / "sparsity.png")
-    alive = ~sparsity.dead_units(sparsity.linear_weights(model))[0]
+    first = sparsity.linear_weights(model)[0].detach()
     report.plot_features(
-        alive.numpy(), data.feature_names, data.image_shape, run_dir / "features.png"
+        (~sparsity.dead_units([first])[0]).numpy(),
+        data.feature_names,
+        data.image_shape,
+        run_dir / "features.png",
+        importance=first.norm(dim=0).numpy(),
     )
     report.write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
     if progress:
