@@ -14,20 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 
 from regexp import models, report, train
 from regexp.cli import main
-
-
-def config(*overrides: str) -> dict:
-    """The resolved run config that ``regexp train <overrides>`` would use."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module("regexp.conf", version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def test_sweep_survives_divergence_and_a_failed_job(tmp_path, monkeypatch):
@@ -121,8 +111,8 @@ def test_a_failure_late_in_a_run_leaves_no_metrics_and_keeps_earlier_files(
     assert not list(run_dir.glob(".*.tmp"))
 
 
-def test_same_config_and_seed_give_identical_metrics(tmp_path):
-    cfg = config(
+def test_same_config_and_seed_give_identical_metrics(make_config, tmp_path):
+    cfg = make_config(
         "dataset=wine", "model.hidden=[8]", "model.dropout=0.3", "regularizer.mode=proximal",
         "lambda=1e-2", "trainer.epochs=3", "trainer.batch_size=16",
     )  # fmt: skip
