@@ -127,7 +127,7 @@ def train_app(cfg: DictConfig) -> float:
             return float("nan")
         _remove_if_empty(run_dir)
         if bad_input:
-            fail(str(err).strip().replace("\n", "; "))
+            fail("; ".join(line.strip() for line in str(err).splitlines() if line.strip()))
         fail(f"{type(err).__name__}: {err} (set {DEBUG_ENV}=1 for the traceback)", code=1)
     return objective(row)
 
