@@ -7,6 +7,7 @@ traceback; set ``REGEXP_DEBUG=1`` to see the full traceback instead.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -17,6 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 log = logging.getLogger("regexp")
 
@@ -59,6 +61,44 @@ def _remove_if_empty(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _same(stored: object, wanted: object) -> bool:
+    """Whether a value read back from metrics.csv equals the config's (numbers by value)."""
+    try:
+        x, y = float(stored), float(wanted)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(stored) == str(wanted)
+    return x == y or (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-12)
+
+
+def _finished(run_dir: Path, config: dict) -> dict | None:
+    """The metrics row of a finished run (ok or diverged) of ``config`` in ``run_dir``.
+
+    A row written for a different configuration (the sweep command changed) does not
+    count: that job runs again.
+    """
+    from regexp.train import config_row, read_metrics
+
+    row = read_metrics(run_dir)
+    if row is None or row.get("status") not in ("ok", "diverged"):
+        return None
+    try:
+        wanted = config_row(config, 0, 0)
+    except (KeyError, TypeError):
+        return None
+    wanted.pop("architecture")
+    changed = [
+        f"{k}={row.get(k)!r}, now {v!r}" for k, v in wanted.items() if not _same(row.get(k), v)
+    ]
+    if changed:
+        log.warning(
+            "resume: %s holds a run of another config (%s); running it again",
+            run_dir,
+            "; ".join(changed),
+        )
+        return None
+    return row
+
+
 @hydra.main(config_path="pkg://regexp.conf", config_name="config", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | list[float] | None:
     """Hydra task: one run. Returns its ``objectives`` for the sweeper.
@@ -68,32 +108,36 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
 
     In a sweep (``-m``) a failing job writes a ``metrics.csv`` row with
     ``status=failed`` and the error, and the sweep goes on. With ``resume=true`` a job
-    whose ``metrics.csv`` records a finished run (ok or diverged) is skipped.
+    whose ``metrics.csv`` records a finished run (ok or diverged) of the same
+    configuration is skipped.
     """
     from regexp.sweep import objective_values, validate_objectives
-    from regexp.train import failed_row, read_metrics, run
+    from regexp.train import failed_row, run
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    row = read_metrics(run_dir) if config.get("resume") else None
-    if row is not None and row.get("status") in ("ok", "diverged"):
-        log.info("resume: %s is complete, skipping", run_dir)
-        return objective_values(row, config["objectives"])
+    multirun = hc.mode == RunMode.MULTIRUN
+    config: dict = {}
     try:
+        config = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         objectives = validate_objectives(config["objectives"])
+        row = _finished(run_dir, config) if config.get("resume") else None
+        if row is not None:
+            log.info("resume: %s is complete, skipping", run_dir)
+            return objective_values(row, objectives)
         row = run(config, run_dir)
     except Exception as err:
         if _debug():
             raise
-        if hc.mode == RunMode.MULTIRUN:
+        bad_input = isinstance(err, ValueError | OmegaConfBaseException)
+        if multirun:
             log.error("job %s failed: %s: %s", hc.job.num, type(err).__name__, err)
             failed_row(config, run_dir, err)
             return None
         _remove_if_empty(run_dir)
-        if isinstance(err, ValueError):
-            fail(str(err))
-        raise
+        if bad_input:
+            fail("; ".join(line.strip() for line in str(err).splitlines() if line.strip()))
+        fail(f"{type(err).__name__}: {err} (set {DEBUG_ENV}=1 for the traceback)", code=1)
     return objective_values(row, objectives)
 
 
@@ -171,6 +215,8 @@ def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``regexp`` console script."""
     argv = sys.argv[1:] if argv is None else argv
+    if _debug():
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors with their traceback too
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return
