@@ -154,9 +154,9 @@ def compare_main(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(
         prog="regexp compare",
-        description="Summarize sweeps, run directories and results CSVs together: mean and "
-        "std over seeds per group (failed and diverged jobs counted in n, left out of the "
-        "means), printed as a table and written as comparison.csv, with the plots against "
+        description="Summarize sweeps, run directories and results CSVs together: mean and\n"
+        "std over seeds per group (failed and diverged jobs counted in n, left out of the\n"
+        "means), printed as a table and written as comparison.csv, with the plots against\n"
         "λ and the Pareto front.",
         epilog=COMPARE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -193,8 +193,8 @@ def compare_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     from datetime import datetime
 
-    from regexp.report import print_comparison
     from regexp.sweep import compare
+    from regexp.sweep_plots import print_comparison
 
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:

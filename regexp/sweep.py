@@ -19,7 +19,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from regexp import aggregate, report
+from regexp import aggregate, report, sweep_plots
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +144,14 @@ def write_plots(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     written = []
     for metric in sorted(set(metrics.values())):
         path = out_dir / f"{metric.removeprefix('test_')}_vs_lambda.png"
-        report.plot_metric_vs_lambda(summary, metric, series, path)
+        sweep_plots.plot_metric_vs_lambda(summary, metric, series, path)
         written.append(path)
     if any(c.startswith("neuron_sparsity_") for c in summary.columns):
         written.append(out_dir / "sparsity_vs_lambda.png")
-        report.plot_sparsity_vs_lambda(summary, series, written[-1])
+        sweep_plots.plot_sparsity_vs_lambda(summary, series, written[-1])
     if metrics and f"{aggregate.PARAMS_FRACTION}_mean" in summary.columns:
         written.append(out_dir / "pareto.png")
-        report.plot_pareto(summary, metrics, series, written[-1])
+        sweep_plots.plot_pareto(summary, metrics, series, written[-1])
     return written
 
 
