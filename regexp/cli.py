@@ -143,8 +143,8 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
 
 COMPARE_EPILOG = """examples:
   regexp compare outputs/multirun/2024-05-01/12-00-00
-  regexp compare sweep_a sweep_b/results.csv outputs/runs/2024-05-01/10-00-00_digits_sgl
-  regexp compare sweep_a sweep_b --by source,regularizer --metric val_accuracy --out cmp
+  regexp compare outputs/multirun/a outputs/multirun/b/results.csv outputs/multirun/a/0
+  regexp compare outputs/multirun/a outputs/multirun/b --by source,regularizer --out cmp
 """
 
 
@@ -181,7 +181,7 @@ def compare_main(argv: list[str]) -> None:
         default=None,
         metavar="COL",
         help="column to sort on, best first (default: test_accuracy, or test_r2 "
-        "when no job reports accuracy)",
+        "when no job reports accuracy, or test_metric, each job's own, when both occur)",
     )
     parser.add_argument(
         "--out",

@@ -176,13 +176,17 @@ def compare(
     """Results of all ``paths`` together: the summary per ``by`` group, sorted on ``metric``.
 
     Writes ``comparison.csv`` (that summary) and the plots into ``out_dir``. Each path's
-    rows carry ``source`` (the path as given), so ``by`` may name it.
+    rows carry ``source`` (the path as given), so ``by`` may name it. Without ``metric``,
+    sorts on the test accuracy, the test R², or both as ``test_metric`` when the paths mix
+    classification and regression.
     Returns the summary, the group columns and the metric.
     """
     frames = [load_results(Path(p)).assign(source=str(p)) for p in paths]
     results = order_columns(pd.concat(frames, ignore_index=True))
     by = list(by or aggregate.group_columns(results))
     metric = metric or aggregate.default_metric(results)
+    if metric == aggregate.MIXED_METRIC:
+        results = aggregate.with_mixed_metric(results)
     summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
     out_dir.mkdir(parents=True, exist_ok=True)
     report.write_csv(out_dir / COMPARISON_FILE, summary)

@@ -159,3 +159,17 @@ def test_load_results_rejects_a_path_without_results(tmp_path):
     (tmp_path / "summary.csv").write_text("a,b\n1,2\n")
     with pytest.raises(sweep.NoResultsError):
         sweep.load_results(tmp_path / "summary.csv")
+
+
+def test_mixed_tasks_sort_on_each_jobs_own_metric():
+    results = pd.DataFrame(
+        {
+            "task": ["classification", "regression"],
+            "status": ["ok", "ok"],
+            "test_accuracy": [0.9, np.nan],
+            "test_r2": [np.nan, 0.4],
+        }
+    )
+    assert aggregate.default_metric(results) == "test_metric"
+    assert aggregate.default_metric(results.drop(columns="test_r2")) == "test_accuracy"
+    assert aggregate.with_mixed_metric(results)["test_metric"].tolist() == [0.9, 0.4]
