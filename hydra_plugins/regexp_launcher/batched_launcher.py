@@ -55,12 +55,13 @@ def _output_dir(config: DictConfig) -> Path:
     return Path(os.path.abspath(os.path.join(str(sweep), str(config.hydra.sweep.subdir))))
 
 
-def _finish_task(job: _Job) -> Callable[[DictConfig], float]:
+def _finish_task(job: _Job) -> Callable[[DictConfig], float | list[float] | None]:
     """A Hydra task that writes the outputs of an already trained job (as ``train_app``)."""
 
-    def task(_: DictConfig) -> float:
+    def task(_: DictConfig) -> float | list[float] | None:
         from regexp.cli import _debug
-        from regexp.train import failed_row, finish, objective
+        from regexp.sweep import objective_values
+        from regexp.train import failed_row, finish
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         log.info("trained in a stack of %d models (jobs %s)", len(job.group), job.group)
@@ -71,8 +72,8 @@ def _finish_task(job: _Job) -> Callable[[DictConfig], float]:
                 raise
             log.error("job %s failed: %s: %s", job.idx, type(err).__name__, err)
             failed_row(job.cfg, run_dir, err)
-            return float("nan")
-        return objective(row)
+            return None
+        return objective_values(row, job.cfg["objectives"])
 
     return task
 
@@ -138,7 +139,9 @@ def _plan(jobs: list[_Job]) -> tuple[list[list[_Job]], list[_Job]]:
     import torch
 
     from regexp.batched import group_key, unbatchable
-    from regexp.train import prepare, read_metrics
+    from regexp.cli import _finished
+    from regexp.sweep import validate_objectives
+    from regexp.train import prepare
 
     datasets: dict[str, Any] = {}
     by_key: dict[str, list[_Job]] = {}
@@ -149,9 +152,9 @@ def _plan(jobs: list[_Job]) -> tuple[list[list[_Job]], list[_Job]]:
             HydraConfig.instance().set_config(job.config)
             task_cfg = OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])
             job.cfg = OmegaConf.to_container(task_cfg, resolve=True)
-            done = read_metrics(_output_dir(job.config)) if job.cfg.get("resume") else None
-            if done is not None and done.get("status") in ("ok", "diverged"):
-                alone.append(job)
+            validate_objectives(job.cfg["objectives"])
+            if job.cfg.get("resume") and _finished(_output_dir(job.config), job.cfg):
+                alone.append(job)  # train_app skips it
                 continue
             data_key = json.dumps([job.cfg["dataset"], job.cfg["trainer"]["device"]], default=str)
             job.setup = prepare(job.cfg, datasets.get(data_key))
