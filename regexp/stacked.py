@@ -86,6 +86,8 @@ class StackedMLP:
         for w in self.weights:
             for t in terms:
                 ws = w.detach()[t.start : t.end]
+                if "group" in t.kwargs:  # column norms reduce over dim -2: make it contiguous
+                    ws = ws.transpose(-1, -2).contiguous().transpose(-1, -2)
                 if grad:
                     ws = ws.requires_grad_()
                     leaves.append((w, t, ws))
