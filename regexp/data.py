@@ -144,9 +144,7 @@ def split_indices(
     rows = np.arange(len(y))
     strat = y if task == "classification" else None
     try:
-        rest, test = train_test_split(
-            rows, test_size=test_size, random_state=seed, stratify=strat
-        )
+        rest, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=strat)
         strat_rest = y[rest] if strat is not None else None
         train, val = train_test_split(
             rest, test_size=val_size / (1 - test_size), random_state=seed, stratify=strat_rest
@@ -216,16 +214,25 @@ def load_dataset(
     xt = torch.from_numpy(xs)
     log.info(
         "dataset %s: %d features, train/val/test = %d/%d/%d rows",
-        name, x.shape[1], len(train), len(val), len(test),
+        name,
+        x.shape[1],
+        len(train),
+        len(val),
+        len(test),
     )
     return Dataset(
         name=name,
         task=task,
         feature_names=table.feature_names,
-        x_train=xt[train], y_train=yt[train],
-        x_val=xt[val], y_val=yt[val],
-        x_test=xt[test], y_test=yt[test],
-        n_classes=len(classes), classes=classes,
-        y_mean=y_mean, y_std=y_std,
+        x_train=xt[train],
+        y_train=yt[train],
+        x_val=xt[val],
+        y_val=yt[val],
+        x_test=xt[test],
+        y_test=yt[test],
+        n_classes=len(classes),
+        classes=classes,
+        y_mean=y_mean,
+        y_std=y_std,
         image_shape=table.image_shape,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def mlp(
     validate_mlp(hidden, activation, dropout, init)
     sizes = [n_in, *hidden, n_out]
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(hidden):
             layers.append(ACTIVATIONS[activation]())
@@ -87,8 +88,12 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Sequential, dict]:
     weights = [v for k, v in ckpt["state_dict"].items() if k.endswith("weight")]
     m = cfg["model"]
     model = mlp(
-        weights[0].shape[1], list(m["hidden"]), weights[-1].shape[0],
-        m["activation"], m["dropout"], "default",
+        weights[0].shape[1],
+        list(m["hidden"]),
+        weights[-1].shape[0],
+        m["activation"],
+        m["dropout"],
+        "default",
     )
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), cfg

@@ -11,13 +11,18 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: E402
-from rich.progress import TimeElapsedColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
 
 
 def _tmp(path: Path) -> Path:
@@ -66,6 +71,7 @@ def plot_sparsity(layers: pd.DataFrame, path: Path) -> None:
     ax.bar(layers["layer"], layers["removed"], bottom=kept, label="removed", color="tab:red")
     for i, (k, u) in enumerate(zip(kept, layers["units"], strict=True)):
         ax.text(i, u, f"{k}/{u}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, layers["units"].max() * 1.12)
     ax.set_ylabel("units")
     ax.set_title("Units kept per layer")
     ax.legend()
@@ -77,21 +83,35 @@ def plot_features(
     names: Sequence[str],
     image_shape: tuple[int, int] | None,
     path: Path,
+    importance: np.ndarray | None = None,
     title: str = "Input features kept",
 ) -> None:
-    """Which input features survive: an image map (digits) or a bar per feature name."""
+    """Which input features survive.
+
+    With ``image_shape`` (digits): the pixel map, white where the feature survives (or the
+    fraction of runs keeping it, when ``alive`` holds fractions). Otherwise a bar per
+    feature name: the norm of its outgoing weights ``importance`` (or 1 if not given),
+    blue when kept and red when removed.
+    """
+    n_kept = int((alive > 0).sum()) if alive.dtype != bool else int(alive.sum())
     if image_shape is not None:
         fig, ax = plt.subplots(figsize=(4, 4))
-        ax.imshow(alive.reshape(image_shape), cmap="gray", vmin=0, vmax=1)
+        im = ax.imshow(alive.reshape(image_shape).astype(float), cmap="gray", vmin=0, vmax=1)
+        if alive.dtype != bool:
+            fig.colorbar(im, ax=ax, fraction=0.046)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{title}: {int(alive.sum())}/{alive.size} pixels (white)")
+        ax.set_title(f"{title}: {n_kept}/{alive.size} pixels")
     else:
+        heights = np.ones(len(names)) if importance is None else importance
+        colors = np.where(alive.astype(bool), "tab:blue", "tab:red")
         fig, ax = plt.subplots(figsize=(max(4, 0.3 * len(names)), 4))
-        ax.bar(range(len(names)), alive.astype(int), color="tab:blue")
+        ax.bar(range(len(names)), heights, color=colors)
+        removed = np.flatnonzero(~alive.astype(bool))
+        ax.scatter(removed, np.zeros(len(removed)), marker="x", color="tab:red", zorder=3)
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-        ax.set_yticks([0, 1], ["removed", "kept"])
-        ax.set_title(f"{title}: {int(alive.sum())}/{alive.size}")
+        ax.set_ylabel("‖outgoing weights‖₂" if importance is not None else "kept")
+        ax.set_title(f"{title}: {n_kept}/{alive.size} (red ×: removed)")
     save_figure(fig, path)
 
 
@@ -168,8 +188,13 @@ class _Bar:
         self._progress = None
         if enabled:
             self._progress = Progress(
-                TextColumn("epoch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.description}"), transient=True, console=Console(stderr=True),
+                TextColumn("epoch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                transient=True,
+                console=Console(stderr=True),
             )
             self._progress.start()
             self._task = self._progress.add_task("", total=total)
