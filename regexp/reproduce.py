@@ -1,12 +1,13 @@
-"""The Scardapane et al. 2017 reproduction report: sweep directories → ``reproduction.md``.
+"""The Scardapane et al. 2017 reproduction: finished runs → ``reproduction.md`` + figures.
 
-``python -m regexp.reproduce [SWEEPS] [DOCS]`` reads every run under ``SWEEPS`` (each run
-directory's ``metrics.csv``, ``sparsity.csv`` and ``model.pt``; no sweep-level file is
-needed) and writes ``DOCS/reproduction.md`` and ``DOCS/figures/*.png``. Runs are matched by
-their config columns, not by directory: the paper's table is every penalty-mode run at the
-experiment's λ, the front every penalty-mode run, the comparison every proximal-mode run.
-Every number of the document comes from the runs; the verdicts on the paper's claims are
-computed (:func:`paper_checks`) and each one that fails is also logged as a warning.
+``python -m regexp.reproduce [SWEEPS] [DOCS]`` reads every run under ``SWEEPS`` (default
+``outputs/reproduce``, see :mod:`regexp.runs`) and each run's ``model.pt``, and writes
+``DOCS/reproduction.md`` and ``DOCS/figures/``. Runs are selected by their config columns,
+not by directory: the main table is every penalty-mode run at the λ of
+``conf/experiment/scardapane2017.yaml``, the penalty/proximal table every run at that λ of
+a method that also ran in proximal mode, the front every penalty-mode L1/GL/SGL run. Every
+number in the document comes from the runs; the verdicts on the paper's claim are computed
+by :func:`paper_checks`, and each one that fails is also logged as a warning.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from regexp import report, sparsity
+from regexp import runs as runlib
 from regexp.data import load_dataset
 from regexp.models import load_checkpoint
 
@@ -31,26 +33,14 @@ METHODS = {
     "none": "none",
     "l2": "L2",
     "l1": "L1",
-    "group_lasso": "group Lasso",
-    "sgl": "sparse group Lasso",
+    "group_lasso": "group Lasso (GL)",
+    "sgl": "sparse group Lasso (SGL)",
 }
-KEYS = [
-    "dataset",
-    "regularizer",
-    "mode",
-    "lambda",
-    "seed",
-    "architecture",
-    "activation",
-    "optimizer",
-    "lr",
-    "epochs",
-    "batch_size",
-    "threshold",
-]
-# "Slightly lower" accuracy: at most this much below (a fraction; 0.01 = 1 point).
+SHORT = {"none": "none", "l2": "L2", "l1": "L1", "group_lasso": "GL", "sgl": "SGL"}
+FRONT_METHODS = ("l1", "group_lasso", "sgl")
+# The paper's words made testable: "slightly lower" accuracy = at most this far below
+# (0.01 = 1 point); "far more" removed units = at least this many times as many.
 ACCURACY_TOLERANCE = 0.01
-# "Far more" removed units: at least this many times as many.
 FAR_MORE = 2.0
 
 
@@ -62,90 +52,21 @@ def experiment_lambda(name: str = EXPERIMENT) -> float:
         return float(compose("config", overrides=[f"+experiment={name}"])["lambda"])
 
 
-def load_runs(root: Path) -> pd.DataFrame:
-    """One row per run under ``root``: its ``metrics.csv`` row, ``run_dir``, ``sweep``
-    (first directory below ``root``), and per layer of ``sparsity.csv``
-    ``kept_<layer> = units − removed`` and ``units_<layer>``; ``kept_hidden`` sums the
-    hidden layers. A run seen in two sweeps (same config columns) is kept once; differing
-    metrics between such twins are logged as non-determinism.
-    """
-    rows = []
-    for path in sorted(root.rglob("metrics.csv")):
-        row = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"]).iloc[0]
-        row = row.to_dict() | {"run_dir": path.parent, "sweep": path.relative_to(root).parts[0]}
-        if (path.parent / "sparsity.csv").is_file():
-            for layer in pd.read_csv(path.parent / "sparsity.csv").itertuples():
-                row[f"kept_{layer.layer}"] = layer.units - layer.removed
-                row[f"units_{layer.layer}"] = layer.units
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"no metrics.csv under '{root}'; run `make reproduce-runs` first")
-    runs = pd.DataFrame(rows)
-    hidden = [c for c in runs if c.startswith("kept_hidden")]
-    runs["kept_hidden"] = runs[hidden].sum(axis=1, min_count=1)
-    keys = [k for k in KEYS if k in runs]
-    metrics = ["status", "test_accuracy", "params_kept", *hidden]
-    twins = runs[runs.duplicated(keys, keep=False)].groupby(keys, dropna=False)
-    differ = sum(len(g[metrics].drop_duplicates()) > 1 for _, g in twins)
-    if differ:
-        log.warning("%d configurations give different metrics in different sweeps", differ)
-    runs.attrs["twins"], runs.attrs["twins_differ"] = twins.ngroups, differ
-    return runs.drop_duplicates(keys).reset_index(drop=True)
-
-
-def summarize(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Mean and sample std (n − 1) over the ``status == "ok"`` runs of each ``by`` group.
-
-    Columns: ``runs`` and ``<metric>_mean``, ``<metric>_std`` for test accuracy, kept units
-    per layer, kept hidden units and kept parameters.
-    """
-    ok = runs[runs["status"] == "ok"]
-    cols = ["test_accuracy", *[c for c in ok if c.startswith("kept_")], "params_kept"]
-    stats = ok.groupby(by, sort=False)[cols].agg(["mean", "std"])
-    stats.columns = [f"{c}_{s}" for c, s in stats.columns]
-    stats.insert(0, "runs", ok.groupby(by, sort=False).size())
-    return stats.reset_index()
-
-
 def lam_label(lam: float) -> str:
-    """``10^-3.5`` for half-decade values, else ``%.3g``."""
+    """``10^-3.5`` for whole and half decades, else ``%.3g``."""
     e = math.log10(lam) if lam > 0 else math.nan
-    return f"10^{e:g}" if math.isfinite(e) and abs(2 * e - round(2 * e)) < 1e-9 else f"{lam:.3g}"
+    half = math.isfinite(e) and abs(2 * e - round(2 * e)) < 1e-9
+    return f"10^{round(2 * e) / 2:g}" if half else f"{lam:.3g}"
 
 
-def _cell(mean: float, std: float, percent: bool) -> str:
-    k, d = (100, 2) if percent else (1, 1)
-    return f"{k * mean:.{d}f} ± {k * std:.{d}f}" if np.isfinite(std) else f"{k * mean:.{d}f}"
-
-
-def markdown_table(summary: pd.DataFrame, runs: pd.DataFrame, labels: list[str]) -> str:
-    """The summary as a Markdown table: ``labels`` columns, then mean ± std cells."""
-    layers = [c[len("units_") :] for c in runs if c.startswith("units_")]
-    head = [*labels, "runs", "test accuracy (%)"]
-    head += [f"{layer} kept (of {int(runs[f'units_{layer}'].max())})" for layer in layers]
-    head.append(f"parameters kept (of {int(runs['params_total'].max())})")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in summary.to_dict("records"):
-        cells = [
-            METHODS.get(r[c], r[c])
-            if c == "regularizer"
-            else lam_label(r[c])
-            if c == "lambda"
-            else str(r[c])
-            for c in labels
-        ]
-        cells += [str(r["runs"]), _cell(r["test_accuracy_mean"], r["test_accuracy_std"], True)]
-        cells += [
-            _cell(r[f"{m}_mean"], r[f"{m}_std"], False)
-            for m in [*(f"kept_{layer}" for layer in layers), "params_kept"]
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _order(col: pd.Series) -> pd.Series:
+    """Sort key: methods in :data:`METHODS` order, other columns as they are."""
+    return col.map(list(METHODS).index) if col.name == "regularizer" else col
 
 
 @dataclass(frozen=True)
 class Check:
-    """One claim of the paper against our numbers: ``holds`` and the numbers behind it."""
+    """One part of the paper's claim against our numbers: ``holds`` and the numbers."""
 
     claim: str
     holds: bool
@@ -153,29 +74,27 @@ class Check:
 
 
 def paper_checks(summary: pd.DataFrame, runs: pd.DataFrame) -> list[Check]:
-    """The paper's claim, SGL against L1 and L2 at the same λ (penalty mode).
+    """SGL against L1 and L2 in a :func:`regexp.runs.summarize` frame by ``regularizer``.
 
-    Removed units = units − mean kept. "Far more" removed: ``removed_SGL >=
-    FAR_MORE · removed_ref`` and ``removed_SGL > removed_ref``; "equal or slightly lower"
-    accuracy: ``acc_SGL >= acc_ref − ACCURACY_TOLERANCE`` (means over seeds).
+    With removed = units − mean kept: "far more removed" holds when ``removed_SGL >
+    removed_ref`` and ``removed_SGL >= FAR_MORE · removed_ref``; "equal or slightly lower
+    accuracy" when ``acc_SGL >= acc_ref − ACCURACY_TOLERANCE`` (means over seeds).
     """
     s = summary.set_index("regularizer")
+    hidden = [c for c in runs if c.startswith("units_hidden")]
     units = {
-        "input features": int(runs["units_input"].max()),
-        "hidden neurons": int(sum(runs[c].max() for c in runs if c.startswith("units_h"))),
+        "input features": ("kept_input_mean", int(runs["units_input"].max())),
+        "hidden neurons": ("kept_hidden_mean", int(runs[hidden].max().sum())),
     }
-    cols = {"input features": "kept_input_mean", "hidden neurons": "kept_hidden_mean"}
     checks = []
-    for ref in ("l1", "l2"):
-        if "sgl" not in s.index or ref not in s.index:
-            continue
-        for what, col in cols.items():
-            sgl, other = units[what] - s.at["sgl", col], units[what] - s.at[ref, col]
+    for ref in [r for r in ("l1", "l2") if {"sgl", r} <= set(s.index)]:
+        for what, (col, n) in units.items():
+            a, b = n - s.at["sgl", col], n - s.at[ref, col]
             checks.append(
                 Check(
                     f"SGL removes far more {what} than {METHODS[ref]}",
-                    bool(sgl > other and sgl >= FAR_MORE * other),
-                    f"{sgl:.1f} against {other:.1f} of {units[what]} removed on average",
+                    bool(a > b and a >= FAR_MORE * b),
+                    f"{a:.1f} against {b:.1f} of {n} removed on average",
                 )
             )
         a, b = s.at["sgl", "test_accuracy_mean"], s.at[ref, "test_accuracy_mean"]
@@ -192,106 +111,88 @@ def paper_checks(summary: pd.DataFrame, runs: pd.DataFrame) -> list[Check]:
     return checks
 
 
-def pixel_keep_fraction(run_dirs: list[Path]) -> np.ndarray:
-    """Per input feature, the fraction of runs whose ``model.pt`` keeps it (not dead)."""
+def keep_fraction(run_dirs: list[Path]) -> np.ndarray:
+    """Per input feature, the fraction of the runs whose ``model.pt`` keeps it (not dead)."""
     alive = []
     for d in run_dirs:
-        model, cfg = load_checkpoint(d / "model.pt")
-        sparsity.threshold_(model, cfg["threshold"])  # idempotent: saved after thresholding
+        model, cfg = load_checkpoint(Path(d) / "model.pt")
+        sparsity.threshold_(model, cfg["threshold"])  # a no-op: saved after thresholding
         alive.append((~sparsity.dead_units(sparsity.linear_weights(model))[0]).numpy())
     return np.mean(alive, axis=0)
 
 
 def pixel_maps(runs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
-    """``{(mode, method label): keep fraction per input}`` over the ok runs of each pair."""
+    """``{(mode, method): keep fraction per input}`` over the ok runs of each pair."""
     ok = runs[runs["status"] == "ok"]
     out = {}
     for mode in [m for m in ("penalty", "proximal") if m in set(ok["mode"])]:
-        for method, label in METHODS.items():
+        for method, label in SHORT.items():
             sel = ok[(ok["mode"] == mode) & (ok["regularizer"] == method)]
             if not sel.empty:
-                out[mode, label] = pixel_keep_fraction(list(sel["run_dir"]))
+                out[mode, label] = keep_fraction(list(sel["run_dir"]))
     return out
 
 
-def _setup(runs: pd.DataFrame) -> tuple[list[str], tuple[int, int] | None]:
-    """Protocol lines read from the first run's saved config, and the image shape."""
-    _, cfg = load_checkpoint(runs["run_dir"].iloc[0] / "model.pt")
+def setup_lines(run_dir: Path, runs: pd.DataFrame) -> tuple[list[str], tuple | None]:
+    """The protocol as run, read from ``run_dir``'s saved config, and the image shape."""
+    _, cfg = load_checkpoint(Path(run_dir) / "model.pt")
     data = load_dataset(**cfg["dataset"])
     d, m, o, t = cfg["dataset"], cfg["model"], cfg["optimizer"], cfg["trainer"]
-    n_train, n_val, n_test = len(data.y_train), len(data.y_val), len(data.y_test)
-    lines = [
+    n = len(data.y_train), len(data.y_val), len(data.y_test)
+    return [
         f"- data: {d['name']}, {d['scaler']} scaling fitted on the training rows; "
-        f"{n_train}/{n_val}/{n_test} train/validation/test rows (test_size {d['test_size']}, "
+        f"{n[0]}/{n[1]}/{n[2]} train/validation/test rows (test_size {d['test_size']}, "
         f"val_size {d['val_size']}, split seed {d['split_seed']})",
         f"- net: {runs['architecture'].iloc[0]}, {m['activation']}, {m['init']} weights "
         f"(zero biases), dropout {m['dropout']:g}",
-        f"- training: {o['name']} lr {o['lr']:g}, batch {t['batch_size']}, {t['epochs']} epochs"
-        f", no early stopping; seeds {sorted(runs['seed'].unique().tolist())}",
-        f"- sparsity: weights with |w| < {cfg['threshold']:g} set to 0 after training (what "
-        "rounding to 3 decimals zeroes); a unit is removed when all its outgoing weights are 0",
-    ]
-    deviation = (
-        f"The paper has no validation split: it trains on all {n_train + n_val} non-test rows. "
-        f"Here {n_val} of them monitor training only (no early stopping, no model selection), "
-        f"so each network trains on {n_train} rows; the test quarter is the same."
-    )
-    return [*lines, "", deviation], data.image_shape
+        f"- training: {o['name']}, lr {o['lr']:g}, batch {t['batch_size']}, {t['epochs']} "
+        f"epochs, no early stopping; seeds {sorted(runs['seed'].unique().tolist())}",
+        f"- sparsity: after training, weights with |w| < {cfg['threshold']:g} are set to 0 "
+        "(exactly those that round to 0 at 3 decimals); a unit is removed when all its "
+        "outgoing weights are 0",
+        "",
+        f"The paper has no validation split and trains on all {n[0] + n[1]} non-test rows. "
+        f"Here {n[1]} of them only monitor training (no early stopping, no model selection), "
+        f"so each network trains on {n[0]} rows; the test rows are the paper's quarter.",
+    ], data.image_shape
 
 
-def _times(runs: pd.DataFrame) -> str:
-    lines = [
-        "| sweep | runs | ok | diverged or failed | training time (s) | per run (s) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for sweep, g in runs.groupby("sweep", sort=True):
-        ok = int((g["status"] == "ok").sum())
-        sec = g["train_seconds"].sum()
-        lines.append(
-            f"| {sweep} | {len(g)} | {ok} | {len(g) - ok} | {sec:.0f} | "
-            f"{g['train_seconds'].mean():.1f} |"
-        )
-    return "\n".join(lines)
-
-
-def _mode_notes(both: pd.DataFrame) -> list[str]:
-    s = both.set_index(["regularizer", "mode"])
+def mode_notes(table: pd.DataFrame) -> list[str]:
+    """One line per method: proximal against penalty kept counts and accuracy."""
+    s = table.set_index(["regularizer", "mode"])
     out = []
-    for method in [m for m in METHODS if (m, "proximal") in s.index and (m, "penalty") in s.index]:
+    for method in [m for m in METHODS if {(m, "penalty"), (m, "proximal")} <= set(s.index)]:
         p, q = s.loc[(method, "penalty")], s.loc[(method, "proximal")]
         out.append(
             f"- {METHODS[method]}: proximal keeps {q['kept_input_mean']:.1f} input features, "
             f"{q['kept_hidden_mean']:.1f} hidden neurons and {q['params_kept_mean']:.0f} "
-            f"parameters against {p['kept_input_mean']:.1f}, {p['kept_hidden_mean']:.1f} and "
-            f"{p['params_kept_mean']:.0f} with the penalty, at "
-            f"{100 * (q['test_accuracy_mean'] - p['test_accuracy_mean']):+.2f} points of "
-            "test accuracy."
+            f"parameters, against {p['kept_input_mean']:.1f}, {p['kept_hidden_mean']:.1f} and "
+            f"{p['params_kept_mean']:.0f} with the penalty; test accuracy "
+            f"{100 * (q['test_accuracy_mean'] - p['test_accuracy_mean']):+.2f} points."
         )
     return out
 
 
 def write_report(root: Path, out: Path, lam: float) -> Path:
-    """Write ``out/reproduction.md`` and ``out/figures/`` from the runs under ``root``."""
-    runs = load_runs(root)
-    at_lam = np.isclose(runs["lambda"], lam, rtol=1e-9, atol=0)
+    """Write ``out/reproduction.md`` and ``out/figures/*.png`` from the runs under ``root``."""
+    everything = runlib.read_runs(root)
+    runs, twins, differ = runlib.dedupe(everything)
+    at_lam = np.isclose(runs["lambda"].astype(float), lam, rtol=1e-9, atol=0)
     penalty = runs[at_lam & (runs["mode"] == "penalty")]
     if penalty.empty:
         raise ValueError(f"no penalty-mode run at lambda={lam:g} under '{root}'")
-    order = {m: i for i, m in enumerate(METHODS)}
-    main = summarize(penalty, ["regularizer"]).sort_values(
-        "regularizer", key=lambda c: c.map(order)
-    )
-    setup, shape = _setup(penalty)
-    figures = out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
+    main = runlib.summarize(penalty, ["regularizer"]).sort_values("regularizer", key=_order)
+    method = {"regularizer": lambda r: METHODS.get(r, r)}
+    setup, shape = setup_lines(penalty["run_dir"].iloc[0], penalty)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
     lam_s = lam_label(lam)
     doc = [
         "# Reproducing Scardapane et al. 2017 on digits",
         "",
         "_Generated by `make reproduce` (`python -m regexp.reproduce`) from the runs under "
-        f"`{root}`; every number below comes from those runs. Do not edit by hand._",
+        f"`{root}`: every number below comes from those runs. Do not edit by hand._",
         "",
-        "Protocol of the authors' Lasagne demo, as run here "
+        "The protocol of the authors' Lasagne demo, as run here "
         "(`conf/experiment/scardapane2017.yaml`):",
         "",
         *setup,
@@ -300,95 +201,95 @@ def write_report(root: Path, out: Path, lam: float) -> Path:
         "",
         "Mean ± std (n − 1) over seeds of the runs with status ok; kept = not removed.",
         "",
-        markdown_table(main, penalty, ["regularizer"]),
+        runlib.markdown_table(main, penalty, method),
         "",
     ]
     if shape is not None:
-        report.plot_feature_maps(pixel_maps(runs[at_lam]), shape, figures / "pixel_maps.png")
+        maps = pixel_maps(runs[at_lam])
+        report.plot_feature_maps(maps, shape, out / "figures" / "pixel_maps.png")
         doc += [
-            "![Input pixels kept per method](figures/pixel_maps.png)",
+            "![Input pixels kept by each method](figures/pixel_maps.png)",
             "",
             "Fraction of seeds in which each input pixel keeps a nonzero outgoing weight "
-            "(white: kept by every seed).",
+            "(white: kept by every seed; black: removed by every seed).",
             "",
         ]
+        for r in main.to_dict("records"):
+            kept = maps.get(("penalty", SHORT.get(r["regularizer"])))
+            if kept is not None and not np.isclose(kept.sum(), r["kept_input_mean"]):
+                log.warning("%s: model.pt and sparsity.csv disagree on kept inputs", r)
     checks = paper_checks(main, penalty)
     agree = sum(c.holds for c in checks)
     doc += [
         "## The paper's claim",
         "",
-        "The paper: sparse group Lasso (SGL) removes far more neurons and input features than "
-        "L1 or L2, with equal or slightly lower accuracy. Its digits numbers are not restated "
-        f'here; the claim is tested on our runs at λ = {lam_s}, with "far more" = at least '
-        f'{FAR_MORE:g}× as many removed and "slightly lower" = at most '
-        f"{100 * ACCURACY_TOLERANCE:g} point below (means over seeds).",
+        "Scardapane et al. 2017: sparse group Lasso removes far more neurons and input "
+        "features than L1 or L2, with equal or slightly lower accuracy. We test this on "
+        f'the runs above, at the paper\'s λ = {lam_s}, reading "far more" as at least '
+        f'{FAR_MORE:g}× as many removed and "slightly lower" as at most '
+        f"{100 * ACCURACY_TOLERANCE:g} point below, on means over seeds. The paper's own "
+        "digits table is not restated here; only its claim is compared.",
         "",
-        *[
-            f"- {'**agrees**' if c.holds else '**disagrees**'}: {c.claim}: {c.detail}."
-            for c in checks
-        ],
+        *[f"- **{'agrees' if c.holds else 'disagrees'}**: {c.claim}: {c.detail}." for c in checks],
         "",
-        f"{agree} of {len(checks)} parts of the claim hold on these runs."
-        + ("" if agree == len(checks) else " The ones marked **disagrees** do not."),
+        f"{agree} of {len(checks)} parts of the claim hold on these runs"
+        + ("." if agree == len(checks) else "; the ones marked **disagrees** do not."),
         "",
     ]
     prox = runs[at_lam & (runs["mode"] == "proximal")]
     if not prox.empty:
         both = runs[at_lam & runs["regularizer"].isin(set(prox["regularizer"]))]
-        table = summarize(both, ["regularizer", "mode"]).sort_values(
-            ["regularizer", "mode"], key=lambda c: c.map(order) if c.name == "regularizer" else c
-        )
+        table = runlib.summarize(both, ["regularizer", "mode"])
+        table = table.sort_values(["regularizer", "mode"], key=_order)
         doc += [
             f"## Penalty against proximal mode at λ = {lam_s}",
             "",
-            "Penalty: the penalty's (sub)gradient joins the loss. Proximal: Adam steps on "
-            "the data loss, then W ← prox_{lr·λ·R}(W), which sets weights to exact zeros.",
+            "Penalty: the penalty's (sub)gradient is added to the loss's. Proximal: Adam "
+            "steps on the data loss, then W ← prox_{lr·λ·R}(W), which sets weights to "
+            "exact zeros.",
             "",
-            markdown_table(table, both, ["regularizer", "mode"]),
+            runlib.markdown_table(table, both, method | {"mode": str}),
             "",
-            *_mode_notes(table),
+            *mode_notes(table),
             "",
         ]
-    grid = runs[
-        (runs["mode"] == "penalty") & runs["regularizer"].isin(["l1", "group_lasso", "sgl"])
-    ]
+    grid = runs[(runs["mode"] == "penalty") & runs["regularizer"].isin(FRONT_METHODS)]
     if grid["lambda"].nunique() > 1:
-        front = summarize(grid, ["regularizer", "lambda"]).sort_values(
-            ["regularizer", "lambda"], key=lambda c: c.map(order) if c.name == "regularizer" else c
+        front = runlib.summarize(grid, ["regularizer", "lambda"])
+        front = front.sort_values(["regularizer", "lambda"], key=_order)
+        front = front.assign(
+            method=front["regularizer"].map(SHORT), point=front["lambda"].map(lam_label)
         )
-        front["method"] = front["regularizer"].map(METHODS)
-        front["point"] = front["lambda"].map(lam_label)
         ref = main[main["regularizer"].isin(["none", "l2"])]
-        ref = ref.assign(method=ref["regularizer"].map(METHODS) + f" (λ = {lam_s})")
+        ref = ref.assign(method=ref["regularizer"].map(SHORT) + f" (λ = {lam_s})")
         axes = {"kept_input": "input features kept", "params_kept": "parameters kept"}
         title = "Accuracy–sparsity front over λ (mean ± std over seeds; labels: λ)"
-        report.plot_front(front, ref, axes, figures / "front.png", title)
+        report.plot_front(front, ref, axes, out / "figures" / "front.png", title)
         doc += [
             "## Accuracy–sparsity front over λ",
             "",
-            "![Accuracy against kept inputs and parameters](figures/front.png)",
+            "![Test accuracy against kept inputs and parameters](figures/front.png)",
             "",
-            markdown_table(front, grid, ["regularizer", "lambda"]),
+            runlib.markdown_table(front, grid, method | {"lambda": lam_label}),
             "",
         ]
-    twins = runs.attrs.get("twins", 0)
     doc += [
         "## Runs and times",
         "",
-        "Training seconds (the training loop only) per sweep, one job after another on one "
-        "CPU thread:",
+        "Seconds in the training loop per sweep, one job after another on one CPU thread "
+        "(Hydra's basic launcher):",
         "",
-        _times(runs),
+        runlib.times_table(everything),
         "",
     ]
     if twins:
         doc += [
-            f"{twins} configurations ran in two sweeps; "
-            f"{twins - runs.attrs['twins_differ']} of them gave identical metrics.",
+            f"{twins} configurations ran in two sweeps; {twins - differ} of them gave "
+            "identical metrics in both.",
             "",
         ]
     path = out / "reproduction.md"
-    tmp = path.with_suffix(".md.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(doc))
     tmp.replace(path)
     return path
@@ -397,8 +298,8 @@ def write_report(root: Path, out: Path, lam: float) -> Path:
 def main(argv: list[str] | None = None) -> None:
     """``python -m regexp.reproduce [SWEEPS] [DOCS] [--lambda L]``."""
     parser = argparse.ArgumentParser(prog="python -m regexp.reproduce", description=__doc__)
-    parser.add_argument("sweeps", nargs="?", default="outputs/reproduce", type=Path)
-    parser.add_argument("docs", nargs="?", default="docs", type=Path)
+    parser.add_argument("sweeps", nargs="?", default=Path("outputs/reproduce"), type=Path)
+    parser.add_argument("docs", nargs="?", default=Path("docs"), type=Path)
     parser.add_argument(
         "--lambda",
         dest="lam",
@@ -410,9 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.sweeps.is_dir():
         parser.exit(2, f"regexp.reproduce: error: no such directory '{args.sweeps}'\n")
-    lam = experiment_lambda() if args.lam is None else args.lam
     try:
-        path = write_report(args.sweeps, args.docs, lam)
+        path = write_report(args.sweeps, args.docs, args.lam or experiment_lambda())
     except ValueError as err:
         parser.exit(2, f"regexp.reproduce: error: {err}\n")
     print(f"wrote {path}")

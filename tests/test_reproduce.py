@@ -1,0 +1,111 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from regexp.reproduce import experiment_lambda, lam_label, paper_checks, write_report
+from regexp.train import run
+
+# Two epochs; threshold 0.3 zeroes most weights, so that kept counts differ between seeds.
+TINY = ("trainer.epochs=2", "threshold=0.3")
+
+
+def table_row(text: str, first_cell: str) -> list[str]:
+    rows = [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+    assert len(rows) == 1, rows
+    return [c.strip() for c in rows[0].strip("|").split("|")]
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    """Four 2-epoch runs (SGL and L1, seeds 0 and 1) of the experiment, plus one twin."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    root = tmp_path_factory.mktemp("sweeps")
+    jobs = [("sgl", 0), ("sgl", 1), ("l1", 0), ("l1", 1)]
+    for i, (reg, seed) in enumerate(jobs):
+        with initialize_config_module("regexp.conf", version_base="1.3"):
+            overrides = ["+experiment=scardapane2017", f"regularizer={reg}", f"seed={seed}"]
+            cfg = compose("config", overrides=[*overrides, *TINY])
+        run(OmegaConf.to_container(cfg, resolve=True), root / "tiny" / str(i))
+    # the same job in a second sweep directory is counted once
+    shutil.copytree(root / "tiny" / "0", root / "again" / "0")
+    return root
+
+
+def test_experiment_sets_the_papers_lambda():
+    assert experiment_lambda() == pytest.approx(10**-3.5, rel=1e-12)
+    assert lam_label(10**-3.5) == "10^-3.5" and lam_label(1e-2) == "10^-2"
+    assert lam_label(2e-3) == "0.002"
+
+
+def test_report_tables_equal_a_pandas_computation_from_metrics_csv(tiny_sweep, tmp_path):
+    path = write_report(tiny_sweep, tmp_path / "docs", experiment_lambda())
+    text = path.read_text()
+    assert (tmp_path / "docs" / "figures" / "pixel_maps.png").stat().st_size > 0
+    metrics = pd.concat(
+        [pd.read_csv(p) for p in sorted((tiny_sweep / "tiny").rglob("metrics.csv"))]
+    )
+    sizes = [int(s) for s in metrics["architecture"].iloc[0].split("-")]
+    for reg, label in (("sgl", "sparse group Lasso (SGL)"), ("l1", "L1")):
+        m = metrics[metrics["regularizer"] == reg]
+        assert len(m) == 2
+        expected = [label, "2"]
+        acc = 100 * m["test_accuracy"]
+        expected.append(f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f}")
+        layers = ["input", *(f"hidden{i}" for i in range(1, len(sizes) - 1))]
+        for units, layer in zip(sizes[:-1], layers, strict=True):
+            kept = (units * (1 - m[f"neuron_sparsity_{layer}"])).round()
+            expected.append(f"{kept.mean():.1f} ± {kept.std(ddof=1):.1f}")
+        p = m["params_kept"]
+        expected.append(f"{p.mean():.1f} ± {p.std(ddof=1):.1f}")
+        assert table_row(text, label) == expected
+    assert "1 configurations ran in two sweeps; 1 of them gave identical metrics" in text
+
+
+def test_pixel_map_is_the_mean_over_seeds_of_inputs_with_a_nonzero_outgoing_weight(tiny_sweep):
+    from regexp.reproduce import keep_fraction
+
+    dirs = sorted((tiny_sweep / "tiny").iterdir())[:2]  # the SGL runs
+    alive = [
+        (torch.load(d / "model.pt", weights_only=False)["state_dict"]["0.weight"] != 0)
+        .any(dim=0)
+        .numpy()
+        for d in dirs
+    ]
+    expected = np.mean(alive, axis=0)
+    assert 0 < expected.sum() < expected.size
+    np.testing.assert_array_equal(keep_fraction(dirs), expected)
+
+
+def summary_frame(acc: dict, kept_in: dict, kept_hidden: dict) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "regularizer": list(acc),
+            "test_accuracy_mean": list(acc.values()),
+            "kept_input_mean": [kept_in[r] for r in acc],
+            "kept_hidden_mean": [kept_hidden[r] for r in acc],
+        }
+    )
+
+
+def test_paper_checks_follow_the_stated_definitions():
+    runs = pd.DataFrame({"units_input": [64], "units_hidden1": [40], "units_hidden2": [20]})
+    # SGL removes 30 inputs (L1: 15, exactly half: far more) and 20 neurons (L1: 11: not)
+    kept_in, kept_hidden = {"l1": 49, "l2": 64, "sgl": 34}, {"l1": 49, "l2": 60, "sgl": 40}
+    acc = {"l1": 0.97, "l2": 0.97, "sgl": 0.965}
+    got = {c.claim: c.holds for c in paper_checks(summary_frame(acc, kept_in, kept_hidden), runs)}
+    assert got == {
+        "SGL removes far more input features than L1": True,
+        "SGL removes far more hidden neurons than L1": False,
+        "SGL's accuracy is equal to or slightly below L1's": True,
+        "SGL removes far more input features than L2": True,
+        "SGL removes far more hidden neurons than L2": True,
+        "SGL's accuracy is equal to or slightly below L2's": True,
+    }
+    acc["sgl"] = 0.955  # 1.5 points below: more than "slightly"
+    got = {c.claim: c.holds for c in paper_checks(summary_frame(acc, kept_in, kept_hidden), runs)}
+    assert not got["SGL's accuracy is equal to or slightly below L1's"]
