@@ -146,7 +146,8 @@ def setup_lines(run_dir: Path, runs: pd.DataFrame) -> tuple[list[str], tuple | N
         f"- net: {runs['architecture'].iloc[0]}, {m['activation']}, {m['init']} weights "
         f"(zero biases), dropout {m['dropout']:g}",
         f"- training: {o['name']}, lr {o['lr']:g}, batch {t['batch_size']}, {t['epochs']} "
-        f"epochs, no early stopping; seeds {sorted(runs['seed'].unique().tolist())}",
+        f"epochs, no early stopping; seeds {sorted(runs['seed'].unique().tolist())}; "
+        f"{t['device']}, {t['num_threads']} torch thread(s) per job",
         f"- sparsity: after training, weights with |w| < {cfg['threshold']:g} are set to 0 "
         "(exactly those that round to 0 at 3 decimals); a unit is removed when all its "
         "outgoing weights are 0",
@@ -276,8 +277,8 @@ def write_report(root: Path, out: Path, lam: float) -> Path:
     doc += [
         "## Runs and times",
         "",
-        "Seconds in the training loop per sweep, one job after another on one CPU thread "
-        "(Hydra's basic launcher):",
+        "Seconds spent in the training loop, per sweep; launcher: the Hydra launcher of the "
+        "sweep's first job.",
         "",
         runlib.times_table(everything),
         "",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +128,27 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def launcher(run_dir: Path) -> str:
+    """The Hydra launcher class that ran ``run_dir`` (from ``.hydra/hydra.yaml``), or ``-``."""
+    path = Path(run_dir) / ".hydra" / "hydra.yaml"
+    if not path.is_file():
+        return "-"
+    return str(OmegaConf.load(path).hydra.launcher.get("_target_", "-")).rsplit(".", 1)[-1]
+
+
 def times_table(runs: pd.DataFrame) -> str:
-    """Runs, statuses and training seconds per sweep."""
+    """Runs, statuses, launcher and seconds in the training loop per sweep.
+
+    ``per run`` is the mean of the runs' ``train_seconds``.
+    """
     lines = [
-        "| sweep | runs | ok | diverged or failed | training time (s) | per run (s) |",
-        "|---|---|---|---|---|---|",
+        "| sweep | runs | ok | diverged or failed | launcher | training time (s) | per run (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for sweep, g in runs.groupby("sweep"):
         ok, sec = int((g["status"] == "ok").sum()), g["train_seconds"]
         lines.append(
-            f"| {sweep} | {len(g)} | {ok} | {len(g) - ok} | {sec.sum():.0f} | {sec.mean():.1f} |"
+            f"| {sweep} | {len(g)} | {ok} | {len(g) - ok} | {launcher(g['run_dir'].iloc[0])} | "
+            f"{sec.sum():.0f} | {sec.mean():.1f} |"
         )
     return "\n".join(lines)
