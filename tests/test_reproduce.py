@@ -109,3 +109,23 @@ def test_paper_checks_follow_the_stated_definitions():
     acc["sgl"] = 0.955  # 1.5 points below: more than "slightly"
     got = {c.claim: c.holds for c in paper_checks(summary_frame(acc, kept_in, kept_hidden), runs)}
     assert not got["SGL's accuracy is equal to or slightly below L1's"]
+
+
+def test_front_notes_count_the_lambdas_where_sgl_is_sparser():
+    from regexp.reproduce import front_notes
+
+    front = pd.DataFrame(
+        {
+            "regularizer": ["l1", "l1", "sgl", "sgl"],
+            "lambda": [1e-4, 1e-3, 1e-4, 1e-3],
+            "kept_input_mean": [60.0, 40.0, 50.0, 45.0],
+            "params_kept_mean": [3000.0, 2000.0, 2500.0, 1500.0],
+            "test_accuracy_mean": [0.97, 0.95, 0.965, 0.93],
+        }
+    )
+    (note,) = front_notes(front)
+    assert note == (
+        "- Against L1 at the same λ, SGL keeps fewer input features at 1 of 2 values of λ "
+        "and fewer parameters at 2; its accuracy is at most 1 point below at 1 of 2 "
+        "(differences from -2.00 to -0.50 points)."
+    )
