@@ -7,6 +7,7 @@ traceback; set ``REGEXP_DEBUG=1`` to see the full traceback instead.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -17,6 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 log = logging.getLogger("regexp")
 
@@ -28,10 +30,14 @@ Experiments on how regularization shapes neural networks.
 commands:
   train     train and evaluate one configuration, or a sweep with -m (Hydra overrides;
             `regexp train --help` lists the config groups)
+  compare   summarize and plot sweeps, run directories or results CSVs together
+            (`regexp compare --help`)
 
 examples:
   regexp train regularizer=sgl lambda=1e-3
   regexp train -m regularizer=l1,l2,group_lasso,sgl lambda=1e-4,1e-3,1e-2 seed=0,1,2
+  regexp train -m experiment=digits_sweep
+  regexp compare outputs/multirun/2024-05-01/12-00-00 outputs/multirun/2024-05-02/09-30-00
 
 Set REGEXP_DEBUG=1 to see full tracebacks.
 """
@@ -55,37 +61,150 @@ def _remove_if_empty(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _same(stored: object, wanted: object) -> bool:
+    """Whether a value read back from metrics.csv equals the config's (numbers by value)."""
+    try:
+        x, y = float(stored), float(wanted)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(stored) == str(wanted)
+    return x == y or (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-12)
+
+
+def _finished(run_dir: Path, config: dict) -> dict | None:
+    """The metrics row of a finished run (ok or diverged) of ``config`` in ``run_dir``.
+
+    A row written for a different configuration (the sweep command changed) does not
+    count: that job runs again.
+    """
+    from regexp.train import config_row, read_metrics
+
+    row = read_metrics(run_dir)
+    if row is None or row.get("status") not in ("ok", "diverged"):
+        return None
+    try:
+        wanted = config_row(config, 0, 0)
+    except (KeyError, TypeError):
+        return None
+    wanted.pop("architecture")
+    changed = [
+        f"{k}={row.get(k)!r}, now {v!r}" for k, v in wanted.items() if not _same(row.get(k), v)
+    ]
+    if changed:
+        log.warning(
+            "resume: %s holds a run of another config (%s); running it again",
+            run_dir,
+            "; ".join(changed),
+        )
+        return None
+    return row
+
+
 @hydra.main(config_path="pkg://regexp.conf", config_name="config", version_base="1.3")
-def train_app(cfg: DictConfig) -> float:
-    """Hydra task: one run. Returns the validation metric for sweepers to maximize.
+def train_app(cfg: DictConfig) -> float | list[float] | None:
+    """Hydra task: one run. Returns its ``objectives`` for the sweeper.
+
+    See :func:`regexp.sweep.objective_values`: one float (by default the validation
+    metric), a list for a multi-objective search, ``None`` for a job that is not ``ok``.
 
     In a sweep (``-m``) a failing job writes a ``metrics.csv`` row with
     ``status=failed`` and the error, and the sweep goes on. With ``resume=true`` a job
-    whose ``metrics.csv`` records a finished run (ok or diverged) is skipped.
+    whose ``metrics.csv`` records a finished run (ok or diverged) of the same
+    configuration is skipped.
     """
-    from regexp.train import failed_row, objective, read_metrics, run
+    from regexp.sweep import objective_values, validate_objectives
+    from regexp.train import failed_row, run
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    row = read_metrics(run_dir) if config.get("resume") else None
-    if row is not None and row.get("status") in ("ok", "diverged"):
-        log.info("resume: %s is complete, skipping", run_dir)
-        return objective(row)
+    multirun = hc.mode == RunMode.MULTIRUN
+    config: dict = {}
     try:
+        config = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        objectives = validate_objectives(config["objectives"])
+        row = _finished(run_dir, config) if config.get("resume") else None
+        if row is not None:
+            log.info("resume: %s is complete, skipping", run_dir)
+            return objective_values(row, objectives)
         row = run(config, run_dir)
     except Exception as err:
         if _debug():
             raise
-        if hc.mode == RunMode.MULTIRUN:
+        bad_input = isinstance(err, ValueError | OmegaConfBaseException)
+        if multirun:
             log.error("job %s failed: %s: %s", hc.job.num, type(err).__name__, err)
             failed_row(config, run_dir, err)
-            return float("nan")
+            return None
         _remove_if_empty(run_dir)
-        if isinstance(err, ValueError):
-            fail(str(err))
-        raise
-    return objective(row)
+        if bad_input:
+            fail("; ".join(line.strip() for line in str(err).splitlines() if line.strip()))
+        fail(f"{type(err).__name__}: {err} (set {DEBUG_ENV}=1 for the traceback)", code=1)
+    return objective_values(row, objectives)
+
+
+COMPARE_EPILOG = """examples:
+  regexp compare outputs/multirun/2024-05-01/12-00-00
+  regexp compare outputs/multirun/a outputs/multirun/b/results.csv outputs/multirun/a/0
+  regexp compare outputs/multirun/a outputs/multirun/b --by source,regularizer --out cmp
+"""
+
+
+def compare_main(argv: list[str]) -> None:
+    """``regexp compare``: summary table, ``comparison.csv`` and plots of several results."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="regexp compare",
+        description="Summarize sweeps, run directories and results CSVs together: mean and\n"
+        "std over seeds per group (failed and diverged jobs counted in n, left out of the\n"
+        "means), printed as a table and written as comparison.csv, with the plots against\n"
+        "λ and the Pareto front.",
+        epilog=COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="sweep directory, run directory, results.csv or metrics.csv",
+    )
+    parser.add_argument(
+        "--by",
+        type=lambda s: [c for c in s.split(",") if c],
+        default=None,
+        metavar="COLS",
+        help="comma-separated columns to group on, e.g. source,regularizer,lambda "
+        "(default: dataset,regularizer,mode,lambda and every other config "
+        "column that varies; `source` is the PATH a row came from)",
+    )
+    parser.add_argument(
+        "--metric",
+        default=None,
+        metavar="COL",
+        help="column to sort on, best first (default: test_accuracy, or test_r2 "
+        "when no job reports accuracy, or test_metric, each job's own, when both occur)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where to write comparison.csv and the plots (default: outputs/compare/<date>_<time>)",
+    )
+    args = parser.parse_args(argv)
+    from datetime import datetime
+
+    from regexp.sweep import compare
+    from regexp.sweep_plots import print_comparison
+
+    out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    try:
+        summary, by, metric = compare(args.paths, args.by, args.metric, out)
+    except ValueError as err:
+        if _debug():
+            raise
+        fail(str(err))
+    print_comparison(summary, by, metric)
+    print(f"comparison.csv and plots written to {out}")
 
 
 def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
@@ -96,15 +215,19 @@ def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``regexp`` console script."""
     argv = sys.argv[1:] if argv is None else argv
+    if _debug():
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors with their traceback too
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return
     command, rest = argv[0], argv[1:]
     if command == "train":
         _hydra(train_app, "regexp train", rest)
+    elif command == "compare":
+        compare_main(rest)
     else:
         print(USAGE, end="", file=sys.stderr)
-        fail(f"unknown command '{command}'; choose one of: train")
+        fail(f"unknown command '{command}'; choose one of: train, compare")
 
 
 if __name__ == "__main__":

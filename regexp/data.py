@@ -86,12 +86,22 @@ def _sklearn(loader: Callable, task: str, image_shape=None) -> Callable[..., Tab
     return load
 
 
-def load_csv(path: str, target: str, task: str, **_: object) -> Table:
-    """Read a CSV whose column ``target`` is the target and every other column a feature."""
+def load_csv(
+    path: str, target: str, task: str, encode_categorical: bool = False, **_: object
+) -> Table:
+    """Read a CSV whose column ``target`` is the target and every other column a feature.
+
+    Non-numeric feature columns are an error unless ``encode_categorical`` is true; then
+    each becomes one 0/1 column per category (``pandas.get_dummies``), named
+    ``<column>_<category>``.
+    """
     file = Path(path).expanduser()
     if not file.is_file():
         raise ValueError(f"dataset.path: no such file '{path}'")
-    frame = pd.read_csv(file)
+    try:
+        frame = pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"dataset.path: cannot read '{path}' as CSV: {err}") from None
     if target not in frame.columns:
         raise ValueError(
             f"dataset.target: column '{target}' not in {path}; columns are: "
@@ -100,18 +110,22 @@ def load_csv(path: str, target: str, task: str, **_: object) -> Table:
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise ValueError(f"dataset.path: '{path}' has no feature columns besides '{target}'")
-    text = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if text:
-        raise ValueError(
-            f"dataset.path: non-numeric feature columns in '{path}': {', '.join(text)}; "
-            "encode them as numbers first"
-        )
     missing = frame.columns[frame.isna().any()].tolist()
     if missing:
         raise ValueError(
             f"dataset.path: missing (NaN) values in '{path}', columns: "
             + ", ".join(map(str, missing))
+            + "; fill or drop those rows first"
         )
+    text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if text and not encode_categorical:
+        raise ValueError(
+            f"dataset.path: non-numeric feature columns in '{path}': "
+            + ", ".join(map(str, text))
+            + "; encode them as numbers first, or set dataset.encode_categorical=true"
+        )
+    if text:
+        features = pd.get_dummies(features, columns=text, dtype=np.float64)
     y = frame[target].to_numpy()
     if task == "regression" and not pd.api.types.is_numeric_dtype(frame[target]):
         raise ValueError(f"dataset.target: regression target '{target}' must be numeric")
@@ -127,6 +141,52 @@ LOADERS: dict[str, Callable[..., Table]] = {
 }
 
 
+def _check_sizes(val_size: float, test_size: float) -> None:
+    for key, value in (("val_size", val_size), ("test_size", test_size)):
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1
+        if not ok:
+            raise ValueError(f"dataset.{key} must be in (0, 1), got {value!r}")
+    if val_size + test_size >= 1:
+        raise ValueError(
+            f"dataset.val_size + dataset.test_size must be < 1, got {val_size + test_size:g}"
+        )
+
+
+def validate_dataset(
+    name: str,
+    task: str,
+    val_size: float = 0.2,
+    test_size: float = 0.2,
+    split_seed: int = 0,
+    scaler: str = "standard",
+    **options: object,
+) -> None:
+    """Raise ``ValueError`` naming the first bad ``dataset`` option (before any loading).
+
+    Checks that need the file's contents (target column, numeric features, NaN, classes,
+    enough rows) run when :func:`load_dataset` reads it.
+    """
+    if name not in LOADERS:
+        raise ValueError(f"unknown dataset '{name}'; choose one of: {', '.join(LOADERS)}")
+    if task not in TASKS:
+        raise ValueError(f"dataset.task must be one of {', '.join(TASKS)}, got '{task}'")
+    _check_sizes(val_size, test_size)
+    seed_ok = isinstance(split_seed, int) and not isinstance(split_seed, bool)
+    if not (seed_ok and 0 <= split_seed < 2**32):
+        raise ValueError(f"dataset.split_seed must be an integer in [0, 2**32), got {split_seed!r}")
+    if scaler not in SCALERS:
+        raise ValueError(f"dataset.scaler must be one of {', '.join(SCALERS)}, got '{scaler}'")
+    if name == "csv":
+        path = options.get("path")
+        if not isinstance(path, str) or not Path(path).expanduser().is_file():
+            raise ValueError(f"dataset.path: no such file '{path}'")
+        if not isinstance(options.get("encode_categorical", False), bool):
+            raise ValueError(
+                "dataset.encode_categorical must be true or false, "
+                f"got {options['encode_categorical']!r}"
+            )
+
+
 def split_indices(
     y: np.ndarray, task: str, val_size: float, test_size: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,13 +194,7 @@ def split_indices(
 
     ``val_size`` and ``test_size`` are fractions of all rows.
     """
-    for key, value in (("val_size", val_size), ("test_size", test_size)):
-        if not 0 < value < 1:
-            raise ValueError(f"dataset.{key} must be in (0, 1), got {value}")
-    if val_size + test_size >= 1:
-        raise ValueError(
-            f"dataset.val_size + dataset.test_size must be < 1, got {val_size + test_size}"
-        )
+    _check_sizes(val_size, test_size)
     rows = np.arange(len(y))
     strat = y if task == "classification" else None
     try:
@@ -152,7 +206,7 @@ def split_indices(
     except ValueError as err:  # too few rows, or a class with a single member
         raise ValueError(
             f"dataset: cannot split {len(y)} rows into train/val/test "
-            f"(val_size={val_size}, test_size={test_size}): {err}"
+            f"(val_size={val_size}, test_size={test_size}): {err}; use more rows"
         ) from None
     return np.sort(train), np.sort(val), np.sort(test)
 
@@ -184,10 +238,7 @@ def load_dataset(
     **options: object,
 ) -> Dataset:
     """Load data set ``name``, split it and scale features with training statistics."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset '{name}'; choose one of: {', '.join(LOADERS)}")
-    if task not in TASKS:
-        raise ValueError(f"dataset.task must be one of {', '.join(TASKS)}, got '{task}'")
+    validate_dataset(name, task, val_size, test_size, split_seed, scaler, **options)
     table = LOADERS[name](task=task, **options)
     x = np.asarray(table.x, dtype=np.float64)
     classes: tuple = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def mlp(
 
 def save_checkpoint(path: Path, model: nn.Module, config: dict, extra: dict | None = None) -> None:
     """Save ``{"state_dict", "config", **extra}`` to ``path`` (atomically)."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"state_dict": model.state_dict(), "config": config, **(extra or {})}, tmp)
     tmp.replace(path)
 

@@ -29,6 +29,13 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def remove_temporaries(folder: Path, names: Sequence[str]) -> None:
+    """Delete the temporary files of ``names`` that a killed writer left in ``folder``."""
+    for name in names:
+        for path in folder.glob(f".{name}.*.tmp"):
+            path.unlink(missing_ok=True)
+
+
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
     """Write ``frame`` to ``path`` atomically: a temporary file, then a rename.
 
@@ -213,7 +220,8 @@ def progress(total: int, enabled: bool = True) -> _Bar:
     return _Bar(total, enabled)
 
 
-def _fmt(value: object) -> str:
+def fmt(value: object) -> str:
+    """A table cell: floats to 4 significant digits (``nan`` for NaN), the rest as text."""
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
     return str(value)
@@ -229,7 +237,7 @@ def print_summary(row: Mapping, layers: pd.DataFrame) -> None:
     keys += ["weight_sparsity", "params_kept", "params_total", "train_seconds"]
     for key in keys:
         if key in row:
-            table.add_row(key, _fmt(row[key]))
+            table.add_row(key, fmt(row[key]))
     for layer in layers.itertuples():
         table.add_row(f"units removed: {layer.layer}", f"{layer.removed}/{layer.units}")
     Console().print(table)

@@ -22,15 +22,31 @@ from torch import nn
 from torch.nn import functional as F
 
 from regexp import report, sparsity
+from regexp.config import (  # noqa: F401  (re-exported: train.MODES etc. are public API)
+    DEVICES,
+    MODES,
+    OPTIMIZERS,
+    build_regularizer,
+    resolve_device,
+    validate,
+    validate_optimizer,
+)
 from regexp.data import Dataset, load_dataset
 from regexp.models import mlp, save_checkpoint
-from regexp.regularizers import Regularizer, make_regularizer
+from regexp.regularizers import Regularizer
 
 log = logging.getLogger(__name__)
 
-MODES = ("penalty", "proximal")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-DEVICES = ("cpu", "cuda", "auto")
+# Every file a run writes into its directory; metrics.csv is written last.
+RUN_FILES = (
+    "history.csv",
+    "model.pt",
+    "learning_curves.png",
+    "sparsity.csv",
+    "sparsity.png",
+    "features.png",
+    "metrics.csv",
+)
 
 
 @dataclass
@@ -43,39 +59,14 @@ class FitResult:
     notes: dict = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name not in DEVICES:
-        raise ValueError(f"trainer.device must be one of {', '.join(DEVICES)}, got '{name}'")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("trainer.device=cuda, but no CUDA device is available; use cpu or auto")
-    return torch.device(name)
-
-
-def build_regularizer(cfg: Mapping, strength: float) -> tuple[Regularizer, str]:
-    """The regularizer named by config group ``regularizer`` at ``strength``, and its mode."""
-    options = {k: v for k, v in cfg.items() if k not in ("name", "mode")}
-    reg = make_regularizer(cfg["name"], strength=strength, **options)
-    mode = cfg.get("mode", "penalty")
-    if mode not in MODES:
-        raise ValueError(f"regularizer.mode must be one of {', '.join(MODES)}, got '{mode}'")
-    if mode == "proximal" and cfg["name"] == "weight_decay":
-        raise ValueError("regularizer.mode=proximal is not defined for weight_decay; use penalty")
-    return reg, mode
-
-
 def make_optimizer(model: nn.Module, cfg: Mapping, weight_decay: float) -> torch.optim.Optimizer:
     """Adam, AdamW or SGD from config group ``optimizer``.
 
     ``weight_decay`` applies to the ``nn.Linear`` weights only (never biases), like every
     other regularizer of regexp.
     """
+    validate_optimizer(cfg)
     name, lr = cfg["name"], cfg["lr"]
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name must be one of {', '.join(OPTIMIZERS)}, got '{name}'")
-    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"optimizer.lr must be a finite number > 0, got {lr!r}")
     weights = set(map(id, sparsity.linear_weights(model)))
     params = list(model.parameters())
     groups = [
@@ -224,27 +215,20 @@ def config_row(cfg: Mapping, n_in: int, n_out: int) -> dict:
     return row
 
 
-def finish(
-    cfg: Mapping,
-    run_dir: Path,
-    model: nn.Module,
-    data: Dataset,
-    result: FitResult,
-    progress: bool = True,
-) -> dict:
-    """Evaluate, threshold, evaluate again and write every output file of a run.
+def run_metrics(
+    model: nn.Module, data: Dataset, threshold: float
+) -> tuple[dict, list[sparsity.LayerSparsity]]:
+    """Evaluate ``model``, threshold it in place, evaluate again and measure its sparsity.
 
-    Returns the metrics row. ``metrics.csv`` is written last, so that its presence marks
-    a complete run.
+    Returns the metric columns of ``metrics.csv`` (``<split>_<metric>`` after and
+    ``<split>_<metric>_dense`` before thresholding, sparsity, parameter counts) and the
+    per-layer sparsity.
     """
-    model = model.cpu()
-    data = data.to("cpu")
-    row = config_row(cfg, data.n_features, data.n_outputs)
-    row |= {"status": result.status, "epochs_run": len(result.history)}
     dense = {s: evaluate(model, data, s) for s in ("val", "test")}
-    sparsity.threshold_(model, cfg["threshold"])
+    sparsity.threshold_(model, threshold)
     sparse = {s: evaluate(model, data, s) for s in ("val", "test")}
     names = ("accuracy",) if data.task == "classification" else ("r2", "rmse")
+    row = {}
     for split in ("test", "val"):
         for name in names:
             row[f"{split}_{name}"] = sparse[split][name]
@@ -255,23 +239,60 @@ def finish(
         row[f"neuron_sparsity_{layer.layer}"] = layer.fraction
     row["params_total"] = sparsity.params_total(model)
     row["params_kept"] = sparsity.params_kept(model)
+    return row, layers
+
+
+def finish(
+    cfg: Mapping,
+    run_dir: Path,
+    model: nn.Module,
+    data: Dataset,
+    result: FitResult,
+    progress: bool = True,
+) -> dict:
+    """Evaluate, threshold, evaluate again and write every output file of a run.
+
+    Returns the metrics row. Every file is written atomically and ``metrics.csv`` last
+    (an older one is removed first), so its presence marks a complete run.
+
+    A ``diverged`` run keeps its weights as they were (no thresholding) and reports every
+    metric but ``params_total`` as NaN: its accuracy and sparsity say nothing about its
+    regularizer (a huge proximal step zeroes every weight, which would look maximally
+    sparse). It writes ``history.csv``, ``learning_curves.png``, ``model.pt`` and
+    ``metrics.csv``, but no sparsity table or figures.
+    """
+    model = model.cpu()
+    data = data.to("cpu")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.csv").unlink(missing_ok=True)
+    report.remove_temporaries(run_dir, RUN_FILES)
+    row = config_row(cfg, data.n_features, data.n_outputs)
+    row |= {"status": result.status, "epochs_run": len(result.history)}
+    ok = result.status == "ok"
+    metrics, layers = run_metrics(model if ok else copy.deepcopy(model), data, cfg["threshold"])
+    if not ok:
+        metrics = {k: (v if k == "params_total" else math.nan) for k, v in metrics.items()}
+        layers = []
+    row |= metrics
     row["train_seconds"] = result.seconds
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     report.write_csv(run_dir / "history.csv", result.history)
-    sp = pd.DataFrame([vars(layer) for layer in layers])
-    report.write_csv(run_dir / "sparsity.csv", sp)
     save_checkpoint(run_dir / "model.pt", model, dict(cfg), {"metrics": row})
     report.plot_learning_curves(result.history, run_dir / "learning_curves.png")
-    report.plot_sparsity(sp, run_dir / "sparsity.png")
-    first = sparsity.linear_weights(model)[0].detach()
-    report.plot_features(
-        (~sparsity.dead_units([first])[0]).numpy(),
-        data.feature_names,
-        data.image_shape,
-        run_dir / "features.png",
-        importance=first.norm(dim=0).numpy(),
+    sp = pd.DataFrame(
+        [vars(layer) for layer in layers], columns=["layer", "units", "removed", "fraction"]
     )
+    if ok:
+        report.write_csv(run_dir / "sparsity.csv", sp)
+        report.plot_sparsity(sp, run_dir / "sparsity.png")
+        first = sparsity.linear_weights(model)[0].detach()
+        report.plot_features(
+            (~sparsity.dead_units([first])[0]).numpy(),
+            data.feature_names,
+            data.image_shape,
+            run_dir / "features.png",
+            importance=first.norm(dim=0).numpy(),
+        )
     report.write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
     if progress:
         report.print_summary(row, sp)
@@ -307,26 +328,9 @@ def objective(row: Mapping) -> float:
 
 def run(cfg: Mapping, run_dir: Path) -> dict:
     """Train and evaluate one configuration; write its outputs into ``run_dir``."""
-    lam = cfg["lambda"]
-    if (
-        isinstance(lam, bool)
-        or not isinstance(lam, int | float)
-        or not math.isfinite(lam)
-        or lam < 0
-    ):
-        raise ValueError(f"lambda must be a finite number >= 0, got {lam!r}")
-    thr = cfg["threshold"]
-    if isinstance(thr, bool) or not isinstance(thr, int | float) or not thr >= 0:
-        raise ValueError(f"threshold must be a number >= 0, got {thr!r}")
-    tr = cfg["trainer"]
-    for key in ("epochs", "batch_size"):
-        if isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 1:
-            raise ValueError(f"trainer.{key} must be an integer >= 1, got {tr[key]!r}")
+    validate(cfg)
+    tr, lam = cfg["trainer"], cfg["lambda"]
     patience = tr.get("early_stopping_patience")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise ValueError(
-            f"trainer.early_stopping_patience must be null or an integer >= 1, got {patience!r}"
-        )
     device = resolve_device(tr["device"])
     torch.set_num_threads(tr.get("num_threads", 1))
 

@@ -1,0 +1,161 @@
+"""Sweep results as DataFrames: grouping, mean and std over seeds, the Pareto front.
+
+Pure functions over the *results* frame, one row per job with the columns of
+``metrics.csv`` (config columns first, then ``status``, then the outcomes) plus ``job``
+(and ``source`` when several sweeps are read together). Reading and writing files is
+:mod:`regexp.sweep`'s work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+# Always grouped on (when present): one point of the accuracy-against-λ curves.
+BASE_GROUP = ("dataset", "regularizer", "mode", "lambda")
+# Never grouped on by default: seeds are averaged over; the others follow from grouped
+# columns (task from dataset, architecture from dataset and hidden), and a failed job
+# leaves them empty, which would split its group.
+NOT_GROUPED = ("seed", "task", "architecture", "job", "source")
+# Columns of a results frame that are neither config nor a metric to average.
+LABELS = ("job", "source", "status", "error")
+# Where the main metric of each task lives: accuracy for classification, R² for regression.
+TASK_METRIC = {"classification": "accuracy", "regression": "r2"}
+PARAMS_FRACTION = "params_fraction"
+# Metrics for which smaller is better (``regexp compare`` sorts these ascending).
+SMALLER_IS_BETTER = ("rmse", "loss", "params_kept", PARAMS_FRACTION, "seconds", "epochs_run")
+
+
+def config_columns(results: pd.DataFrame) -> list[str]:
+    """The config columns of ``results``: those before ``status``, less job and source."""
+    cols = list(results.columns)
+    head = cols[: cols.index("status")] if "status" in cols else cols
+    return [c for c in head if c not in LABELS]
+
+
+def metric_columns(results: pd.DataFrame) -> list[str]:
+    """The numeric outcome columns of ``results`` (after ``status``), in order."""
+    config = set(config_columns(results))
+    return [
+        c
+        for c in results.columns
+        if c not in config and c not in LABELS and pd.api.types.is_numeric_dtype(results[c])
+    ]
+
+
+def group_columns(results: pd.DataFrame) -> list[str]:
+    """Default grouping: ``BASE_GROUP`` plus every other config column that varies.
+
+    A config column varies when it holds more than one distinct non-missing value, e.g.
+    ``hidden`` in ``regexp train -m model.hidden=[40,20],[20]``. ``seed`` is never a
+    group column: the summary averages over it.
+    """
+    base = [c for c in BASE_GROUP if c in results.columns]
+    extra = [
+        c
+        for c in config_columns(results)
+        if c not in base and c not in NOT_GROUPED and results[c].nunique(dropna=True) > 1
+    ]
+    return base + extra
+
+
+def with_params_fraction(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` plus ``params_fraction = params_kept / params_total`` (when both exist)."""
+    if not {"params_kept", "params_total"} <= set(results.columns):
+        return results
+    return results.assign(**{PARAMS_FRACTION: results["params_kept"] / results["params_total"]})
+
+
+def summarize(results: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean and sample standard deviation of every metric per group, over ``status=ok`` jobs.
+
+    For each group of ``by`` (default :func:`group_columns`) and each metric column ``m``
+    (plus ``params_fraction``), with ``x_1..x_k`` the values of its ``k = n_ok`` jobs whose
+    status is ``ok``: ``m_mean = Σx_i / k`` and ``m_std = sqrt(Σ(x_i − m_mean)² / (k − 1))``
+    (NaN when ``k < 2``). Failed and diverged jobs are left out of both; ``n`` counts all
+    jobs of the group and ``n_ok`` those averaged, so a group with ``n_ok < n`` shows it.
+    Groups are sorted by their keys; missing keys form their own group.
+    """
+    by = list(group_columns(results) if by is None else by)
+    missing = [c for c in by if c not in results.columns]
+    if missing:
+        allowed = ", ".join(c for c in results.columns if c not in ("status", "error"))
+        raise ValueError(
+            f"cannot group by {', '.join(missing)}: not a column; choose from {allowed}"
+        )
+    frame = with_params_fraction(results)
+    ok = frame["status"].eq("ok")
+    metrics = metric_columns(frame)
+    counts = (
+        frame.assign(n=1, n_ok=ok.astype(int))
+        .groupby(by, dropna=False, sort=True)[["n", "n_ok"]]
+        .sum()
+    )
+    if metrics:  # none when every job failed before training
+        stats = frame[ok].groupby(by, dropna=False, sort=True)[metrics].agg(["mean", "std"])
+        stats.columns = [f"{m}_{s}" for m, s in stats.columns]
+        counts = counts.join(stats, how="left")
+    summary = counts.reset_index()
+    return summary
+
+
+def main_metric(task: str, split: str = "test") -> str:
+    """The column of a task's main metric: ``test_accuracy`` or ``test_r2``."""
+    if task not in TASK_METRIC:
+        raise ValueError(f"task must be one of {', '.join(TASK_METRIC)}, got '{task}'")
+    return f"{split}_{TASK_METRIC[task]}"
+
+
+MIXED_METRIC = "test_metric"
+
+
+def default_metric(results: pd.DataFrame) -> str:
+    """``test_accuracy``, ``test_r2``, or ``test_metric`` when jobs report both.
+
+    ``test_metric`` (see :func:`with_mixed_metric`) holds each job's own main metric.
+    """
+    found = [
+        c for c in ("test_accuracy", "test_r2") if c in results.columns and results[c].notna().any()
+    ]
+    if not found:
+        raise ValueError("no test_accuracy or test_r2 column in the results; pass --metric")
+    return found[0] if len(found) == 1 else MIXED_METRIC
+
+
+def with_mixed_metric(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` plus ``test_metric``: ``test_accuracy`` where it exists, else ``test_r2``.
+
+    For comparisons across classification and regression data sets.
+    """
+    return results.assign(**{MIXED_METRIC: results["test_accuracy"].fillna(results["test_r2"])})
+
+
+def sort_by_metric(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``summary`` sorted best first on ``<metric>_mean``, groups without a value last.
+
+    Larger is better, except for metrics named in ``SMALLER_IS_BETTER`` (e.g. ``test_rmse``).
+    """
+    column = f"{metric}_mean"
+    if column not in summary.columns:
+        names = sorted(c[: -len("_mean")] for c in summary.columns if c.endswith("_mean"))
+        raise ValueError(f"unknown metric '{metric}'; choose one of: {', '.join(names)}")
+    ascending = any(word in metric for word in SMALLER_IS_BETTER)
+    return summary.sort_values(column, ascending=ascending, na_position="last", kind="stable")
+
+
+def pareto_front(cost: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Mask of the points that no other point dominates (smaller cost, larger gain).
+
+    Point ``i`` is dominated when some ``j`` has ``cost_j <= cost_i`` and
+    ``gain_j >= gain_i`` with at least one strict. Points with a NaN are never on the
+    front. Equal points are all on it.
+    """
+    cost, gain = np.asarray(cost, dtype=float), np.asarray(gain, dtype=float)
+    valid = ~(np.isnan(cost) | np.isnan(gain))
+    # dominates[i, j]: point j dominates point i
+    c_i, g_i, c_j, g_j = cost[:, None], gain[:, None], cost[None, :], gain[None, :]
+    dominates = (c_j <= c_i) & (g_j >= g_i) & ((c_j < c_i) | (g_j > g_i))
+    dominated = (dominates & valid[None, :]).any(axis=1)
+    return valid & ~dominated
