@@ -35,7 +35,7 @@ REPRO_ARGS := resume=true $(if $(REPRO_LAUNCHER),hydra/launcher=$(REPRO_LAUNCHER
 
 reproduce-runs: install
 	for e in $(REPRO_EXPERIMENTS); do \
-		$(BIN)/regexp train -m +experiment=$$e $(REPRO_ARGS) || exit 1; \
+		$(BIN)/regexp train -m experiment=$$e $(REPRO_ARGS) || exit 1; \
 	done
 
 reproduce: reproduce-runs

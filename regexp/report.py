@@ -153,13 +153,19 @@ def plot_feature_maps(
 
 
 def plot_front(
-    front: pd.DataFrame, refs: pd.DataFrame, xs: Mapping[str, str], path: Path, title: str
+    front: pd.DataFrame,
+    refs: pd.DataFrame,
+    xs: Mapping[str, str],
+    path: Path,
+    title: str,
+    ylim: tuple[float, float] | None = None,
 ) -> None:
     """Test accuracy (%) against each ``xs`` column, one line per ``method`` of ``front``.
 
     Both frames hold ``method``, ``test_accuracy_mean``/``_std`` and ``<x>_mean``/``_std``
     for each ``x`` in ``xs`` (whose values are axis labels); ``front`` also holds ``point``,
-    the text at each point, and ``refs`` rows are drawn as single black markers.
+    the text at each point (none where empty), and ``refs`` rows are drawn as single black
+    markers. ``ylim`` (in %) may leave points off the chart.
     """
     fig, axes = plt.subplots(1, len(xs), figsize=(5.5 * len(xs), 4.2), sharey=True, squeeze=False)
     for ax, (x, label) in zip(axes[0], xs.items(), strict=True):
@@ -174,14 +180,16 @@ def plot_front(
                 capsize=2,
                 label=method,
             )
-            for r in g.to_dict("records"):
+            for r in g[g["point"] != ""].to_dict("records"):
                 xy = (r[f"{x}_mean"], 100 * r["test_accuracy_mean"])
-                ax.annotate(r["point"], xy, fontsize=6, alpha=0.7)
+                ax.annotate(r["point"], xy, fontsize=7, alpha=0.8)
         for r, marker in zip(refs.to_dict("records"), "*Dsv^", strict=False):
             ax.plot(
                 r[f"{x}_mean"], 100 * r["test_accuracy_mean"], "k" + marker, ms=7, label=r["method"]
             )
         ax.set_xlabel(label)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
     axes[0, 0].set_ylabel("test accuracy (%)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(title)

@@ -28,7 +28,7 @@ def tiny_sweep(tmp_path_factory):
     jobs = [("sgl", 0), ("sgl", 1), ("l1", 0), ("l1", 1)]
     for i, (reg, seed) in enumerate(jobs):
         with initialize_config_module("regexp.conf", version_base="1.3"):
-            overrides = ["+experiment=scardapane2017", f"regularizer={reg}", f"seed={seed}"]
+            overrides = ["experiment=scardapane2017", f"regularizer={reg}", f"seed={seed}"]
             cfg = compose("config", overrides=[*overrides, *TINY])
         run(OmegaConf.to_container(cfg, resolve=True), root / "tiny" / str(i))
     # the same job in a second sweep directory is counted once
