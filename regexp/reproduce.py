@@ -7,7 +7,7 @@ not by directory: the main table is every penalty-mode run at the λ of
 ``conf/experiment/scardapane2017.yaml``, the penalty/proximal table every run at that λ of
 a method that also ran in proximal mode, the front every penalty-mode L1/GL/SGL run. Every
 number in the document comes from the runs; the verdicts on the paper's claim are computed
-by :func:`paper_checks`, and each one that fails is also logged as a warning.
+by :func:`regexp.claims.paper_checks`, and each one that fails is also logged as a warning.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,28 +22,28 @@ import pandas as pd
 
 from regexp import aggregate, report, sparsity
 from regexp import runs as runlib
+from regexp.claims import (
+    ACCURACY_TOLERANCE,
+    FAR_MORE,
+    METHODS,
+    SHORT,
+    front_notes,
+    lam_label,
+    mode_notes,
+    paper_checks,
+    prox_note,
+    ranking_note,
+)
 from regexp.data import load_dataset
 from regexp.models import load_checkpoint
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "scardapane2017"
-METHODS = {
-    "none": "none",
-    "l2": "L2",
-    "l1": "L1",
-    "group_lasso": "group Lasso (GL)",
-    "sgl": "sparse group Lasso (SGL)",
-}
-SHORT = {"none": "none", "l2": "L2", "l1": "L1", "group_lasso": "GL", "sgl": "SGL"}
 FRONT_METHODS = ("l1", "group_lasso", "sgl")
 # The front's figure leaves out points below this fraction of the best accuracy (collapsed
 # networks, which would flatten the rest); the document names them under the figure.
 FRONT_FLOOR = 0.8
-# The paper's words made testable: "slightly lower" accuracy = at most this far below
-# (0.01 = 1 point); "far more" removed units = at least this many times as many.
-ACCURACY_TOLERANCE = 0.01
-FAR_MORE = 2.0
 
 
 def experiment_lambda(name: str = EXPERIMENT) -> float:
@@ -55,77 +54,9 @@ def experiment_lambda(name: str = EXPERIMENT) -> float:
         return float(compose("config", overrides=[f"experiment={name}"])["lambda"])
 
 
-def lam_label(lam: float) -> str:
-    """``10^-3.5`` for whole and half decades, else ``%.3g``."""
-    e = math.log10(lam) if lam > 0 else math.nan
-    half = math.isfinite(e) and abs(2 * e - round(2 * e)) < 1e-9
-    return f"10^{round(2 * e) / 2:g}" if half else f"{lam:.3g}"
-
-
 def _order(col: pd.Series) -> pd.Series:
     """Sort key: methods in :data:`METHODS` order, other columns as they are."""
     return col.map(list(METHODS).index) if col.name == "regularizer" else col
-
-
-@dataclass(frozen=True)
-class Check:
-    """One part of the paper's claim against our numbers: ``holds`` and the numbers.
-
-    ``partly``: the direction holds but not the size (more removed, not far more).
-    """
-
-    claim: str
-    holds: bool
-    detail: str
-    partly: bool = False
-
-    @property
-    def verdict(self) -> str:
-        return "agrees" if self.holds else "partly agrees" if self.partly else "disagrees"
-
-
-def paper_checks(summary: pd.DataFrame, runs: pd.DataFrame) -> list[Check]:
-    """SGL against L1 and L2 in a :func:`regexp.aggregate.summarize` frame by ``regularizer``.
-
-    With removed = units − mean kept: "far more removed" holds when ``removed_SGL >
-    removed_ref`` and ``removed_SGL >= FAR_MORE · removed_ref``, and partly when only the
-    first holds; "equal or slightly lower accuracy" holds when ``acc_SGL >= acc_ref −
-    ACCURACY_TOLERANCE`` (means over seeds).
-    """
-    s = summary.set_index("regularizer")
-    hidden = [c for c in runs if c.startswith("units_hidden")]
-    units = {
-        "input features": ("kept_input_mean", int(runs["units_input"].max())),
-        "hidden neurons": ("kept_hidden_mean", int(runs[hidden].max().sum())),
-    }
-    checks = []
-    for ref in [r for r in ("l1", "l2") if {"sgl", r} <= set(s.index)]:
-        for what, (col, n) in units.items():
-            a, b = n - s.at["sgl", col], n - s.at[ref, col]
-            checks.append(
-                Check(
-                    f"SGL removes far more {what} than {METHODS[ref]}",
-                    bool(a > b and a >= FAR_MORE * b),
-                    f"{a:.1f} against {b:.1f} of {n} removed on average"
-                    + (f", {a / b:.2f}×" if b > 0 else ""),
-                    partly=bool(a > b),
-                )
-            )
-        a, b = s.at["sgl", "test_accuracy_mean"], s.at[ref, "test_accuracy_mean"]
-        std = max(s.at["sgl", "test_accuracy_std"], s.at[ref, "test_accuracy_std"])
-        within = "within" if abs(a - b) <= std else "beyond"
-        checks.append(
-            Check(
-                f"SGL's accuracy is equal to or slightly below {METHODS[ref]}'s",
-                bool(a >= b - ACCURACY_TOLERANCE),
-                f"{100 * a:.2f}% against {100 * b:.2f}% ({100 * (a - b):+.2f} points, "
-                f"{within} one seed-to-seed std of {100 * std:.2f})",
-            )
-        )
-    for c in checks:
-        if not c.holds:
-            log.warning("paper claim %s: %s (%s)", c.verdict, c.claim, c.detail)
-    return checks
 
 
 def keep_fraction(run_dirs: list[Path]) -> np.ndarray:
@@ -180,67 +111,6 @@ def setup_lines(run_dir: Path, runs: pd.DataFrame) -> tuple[list[str], tuple | N
     )
 
 
-def prox_note(table: pd.DataFrame, runs: pd.DataFrame, lam: float, steps: int) -> list[str]:
-    """Why proximal steps after Adam sparsify less, when the table shows that they do."""
-    s = table.set_index(["regularizer", "mode"])["params_kept_mean"]
-    pairs = [m for m in METHODS if {(m, "penalty"), (m, "proximal")} <= set(s.index)]
-    if not pairs or not all(s[(m, "proximal")] > s[(m, "penalty")] for m in pairs):
-        return []
-    lr = float(runs["lr"].iloc[0])
-    fan = [int(x) for x in str(runs["architecture"].iloc[0]).split("-")[:2]]
-    return [
-        "In proximal mode every method keeps more parameters than with the penalty. The "
-        "proximal step is the one of a plain gradient step of size lr: the L1 step moves a "
-        f"weight by at most lr·λ = {lr * lam:.2g}, so all {steps} steps move it by at most "
-        f"{steps * lr * lam:.2g}, little next to the Glorot scale of the first layer's "
-        f"weights (std {math.sqrt(2 / sum(fan)):.2g}). Adam's own steps are about lr = "
-        f"{lr:g} per weight whatever the gradient's scale; in penalty mode the penalty's "
-        "(sub)gradient goes through that normalization, so a weight whose data gradient is "
-        "small is pulled to 0 by up to lr per step. At the same λ, proximal steps after Adam "
-        "are therefore a much weaker regularizer than the penalty.",
-        "",
-    ]
-
-
-def mode_notes(table: pd.DataFrame) -> list[str]:
-    """One line per method: proximal against penalty kept counts and accuracy."""
-    s = table.set_index(["regularizer", "mode"])
-    out = []
-    for method in [m for m in METHODS if {(m, "penalty"), (m, "proximal")} <= set(s.index)]:
-        p, q = s.loc[(method, "penalty")], s.loc[(method, "proximal")]
-        out.append(
-            f"- {METHODS[method]}: proximal keeps {q['kept_input_mean']:.1f} input features, "
-            f"{q['kept_hidden_mean']:.1f} hidden neurons and {q['params_kept_mean']:.0f} "
-            f"parameters, against {p['kept_input_mean']:.1f}, {p['kept_hidden_mean']:.1f} and "
-            f"{p['params_kept_mean']:.0f} with the penalty; test accuracy "
-            f"{100 * (q['test_accuracy_mean'] - p['test_accuracy_mean']):+.2f} points."
-        )
-    return out
-
-
-def front_notes(front: pd.DataFrame) -> list[str]:
-    """SGL against L1 and GL at each λ both ran: fewer kept inputs, parameters, accuracy."""
-    s = front.set_index(["regularizer", "lambda"])
-    out = []
-    for ref in [r for r in ("l1", "group_lasso") if r in set(front["regularizer"])]:
-        lams = [lam for (r, lam) in s.index if r == "sgl" and (ref, lam) in s.index]
-        if not lams:
-            continue
-        a, b = s.loc[[("sgl", x) for x in lams]], s.loc[[(ref, x) for x in lams]]
-        fewer_in = int((a["kept_input_mean"].values < b["kept_input_mean"].values).sum())
-        fewer_p = int((a["params_kept_mean"].values < b["params_kept_mean"].values).sum())
-        gap = a["test_accuracy_mean"].values - b["test_accuracy_mean"].values
-        close = int((gap >= -ACCURACY_TOLERANCE).sum())
-        out.append(
-            f"- Against {METHODS[ref]} at the same λ, SGL keeps fewer input features at "
-            f"{fewer_in} of {len(lams)} values of λ and fewer parameters at {fewer_p}; its "
-            f"accuracy is at most {100 * ACCURACY_TOLERANCE:g} point below at {close} of "
-            f"{len(lams)} (differences from {100 * gap.min():+.2f} to {100 * gap.max():+.2f} "
-            "points)."
-        )
-    return out
-
-
 def write_report(root: Path, out: Path, lam: float) -> Path:
     """Write ``out/reproduction.md`` and ``out/figures/*.png`` from the runs under ``root``."""
     everything = runlib.read_runs(root)
@@ -287,7 +157,8 @@ def write_report(root: Path, out: Path, lam: float) -> Path:
             if kept is not None and not np.isclose(kept.sum(), r["kept_input_mean"]):
                 log.warning("%s: model.pt and sparsity.csv disagree on kept inputs", r)
     checks = paper_checks(main, penalty)
-    agree = sum(c.holds for c in checks)
+    verdicts = [c.verdict for c in checks]
+    tally = ", ".join(f"{verdicts.count(v)} {v}" for v in ("agrees", "partly agrees", "disagrees"))
     doc += [
         "## The paper's claim",
         "",
@@ -300,9 +171,9 @@ def write_report(root: Path, out: Path, lam: float) -> Path:
         "",
         *[f"- **{c.verdict}**: {c.claim}: {c.detail}." for c in checks],
         "",
-        f"{agree} of {len(checks)} parts of the claim hold on these runs"
-        + ("." if agree == len(checks) else "; the others do not, as marked."),
+        f"Of the {len(checks)} parts of the claim: {tally}.",
         "",
+        *ranking_note(main),
     ]
     prox = runs[at_lam & (runs["mode"] == "proximal")]
     if not prox.empty:
@@ -313,7 +184,7 @@ def write_report(root: Path, out: Path, lam: float) -> Path:
             f"## Penalty against proximal mode at λ = {lam_s}",
             "",
             "Penalty: the penalty's (sub)gradient is added to the loss's. Proximal: Adam "
-            "steps on the data loss, then W ← prox_{lr·λ·R}(W), which sets weights to "
+            "steps on the data loss, then W ← prox_{lr·λ·R}(W), which can set weights to "
             "exact zeros.",
             "",
             runlib.markdown_table(table, both, method | {"mode": str}),

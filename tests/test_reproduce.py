@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from regexp.reproduce import experiment_lambda, lam_label, paper_checks, write_report
+from regexp.claims import front_notes, lam_label, paper_checks, ranking_note
+from regexp.reproduce import experiment_lambda, keep_fraction, write_report
 from regexp.train import run
 
 # Two epochs; threshold 0.3 zeroes most weights, so that kept counts differ between seeds.
@@ -67,7 +68,6 @@ def test_report_tables_equal_a_pandas_computation_from_metrics_csv(tiny_sweep, t
 
 
 def test_pixel_map_is_the_mean_over_seeds_of_inputs_with_a_nonzero_outgoing_weight(tiny_sweep):
-    from regexp.reproduce import keep_fraction
 
     dirs = sorted((tiny_sweep / "tiny").iterdir())[:2]  # the SGL runs
     alive = [
@@ -119,7 +119,6 @@ def test_paper_checks_follow_the_stated_definitions():
 
 
 def test_front_notes_count_the_lambdas_where_sgl_is_sparser():
-    from regexp.reproduce import front_notes
 
     front = pd.DataFrame(
         {
@@ -135,4 +134,20 @@ def test_front_notes_count_the_lambdas_where_sgl_is_sparser():
         "- Against L1 at the same λ, SGL keeps fewer input features at 1 of 2 values of λ "
         "and fewer parameters at 2; its accuracy is at most 1 point below at 1 of 2 "
         "(differences from -2.00 to -0.50 points)."
+    )
+
+
+def test_ranking_note_names_the_method_with_the_fewest_kept_units_and_ties():
+    summary = pd.DataFrame(
+        {
+            "regularizer": ["l1", "sgl", "group_lasso"],
+            "kept_input_mean": [50.0, 45.0, 45.0],
+            "kept_hidden_mean": [30.0, 20.0, 25.0],
+            "params_kept_mean": [2000.0, 1500.5, 1800.0],
+        }
+    )
+    assert ranking_note(summary)[0] == (
+        "Fewest kept on average, of the 3 methods: input features: sparse group Lasso (SGL) "
+        "and group Lasso (GL) (45.0); hidden neurons: sparse group Lasso (SGL) (20.0); "
+        "parameters: sparse group Lasso (SGL) (1500.5)."
     )
