@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean reproduce reproduce-runs
 
 install: $(STAMP)
 
@@ -28,6 +28,22 @@ lint: install
 # Not a test: times sequential against stacked training and writes BENCHMARKS.md (~10 min).
 bench: install
 	$(BIN)/python benchmarks/bench.py
+
+# Scardapane et al. 2017 on digits → docs/reproduction.md and docs/figures/.
+# The sweeps write outputs/reproduce/<experiment>/ (see conf/experiment/scardapane2017*.yaml);
+# resume=true skips jobs already finished there, so delete outputs/reproduce to start over.
+# Pass REPRO_LAUNCHER=batched to run each sweep on the batched engine (hydra/launcher=batched).
+REPRO_EXPERIMENTS := scardapane2017 scardapane2017_proximal scardapane2017_front
+REPRO_LAUNCHER ?=
+REPRO_ARGS := resume=true $(if $(REPRO_LAUNCHER),hydra/launcher=$(REPRO_LAUNCHER))
+
+reproduce-runs: install
+	for e in $(REPRO_EXPERIMENTS); do \
+		$(BIN)/regexp train -m experiment=$$e $(REPRO_ARGS) || exit 1; \
+	done
+
+reproduce: reproduce-runs
+	$(BIN)/python -m regexp.reproduce outputs/reproduce docs
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
