@@ -99,6 +99,71 @@ def penalty(
 
 
 @torch.no_grad()
+def add_penalty_grad_(
+    w: Tensor,
+    grad: Tensor,
+    *,
+    l1: Coef = 0.0,
+    l2: Coef = 0.0,
+    group: Coef = 0.0,
+    norm: Coef = 0.0,
+    p: float = 2.0,
+) -> Tensor:
+    """``grad += ∂penalty/∂w`` in closed form, in place; returns :func:`penalty` ``(w)``.
+
+    The (sub)gradient, term by term: ``l1·sign(w)``, ``2·l2·w``,
+    ``group·√out·W[:, j]/‖W[:, j]‖₂`` (0 for an all-zero column) and
+    ``norm·sign(w)·|w|^(p−1)/‖W‖_p^(p−1)`` (0 at ``W = 0``): the same subgradient that
+    autograd gives for :func:`penalty`, without building a graph. The stacked engine uses
+    it because it is about 3× faster than autograd on ``[N, out, in]`` weights.
+    """
+    value = w.new_zeros(w.shape[:-2])
+    if not _is_zero(l1):
+        c = _lift(l1, w, 0)
+        value = value + c * l1_penalty(w)
+        _accumulate_(grad, w.sign(), c)
+    if not _is_zero(l2):
+        c = _lift(l2, w, 0)
+        value = value + c * l2_penalty(w)
+        _accumulate_(grad, w, 2 * c)
+    if not _is_zero(group):
+        c = _lift(group, w, 1) * math.sqrt(w.shape[-2])
+        norms = _column_norms(w)
+        value = value + (c * norms).sum(-1)
+        grad.addcmul_(w, _shrink_scale(norms, c).unsqueeze(-2))
+    if not _is_zero(norm):
+        c = _lift(norm, w, 0)
+        total = torch.linalg.vector_norm(w, ord=_check_p(p), dim=(-2, -1))
+        value = value + c * total
+        if p == 1:
+            _accumulate_(grad, w.sign(), c)
+        else:
+            scale = _shrink_scale(total.pow(p - 1), c)
+            _accumulate_(grad, w.sign() * w.abs().pow(p - 1), scale)
+    return value
+
+
+def _accumulate_(grad: Tensor, t: Tensor, coef: Coef) -> None:
+    """``grad += coef · t`` with ``coef`` a float or a per-model tensor ``[...]``."""
+    if isinstance(coef, Tensor):
+        grad.addcmul_(t, _lift(coef, t, t.dim() - coef.dim()))
+    else:
+        grad.add_(t, alpha=coef)
+
+
+def _column_norms(w: Tensor) -> Tensor:
+    """``‖W[..., :, j]‖₂`` without autograd support: 4–15× faster than ``vector_norm`` over
+    dim -2 of stacked weights, whose reduction runs along a strided dimension."""
+    return w.square().sum(dim=-2).sqrt()
+
+
+def _shrink_scale(norms: Tensor, coef: Coef) -> Tensor:
+    """``coef / norms``, 0 where ``norms == 0``."""
+    pos = norms > 0
+    return torch.where(pos, coef / torch.where(pos, norms, torch.ones_like(norms)), 0.0)
+
+
+@torch.no_grad()
 def prox_(
     w: Tensor,
     lr: Coef,
@@ -140,7 +205,7 @@ def prox_(
         tau = _lift(lr * l1, w, 2)
         w.copy_(w.sign() * (w.abs() - tau).clamp_min(0))
     if not _is_zero(group):
-        norms = group_norms(w)
+        norms = _column_norms(w)
         thr = _lift(lr * group, w, 1) * math.sqrt(w.shape[-2])
         w.mul_(_shrink(norms, thr).unsqueeze(-2))
     if not _is_zero(norm):

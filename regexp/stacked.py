@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from regexp import regularizers
 from regexp.models import ACTIVATIONS
+from regexp.penalties import add_penalty_grad_
 from regexp.regularizers import Coefficients
 
 TERMS = ("l1", "l2", "group", "norm")
@@ -77,28 +78,20 @@ class StackedMLP:
     def penalty(self, terms: Sequence[Term], grad: bool = False) -> Tensor:
         """Per-model penalty ``Σ_layers Σ_terms regularizers.penalty(W[a:b], **term)``, ``[N]``.
 
-        With ``grad``, also adds its gradient to the weights' ``.grad`` (which must exist):
-        each term is differentiated on its slice of models only, so no work is spent on
-        models whose coefficient is zero.
+        With ``grad``, also adds its gradient to the weights' ``.grad`` (which must exist),
+        in closed form (:func:`regexp.penalties.add_penalty_grad_`), each term on its slice
+        of models only, so no work is spent on models whose coefficient is zero.
         """
         total = self.weights[0].new_zeros(self.n)
-        pieces, leaves = [], []
-        for w in self.weights:
-            for t in terms:
-                ws = w.detach()[t.start : t.end]
-                if "group" in t.kwargs:  # column norms reduce over dim -2: make it contiguous
-                    ws = ws.transpose(-1, -2).contiguous().transpose(-1, -2)
-                if grad:
-                    ws = ws.requires_grad_()
-                    leaves.append((w, t, ws))
-                pen = regularizers.penalty(ws, **t.kwargs)
-                pieces.append(pen)
-                total[t.start : t.end] += pen.detach()
-        if grad and leaves:
-            grads = torch.autograd.grad(sum(p.sum() for p in pieces), [x for _, _, x in leaves])
-            with torch.no_grad():
-                for (w, t, _), g in zip(leaves, grads, strict=True):
-                    w.grad[t.start : t.end] += g
+        with torch.no_grad():
+            for w in self.weights:
+                for t in terms:
+                    ws = w.detach()[t.start : t.end]
+                    if grad:
+                        pen = add_penalty_grad_(ws, w.grad[t.start : t.end], **t.kwargs)
+                    else:
+                        pen = regularizers.penalty(ws, **t.kwargs)
+                    total[t.start : t.end] += pen
         return total
 
     @torch.no_grad()
@@ -175,7 +168,7 @@ def terms(coefs: Sequence[Coefficients], active: Sequence[bool]) -> list[Term]:
             nz = [n for n, v in enumerate(vals) if v != 0]
             if nz:
                 a, b = nz[0], nz[-1] + 1
-                kw = {term: torch.tensor(vals[a:b], dtype=torch.float64), "p": p}
+                kw = {term: torch.tensor(vals[a:b], dtype=torch.float32), "p": p}
                 out.append(Term(a, b, kw))
     return out
 
