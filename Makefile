@@ -32,9 +32,9 @@ bench: install
 # Scardapane et al. 2017 on digits → docs/reproduction.md and docs/figures/.
 # The sweeps write outputs/reproduce/<experiment>/ (see conf/experiment/scardapane2017*.yaml);
 # resume=true skips jobs already finished there, so delete outputs/reproduce to start over.
-# Pass REPRO_LAUNCHER=batched to run each sweep on the batched engine (hydra/launcher=batched).
+# The sweeps run on the batched engine (hydra/launcher=batched); REPRO_LAUNCHER=basic runs them one by one.
 REPRO_EXPERIMENTS := scardapane2017 scardapane2017_proximal scardapane2017_front
-REPRO_LAUNCHER ?=
+REPRO_LAUNCHER ?= batched
 REPRO_ARGS := resume=true $(if $(REPRO_LAUNCHER),hydra/launcher=$(REPRO_LAUNCHER))
 
 reproduce-runs: install

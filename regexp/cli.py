@@ -125,7 +125,7 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
         if row is not None:
             log.info("resume: %s is complete, skipping", run_dir)
             return objective_values(row, objectives)
-        row = run(config, run_dir)
+        row = run(config, run_dir, summary=not multirun)
     except Exception as err:
         if _debug():
             raise

@@ -248,7 +248,7 @@ def finish(
     model: nn.Module,
     data: Dataset,
     result: FitResult,
-    progress: bool = True,
+    summary: bool = False,
 ) -> dict:
     """Evaluate, threshold, evaluate again and write every output file of a run.
 
@@ -294,7 +294,7 @@ def finish(
             importance=first.norm(dim=0).numpy(),
         )
     report.write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
-    if progress:
+    if summary:
         report.print_summary(row, sp)
     return row
 
@@ -369,8 +369,11 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
     return Setup(data, model, reg, mode, opt, patience, device)
 
 
-def run(cfg: Mapping, run_dir: Path) -> dict:
-    """Train and evaluate one configuration; write its outputs into ``run_dir``."""
+def run(cfg: Mapping, run_dir: Path, summary: bool = True) -> dict:
+    """Train and evaluate one configuration; write its outputs into ``run_dir``.
+
+    ``summary``: print the metrics table at the end (a sweep's jobs leave it out).
+    """
     s = prepare(cfg)
     tr, m = cfg["trainer"], cfg["model"]
     log.info(
@@ -392,4 +395,4 @@ def run(cfg: Mapping, run_dir: Path) -> dict:
         s.patience,
         progress,
     )
-    return finish(cfg, run_dir, s.model, s.data, result, progress=True)
+    return finish(cfg, run_dir, s.model, s.data, result, summary=summary)
