@@ -207,7 +207,6 @@ def _fit(
     for epoch in range(1, epochs + 1):
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
         total_data = torch.zeros(n_models, device=dev)
-        total_pen = torch.zeros(n_models, device=dev)
         steps = 0
         for i in range(0, n, batch_size):
             idx = order[:, i : i + batch_size]
@@ -217,22 +216,21 @@ def _fit(
             opt.zero_grad()
             loss.sum().backward()
             if pen_terms:  # adds the penalty's gradient to .grad, per term on its models
-                total_pen += stack.penalty(pen_terms, grad=True)
+                stack.add_penalty_grad_(pen_terms)
             opt.step()
             if prox_terms:
                 stack.prox_(lr, prox_terms)
             steps += 1
         with torch.no_grad():
             d_loss = (total_data / steps).double().cpu()
-            pen_prox = stack.penalty(all_terms).double().cpu()
-            pen_mean = (total_pen / steps).double().cpu()
+            pen_end = stack.penalty(all_terms).double().cpu()
             val = {
                 k: v.double().cpu()
                 for k, v in evaluate(stack, data.x_val, data.y_val, data.task).items()
             }
         stopped = torch.zeros(n_models, dtype=torch.bool)
         for k in torch.nonzero(active).flatten().tolist():
-            pen = float(pen_prox[k]) if prox[k] else float(pen_mean[k])
+            pen = float(pen_end[k])
             d, v = float(d_loss[k]), float(val["loss"][k])
             rows[k].append(
                 {

@@ -108,39 +108,30 @@ def add_penalty_grad_(
     group: Coef = 0.0,
     norm: Coef = 0.0,
     p: float = 2.0,
-) -> Tensor:
-    """``grad += ∂penalty/∂w`` in closed form, in place; returns :func:`penalty` ``(w)``.
+) -> None:
+    """``grad += ∂penalty(w)/∂w`` in closed form, in place (see :func:`penalty`).
 
     The (sub)gradient, term by term: ``l1·sign(w)``, ``2·l2·w``,
     ``group·√out·W[:, j]/‖W[:, j]‖₂`` (0 for an all-zero column) and
     ``norm·sign(w)·|w|^(p−1)/‖W‖_p^(p−1)`` (0 at ``W = 0``): the same subgradient that
-    autograd gives for :func:`penalty`, without building a graph. The stacked engine uses
-    it because it is about 3× faster than autograd on ``[N, out, in]`` weights.
+    autograd gives for :func:`penalty`, without building a graph or computing the value.
+    The stacked engine uses it because it is about 3× faster than autograd on
+    ``[N, out, in]`` weights.
     """
-    value = w.new_zeros(w.shape[:-2])
     if not _is_zero(l1):
-        c = _lift(l1, w, 0)
-        value = value + c * l1_penalty(w)
-        _accumulate_(grad, w.sign(), c)
+        _accumulate_(grad, w.sign(), l1)
     if not _is_zero(l2):
-        c = _lift(l2, w, 0)
-        value = value + c * l2_penalty(w)
-        _accumulate_(grad, w, 2 * c)
+        _accumulate_(grad, w, 2 * l2)
     if not _is_zero(group):
         c = _lift(group, w, 1) * math.sqrt(w.shape[-2])
-        norms = _column_norms(w)
-        value = value + (c * norms).sum(-1)
-        grad.addcmul_(w, _shrink_scale(norms, c).unsqueeze(-2))
+        grad.addcmul_(w, _shrink_scale(_column_norms(w), c).unsqueeze(-2))
     if not _is_zero(norm):
-        c = _lift(norm, w, 0)
-        total = torch.linalg.vector_norm(w, ord=_check_p(p), dim=(-2, -1))
-        value = value + c * total
         if p == 1:
-            _accumulate_(grad, w.sign(), c)
+            _accumulate_(grad, w.sign(), norm)
         else:
-            scale = _shrink_scale(total.pow(p - 1), c)
+            total = torch.linalg.vector_norm(w, ord=_check_p(p), dim=(-2, -1))
+            scale = _shrink_scale(total.pow(p - 1), _lift(norm, w, 0))
             _accumulate_(grad, w.sign() * w.abs().pow(p - 1), scale)
-    return value
 
 
 def _accumulate_(grad: Tensor, t: Tensor, coef: Coef) -> None:

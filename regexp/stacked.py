@@ -75,24 +75,26 @@ class StackedMLP:
                     h = h * masks[i]
         return h
 
-    def penalty(self, terms: Sequence[Term], grad: bool = False) -> Tensor:
-        """Per-model penalty ``Σ_layers Σ_terms regularizers.penalty(W[a:b], **term)``, ``[N]``.
-
-        With ``grad``, also adds its gradient to the weights' ``.grad`` (which must exist),
-        in closed form (:func:`regexp.penalties.add_penalty_grad_`), each term on its slice
-        of models only, so no work is spent on models whose coefficient is zero.
-        """
+    @torch.no_grad()
+    def penalty(self, terms: Sequence[Term]) -> Tensor:
+        """Per-model penalty ``Σ_layers Σ_terms regularizers.penalty(W[a:b], **term)``, ``[N]``."""
         total = self.weights[0].new_zeros(self.n)
-        with torch.no_grad():
-            for w in self.weights:
-                for t in terms:
-                    ws = w.detach()[t.start : t.end]
-                    if grad:
-                        pen = add_penalty_grad_(ws, w.grad[t.start : t.end], **t.kwargs)
-                    else:
-                        pen = regularizers.penalty(ws, **t.kwargs)
-                    total[t.start : t.end] += pen
+        for w in self.weights:
+            for t in terms:
+                total[t.start : t.end] += regularizers.penalty(w[t.start : t.end], **t.kwargs)
         return total
+
+    @torch.no_grad()
+    def add_penalty_grad_(self, terms: Sequence[Term]) -> None:
+        """Add the penalty's gradient to the weights' ``.grad`` (which must exist).
+
+        In closed form (:func:`regexp.penalties.add_penalty_grad_`), each term on its
+        slice of models only, so no work is spent on models whose coefficient is zero.
+        """
+        for w in self.weights:
+            grad = w.grad
+            for t in terms:
+                add_penalty_grad_(w[t.start : t.end], grad[t.start : t.end], **t.kwargs)
 
     @torch.no_grad()
     def prox_(self, lr: Tensor, terms: Sequence[Term]) -> None:

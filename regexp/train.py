@@ -142,16 +142,13 @@ def fit(
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=gen).to(data.x_train.device)
         total_data = torch.zeros((), device=data.x_train.device)
-        total_pen = torch.zeros((), device=data.x_train.device)
         steps = 0
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             loss = data_loss(model(data.x_train[idx]), data.y_train[idx], data.task)
             total_data += loss.detach()
             if mode == "penalty":
-                pen = reg(model)
-                total_pen += pen.detach()
-                loss = loss + pen
+                loss = loss + reg(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -159,7 +156,8 @@ def fit(
                 reg.prox_(model, lr)
             steps += 1
         d_loss = total_data.item() / steps
-        pen = total_pen.item() / steps if mode == "penalty" else float(reg(model).detach())
+        with torch.no_grad():
+            pen = float(reg(model))  # of the weights at the end of the epoch
         val = evaluate(model, data, "val")
         metric = "accuracy" if data.task == "classification" else "r2"
         rows.append(

@@ -24,11 +24,9 @@ def test_closed_form_gradient_matches_autograd_of_the_penalty(p, n_terms):
     for combo in itertools.combinations(TERMS, n_terms):
         kwargs = {t: coefs * (i + 1) for i, t in enumerate(combo)}
         w = stacked_weights().requires_grad_()
-        expected_value = penalty(w, p=p, **kwargs)
-        (expected_grad,) = torch.autograd.grad(expected_value.sum(), w)
+        (expected_grad,) = torch.autograd.grad(penalty(w, p=p, **kwargs).sum(), w)
         grad = torch.full_like(w, 0.25)  # accumulates into what is already there
-        value = add_penalty_grad_(w.detach(), grad, p=p, **kwargs)
-        torch.testing.assert_close(value, expected_value.detach(), rtol=1e-12, atol=1e-12)
+        add_penalty_grad_(w.detach(), grad, p=p, **kwargs)
         torch.testing.assert_close(grad - 0.25, expected_grad, rtol=1e-10, atol=1e-12)
         assert not grad.isnan().any()
 
@@ -36,6 +34,5 @@ def test_closed_form_gradient_matches_autograd_of_the_penalty(p, n_terms):
 def test_closed_form_gradient_takes_python_float_coefficients():
     w = stacked_weights()
     grad = torch.zeros_like(w)
-    value = add_penalty_grad_(w, grad, l1=0.5)
-    torch.testing.assert_close(value, 0.5 * w.abs().sum((-2, -1)))
+    add_penalty_grad_(w, grad, l1=0.5)
     torch.testing.assert_close(grad, 0.5 * w.sign())
