@@ -94,7 +94,7 @@ def default_run() -> dict:
         cfg = OmegaConf.to_container(compose("config"), resolve=True)
     s = train.prepare(cfg)
     t = time.perf_counter()
-    result = train.fit(s.model, s.data, s.reg, s.mode, s.optimizer, 200, 32, 0, None, False)
+    result = train.fit_setup(cfg, s)
     fit_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

@@ -59,20 +59,25 @@ def plot_metric_vs_lambda(
     )
     for ax, dataset in zip(axes[0], datasets, strict=False):
         rows = summary[summary["dataset"] == dataset]
-        for label, line in _series(rows, series):
-            ax.errorbar(
-                line["lambda"],
-                line[f"{metric}_mean"],
-                yerr=line[f"{metric}_std"],
-                marker="o",
-                capsize=3,
-                label=label,
-            )
+        _errorbars(ax, rows, series, metric)
         _lambda_axis(ax, rows["lambda"])
         ax.set_ylabel(f"{metric} (mean ± std over seeds)")
         ax.set_title(dataset)
         ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def _errorbars(ax: plt.Axes, rows: pd.DataFrame, series: Sequence[str], column: str) -> None:
+    """``<column>_mean`` ± ``<column>_std`` against λ, a line per series."""
+    for label, line in _series(rows, series):
+        ax.errorbar(
+            line["lambda"],
+            line[f"{column}_mean"],
+            yerr=line[f"{column}_std"],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
 
 
 def plot_sparsity_vs_lambda(summary: pd.DataFrame, series: Sequence[str], path: Path) -> None:
@@ -95,15 +100,7 @@ def plot_sparsity_vs_lambda(summary: pd.DataFrame, series: Sequence[str], path: 
             if rows[f"{layer}_mean"].isna().all():
                 ax.set_axis_off()
                 continue
-            for label, line in _series(rows, series):
-                ax.errorbar(
-                    line["lambda"],
-                    line[f"{layer}_mean"],
-                    yerr=line[f"{layer}_std"],
-                    marker="o",
-                    capsize=3,
-                    label=label,
-                )
+            _errorbars(ax, rows, series, layer)
             _lambda_axis(ax, rows["lambda"])
             ax.set_ylim(-0.05, 1.05)
             ax.set_ylabel("fraction of units removed")

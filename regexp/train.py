@@ -367,21 +367,10 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
     return Setup(data, model, reg, mode, opt, patience, device)
 
 
-def run(cfg: Mapping, run_dir: Path, summary: bool = True) -> dict:
-    """Train and evaluate one configuration; write its outputs into ``run_dir``.
-
-    ``summary``: print the metrics table at the end (a sweep's jobs leave it out).
-    """
-    s = prepare(cfg)
-    tr, m = cfg["trainer"], cfg["model"]
-    log.info(
-        "training %s with %r (%s mode)",
-        "-".join(map(str, [s.data.n_features, *m["hidden"], s.data.n_outputs])),
-        s.reg,
-        s.mode,
-    )
-    progress = sys.stderr.isatty()
-    result = fit(
+def fit_setup(cfg: Mapping, s: Setup, progress: bool = False) -> FitResult:
+    """:func:`fit` the model of ``s = prepare(cfg)`` with ``cfg``'s trainer settings."""
+    tr = cfg["trainer"]
+    return fit(
         s.model,
         s.data,
         s.reg,
@@ -393,4 +382,20 @@ def run(cfg: Mapping, run_dir: Path, summary: bool = True) -> dict:
         s.patience,
         progress,
     )
+
+
+def run(cfg: Mapping, run_dir: Path, summary: bool = True) -> dict:
+    """Train and evaluate one configuration; write its outputs into ``run_dir``.
+
+    ``summary``: print the metrics table at the end (a sweep's jobs leave it out).
+    """
+    s = prepare(cfg)
+    m = cfg["model"]
+    log.info(
+        "training %s with %r (%s mode)",
+        "-".join(map(str, [s.data.n_features, *m["hidden"], s.data.n_outputs])),
+        s.reg,
+        s.mode,
+    )
+    result = fit_setup(cfg, s, progress=sys.stderr.isatty())
     return finish(cfg, run_dir, s.model, s.data, result, summary=summary)

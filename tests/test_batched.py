@@ -45,19 +45,7 @@ def every_regularizer(base: list[str]) -> list[list[str]]:
 
 def sequential(cfg: dict) -> tuple[torch.nn.Module, train.FitResult]:
     s = train.prepare(cfg)
-    tr = cfg["trainer"]
-    result = train.fit(
-        s.model,
-        s.data,
-        s.reg,
-        s.mode,
-        s.optimizer,
-        tr["epochs"],
-        tr["batch_size"],
-        cfg["seed"],
-        s.patience,
-        progress=False,
-    )
+    result = train.fit_setup(cfg, s)
     return s.model, result
 
 
