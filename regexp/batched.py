@@ -245,17 +245,16 @@ def _fit(
             if prox_terms:
                 stack.prox_(lr, prox_terms)
             steps += 1
-        with torch.no_grad():
-            d_loss = (total_data / steps).double().cpu()
-            pen_end = stack.penalty(all_terms).double().cpu()
+        with torch.no_grad():  # python floats of every model at once: one copy per column
+            d_loss = (total_data / steps).double().tolist()
+            pen_end = stack.penalty(all_terms).double().tolist()
             val = {
-                k: v.double().cpu()
+                k: v.double().tolist()
                 for k, v in evaluate(stack, data.x_val, data.y_val, data.task).items()
             }
         stopped = torch.zeros(n_models, dtype=torch.bool)
         for k in torch.nonzero(active).flatten().tolist():
-            pen = float(pen_end[k])
-            d, v = float(d_loss[k]), float(val["loss"][k])
+            d, pen, v = d_loss[k], pen_end[k], val["loss"][k]
             rows[k].append(
                 {
                     "epoch": epoch,
@@ -263,7 +262,7 @@ def _fit(
                     "data_loss": d,
                     "penalty": pen,
                     "val_loss": v,
-                    f"val_{metric}": float(val[metric][k]),
+                    f"val_{metric}": val[metric][k],
                 }
             )
             if not (math.isfinite(d + pen) and math.isfinite(v)):
