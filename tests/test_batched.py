@@ -174,7 +174,8 @@ def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
     out = regexp_train(
         "hydra/launcher=batched", *sweep, f"hydra.sweep.dir={tmp_path / 'bat'}", cwd=tmp_path
     )
-    assert "as one stacked model of 4" in out
+    assert "training 4 jobs (#0, #2-3, #5) as one stacked model" in out  # #1, #4: λ=-1
+    assert out.count("trained in a stack of 4 models (jobs #0, #2-3, #5)") == 4
     assert "job #1 runs alone: its config is invalid" in out
     seq, bat = metrics(tmp_path / "seq"), metrics(tmp_path / "bat")
     assert list(seq.columns) == list(bat.columns) and len(bat) == 6

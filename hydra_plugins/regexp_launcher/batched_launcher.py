@@ -64,7 +64,7 @@ def _finish_task(job: _Job) -> Callable[[DictConfig], float | list[float] | None
         from regexp.train import failed_row, finish
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        log.info("trained in a stack of %d models (jobs %s)", len(job.group), job.group)
+        log.info("trained in a stack of %d models (jobs %s)", len(job.group), _ids(job.group))
         try:
             row = finish(job.cfg, run_dir, job.setup.model, job.setup.data, job.result)
         except Exception as err:
@@ -76,6 +76,17 @@ def _finish_task(job: _Job) -> Callable[[DictConfig], float | list[float] | None
         return objective_values(row, job.cfg["objectives"])
 
     return task
+
+
+def _ids(idx: list[int]) -> str:
+    """Job numbers as runs: ``[0, 1, 2, 5, 7, 8]`` → ``"#0-2, #5, #7-8"``."""
+    runs: list[list[int]] = []
+    for i in sorted(idx):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"#{a}" if a == b else f"#{a}-{b}" for a, b in runs)
 
 
 class BatchedLauncher(Launcher):
@@ -190,7 +201,7 @@ def _train(group: list[_Job]) -> bool:
     cfg = group[0].cfg
     tr = cfg["trainer"]
     members = [Member.from_setup(j.cfg, j.setup, j.rng_state) for j in group]
-    log.info("training jobs %s as one stacked model of %d", [j.idx for j in group], len(group))
+    log.info("training %d jobs (%s) as one stacked model", len(group), _ids([j.idx for j in group]))
     try:
         results = fit_stacked(
             members,
