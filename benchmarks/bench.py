@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from regexp import batched, train
+from regexp import batched, metrics, results, train
 from regexp.stacked import StackedMLP
 from regexp.stacked_optim import StackedOptimizer
 
@@ -59,7 +60,7 @@ def run_flops(n_train: int, n_val: int, epochs: int = EPOCHS) -> dict[str, float
     validation sample. Elementwise work (activations, loss, penalties, optimizer) is not
     counted: the limit is what the matmuls alone would take at peak.
     """
-    macs = [i * o for i, o in zip(SIZES[:-1], SIZES[1:], strict=True)]
+    macs = [i * o for i, o in itertools.pairwise(SIZES)]
     per_sample = 2 * sum(macs) + 2 * sum(macs) + 2 * sum(macs[1:])
     return {
         "per_sample": per_sample,
@@ -95,7 +96,7 @@ def worker(n: int, threads: int = 1, plain: bool = False) -> dict:
         members, data, "relu", cfgs[0]["optimizer"], EPOCHS, BATCH, None, False
     )
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    acc = [train.evaluate(m.model, data, "test")["accuracy"] for m in members]
+    acc = [metrics.evaluate(m.model, data, "test")["accuracy"] for m in members]
     return {
         "n": n,
         "wall": wall,
@@ -120,7 +121,7 @@ def parts(n: int = 108, reps: int = 5) -> dict:
     cfgs = sweep(n)
     members, data = members_of(cfgs)
     n_train, n_val = len(data.y_train), len(data.y_val)
-    ws = [torch.randn(n, o, i) for i, o in zip(SIZES[:-1], SIZES[1:], strict=True)]
+    ws = [torch.randn(n, o, i) for i, o in itertools.pairwise(SIZES)]
     x = torch.randn(n, BATCH, SIZES[0])
     x_val = torch.randn(n_val, SIZES[0])
     batches = [min(BATCH, n_train - i) for i in range(0, n_train, BATCH)]
@@ -184,7 +185,7 @@ def default_run() -> dict:
     fit_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        train.finish(cfg, Path(tmp), s.model, s.data, result)
+        results.finish(cfg, Path(tmp), s.model, s.data, result)
         finish_s = time.perf_counter() - t
     return {
         "fit": fit_s,
@@ -355,7 +356,7 @@ def main() -> None:
         f"Peak RSS of the N=108 process: {b108['rss_peak']:.0f} MiB "
         f"({b108['rss_before']:.0f} MiB before training: Python, torch, data, models).",
         "",
-        "Writing each job's outputs (`regexp.train.finish`: metrics, checkpoint, three "
+        "Writing each job's outputs (`regexp.results.finish`: metrics, checkpoint, three "
         f"plots) takes {default['finish']:.2f} s per job with either launcher.",
         "",
         "## One default run (`regexp train`: sgl, λ=1e-3, 200 epochs)",

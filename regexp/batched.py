@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from regexp import report
 from regexp.data import Dataset
 from regexp.regularizers import Regularizer
+from regexp.results import FitResult
 from regexp.stacked import (
     StackedMLP,
     copy_where_,
@@ -35,7 +36,7 @@ from regexp.stacked import (
     terms,
 )
 from regexp.stacked_optim import StackedOptimizer
-from regexp.train import FitResult, Setup
+from regexp.train import Setup
 
 log = logging.getLogger(__name__)
 

@@ -76,7 +76,7 @@ def _finished(run_dir: Path, config: dict) -> dict | None:
     A row written for a different configuration (the sweep command changed) does not
     count: that job runs again.
     """
-    from regexp.train import config_row, read_metrics
+    from regexp.results import config_row, read_metrics
 
     row = read_metrics(run_dir)
     if row is None or row.get("status") not in ("ok", "diverged"):
@@ -111,8 +111,9 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
     whose ``metrics.csv`` records a finished run (ok or diverged) of the same
     configuration is skipped.
     """
+    from regexp.results import failed_row
     from regexp.sweep import objective_values, validate_objectives
-    from regexp.train import failed_row, run
+    from regexp.train import run
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)

@@ -242,7 +242,7 @@ def fmt(value: object) -> str:
     return str(value)
 
 
-def print_summary(row: Mapping, layers: pd.DataFrame) -> None:
+def print_summary(row: Mapping, layers: pd.DataFrame | None) -> None:
     """Print a run's metrics and per-layer sparsity as a table."""
     table = Table(title="regexp run", show_header=True)
     table.add_column("metric")
@@ -253,6 +253,6 @@ def print_summary(row: Mapping, layers: pd.DataFrame) -> None:
     for key in keys:
         if key in row:
             table.add_row(key, fmt(row[key]))
-    for layer in layers.itertuples():
+    for layer in layers.itertuples() if layers is not None else ():
         table.add_row(f"units removed: {layer.layer}", f"{layer.removed}/{layer.units}")
     Console().print(table)

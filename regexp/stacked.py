@@ -179,7 +179,7 @@ def per_model_loss(out: Tensor, y: Tensor, task: str) -> Tensor:
     """Mean cross-entropy or mean squared error of each model, shape ``[N]``.
 
     ``out`` is ``[N, C, B]`` (as :meth:`StackedMLP.forward` returns it) and ``y`` ``[N, B]``
-    (or ``[B]``, shared). Row ``n`` equals ``regexp.train.data_loss(out[n].T, y[n], task)``.
+    (or ``[B]``, shared). Row ``n`` equals ``regexp.metrics.data_loss(out[n].T, y[n], task)``.
     """
     n, _, b = out.shape
     y = y if y.dim() == 2 else y.expand(n, b)
@@ -192,7 +192,7 @@ def per_model_loss(out: Tensor, y: Tensor, task: str) -> Tensor:
 def evaluate(stack: StackedMLP, x: Tensor, y: Tensor, task: str) -> dict[str, Tensor]:
     """Per-model ``loss`` and ``accuracy`` (or ``r2``) on ``(x, y)``, each ``[N]``.
 
-    Same definitions as ``regexp.train.evaluate``: accuracy is the fraction of
+    Same definitions as ``regexp.metrics.evaluate``: accuracy is the fraction of
     ``argmax == y``; ``r2 = 1 − SSE/SST`` in float64 on the standardized target.
     """
     out = stack.forward(x)

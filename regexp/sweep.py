@@ -59,7 +59,7 @@ def job_dirs(root: Path) -> list[Path]:
 
 def _missing_row(run_dir: Path) -> dict:
     """The row of a job that left ``.hydra/config.yaml`` but no ``metrics.csv``."""
-    from regexp.train import config_row
+    from regexp.results import config_row
 
     cfg = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
     try:
@@ -216,7 +216,7 @@ def objective_values(row: Mapping[str, Any], names: Sequence[str]) -> float | li
     status is not ``ok`` returns ``None``: Optuna records a failed trial and goes on
     (a NaN would stop the study), and the basic sweeper ignores return values.
     """
-    from regexp.train import objective
+    from regexp.results import objective
 
     if row.get("status") != "ok":
         return None

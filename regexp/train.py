@@ -1,8 +1,9 @@
 """One training run: config → data, model, regularizer → train → evaluate → write.
 
-:func:`run` is what ``regexp train`` calls for each job. The pieces (:func:`fit`,
-:func:`evaluate`, :func:`finish`) are public so that other engines (the batched
-launcher) and notebooks can reuse them.
+:func:`run` is what ``regexp train`` calls for each job: :func:`prepare` builds the data,
+seeded model, regularizer and optimizer, :func:`fit` trains, and
+:func:`regexp.results.finish` evaluates and writes. The pieces are public so that other
+engines (the batched launcher) and notebooks can reuse them.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import math
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from regexp import report, sparsity
 from regexp.config import (  # noqa: F401  (re-exported: train.MODES etc. are public API)
@@ -32,31 +32,12 @@ from regexp.config import (  # noqa: F401  (re-exported: train.MODES etc. are pu
     validate_optimizer,
 )
 from regexp.data import Dataset, load_dataset
-from regexp.models import mlp, save_checkpoint
+from regexp.metrics import data_loss, evaluate
+from regexp.models import mlp
 from regexp.regularizers import Regularizer
+from regexp.results import FitResult, finish
 
 log = logging.getLogger(__name__)
-
-# Every file a run writes into its directory; metrics.csv is written last.
-RUN_FILES = (
-    "history.csv",
-    "model.pt",
-    "learning_curves.png",
-    "sparsity.csv",
-    "sparsity.png",
-    "features.png",
-    "metrics.csv",
-)
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit` returns: per-epoch history, ``ok`` or ``diverged``, seconds."""
-
-    history: pd.DataFrame
-    status: str = "ok"
-    seconds: float = 0.0
-    notes: dict = field(default_factory=dict)
 
 
 def make_optimizer(model: nn.Module, cfg: Mapping, weight_decay: float) -> torch.optim.Optimizer:
@@ -78,37 +59,6 @@ def make_optimizer(model: nn.Module, cfg: Mapping, weight_decay: float) -> torch
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.get("momentum", 0.0), fused=True)
     kind = torch.optim.Adam if name == "adam" else torch.optim.AdamW
     return kind(groups, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"], fused=True)
-
-
-def data_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Mean cross-entropy (classification) or mean squared error (regression)."""
-    if task == "classification":
-        return F.cross_entropy(out, y)
-    return F.mse_loss(out.squeeze(-1), y)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, split: str) -> dict[str, float]:
-    """Loss and metrics of ``model`` on ``split`` (``train``, ``val`` or ``test``).
-
-    Classification: ``loss`` and ``accuracy``. Regression: ``loss`` (on the standardized
-    target), ``r2`` and ``rmse`` (in the target's original units).
-    """
-    was_training = model.training
-    model.eval()
-    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-    out = model(x)
-    model.train(was_training)
-    metrics = {"loss": data_loss(out, y, data.task).item()}
-    if data.task == "classification":
-        metrics["accuracy"] = (out.argmax(-1) == y).double().mean().item()
-    else:
-        pred, true = out.squeeze(-1).double(), y.double()
-        sse = ((pred - true) ** 2).sum().item()
-        sst = ((true - true.mean()) ** 2).sum().item()
-        metrics["r2"] = 1 - sse / sst if sst > 0 else float("nan")
-        metrics["rmse"] = math.sqrt(sse / len(y)) * data.y_std
-    return metrics
 
 
 def fit(
@@ -186,142 +136,6 @@ def fit(
         model.load_state_dict(best[1])
     seconds = time.perf_counter() - start
     return FitResult(pd.DataFrame(rows), status, seconds, {"best_epoch": best[2]})
-
-
-def config_row(cfg: Mapping, n_in: int, n_out: int) -> dict:
-    """The flattened config columns of ``metrics.csv``."""
-    reg = cfg["regularizer"]
-    hidden = list(cfg["model"]["hidden"])
-    row = {
-        "dataset": cfg["dataset"]["name"],
-        "task": cfg["dataset"]["task"],
-        "regularizer": reg["name"],
-        "mode": reg.get("mode", "penalty"),
-        "lambda": cfg["lambda"],
-        **{k: v for k, v in reg.items() if k not in ("name", "mode")},
-        "seed": cfg["seed"],
-        "hidden": "-".join(map(str, hidden)),
-        "architecture": "-".join(map(str, [n_in, *hidden, n_out])),
-        "activation": cfg["model"]["activation"],
-        "dropout": cfg["model"]["dropout"],
-        "optimizer": cfg["optimizer"]["name"],
-        "lr": cfg["optimizer"]["lr"],
-        "epochs": cfg["trainer"]["epochs"],
-        "batch_size": cfg["trainer"]["batch_size"],
-        "threshold": cfg["threshold"],
-    }
-    return row
-
-
-def run_metrics(
-    model: nn.Module, data: Dataset, threshold: float
-) -> tuple[dict, list[sparsity.LayerSparsity]]:
-    """Evaluate ``model``, threshold it in place, evaluate again and measure its sparsity.
-
-    Returns the metric columns of ``metrics.csv`` (``<split>_<metric>`` after and
-    ``<split>_<metric>_dense`` before thresholding, sparsity, parameter counts) and the
-    per-layer sparsity.
-    """
-    dense = {s: evaluate(model, data, s) for s in ("val", "test")}
-    sparsity.threshold_(model, threshold)
-    sparse = {s: evaluate(model, data, s) for s in ("val", "test")}
-    names = ("accuracy",) if data.task == "classification" else ("r2", "rmse")
-    row = {}
-    for split in ("test", "val"):
-        for name in names:
-            row[f"{split}_{name}"] = sparse[split][name]
-            row[f"{split}_{name}_dense"] = dense[split][name]
-    layers = sparsity.neuron_sparsity(model)
-    row["weight_sparsity"] = sparsity.weight_sparsity(model)
-    for layer in layers:
-        row[f"neuron_sparsity_{layer.layer}"] = layer.fraction
-    row["params_total"] = sparsity.params_total(model)
-    row["params_kept"] = sparsity.params_kept(model)
-    return row, layers
-
-
-def finish(
-    cfg: Mapping,
-    run_dir: Path,
-    model: nn.Module,
-    data: Dataset,
-    result: FitResult,
-    summary: bool = False,
-) -> dict:
-    """Evaluate, threshold, evaluate again and write every output file of a run.
-
-    Returns the metrics row. Every file is written atomically and ``metrics.csv`` last
-    (an older one is removed first), so its presence marks a complete run.
-
-    A ``diverged`` run keeps its weights as they were (no thresholding) and reports every
-    metric but ``params_total`` as NaN: its accuracy and sparsity say nothing about its
-    regularizer (a huge proximal step zeroes every weight, which would look maximally
-    sparse). It writes ``history.csv``, ``learning_curves.png``, ``model.pt`` and
-    ``metrics.csv``, but no sparsity table or figures.
-    """
-    model = model.cpu()
-    data = data.to("cpu")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.csv").unlink(missing_ok=True)
-    report.remove_temporaries(run_dir, RUN_FILES)
-    row = config_row(cfg, data.n_features, data.n_outputs)
-    row |= {"status": result.status, "epochs_run": len(result.history)}
-    ok = result.status == "ok"
-    metrics, layers = run_metrics(model if ok else copy.deepcopy(model), data, cfg["threshold"])
-    if not ok:
-        metrics = {k: (v if k == "params_total" else math.nan) for k, v in metrics.items()}
-        layers = []
-    row |= metrics
-    row["train_seconds"] = result.seconds
-
-    report.write_csv(run_dir / "history.csv", result.history)
-    save_checkpoint(run_dir / "model.pt", model, dict(cfg), {"metrics": row})
-    report.plot_learning_curves(result.history, run_dir / "learning_curves.png")
-    sp = pd.DataFrame(
-        [vars(layer) for layer in layers], columns=["layer", "units", "removed", "fraction"]
-    )
-    if ok:
-        report.write_csv(run_dir / "sparsity.csv", sp)
-        report.plot_sparsity(sp, run_dir / "sparsity.png")
-        first = sparsity.linear_weights(model)[0].detach()
-        report.plot_features(
-            (~sparsity.dead_units([first])[0]).numpy(),
-            data.feature_names,
-            data.image_shape,
-            run_dir / "features.png",
-            importance=first.norm(dim=0).numpy(),
-        )
-    report.write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
-    if summary:
-        report.print_summary(row, sp)
-    return row
-
-
-def read_metrics(run_dir: Path) -> dict | None:
-    """The metrics row of a complete run in ``run_dir``, or ``None`` if there is none."""
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return None
-    return pd.read_csv(path).iloc[0].to_dict()
-
-
-def failed_row(cfg: Mapping, run_dir: Path, err: BaseException) -> dict:
-    """Write the ``metrics.csv`` row of a job that raised ``err``: ``status=failed``."""
-    try:
-        row = config_row(cfg, 0, 0)
-        row.pop("architecture")
-    except (KeyError, TypeError):
-        row = {}
-    row |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    report.write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
-    return row
-
-
-def objective(row: Mapping) -> float:
-    """The validation metric a sweeper maximizes: accuracy, or R² for regression."""
-    value = row.get("val_accuracy", row.get("val_r2", float("nan")))
-    return float(value) if row.get("status") == "ok" else float("nan")
 
 
 @dataclass

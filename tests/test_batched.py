@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from regexp import batched, train
+from regexp.results import FitResult
 from regexp.stacked import StackedMLP
 
 SMALL = ["model.hidden=[16,8]", "trainer.batch_size=64"]
@@ -43,13 +44,13 @@ def every_regularizer(base: list[str]) -> list[list[str]]:
     return [[*j, f"seed={k}", f"optimizer.lr={1e-3 * (1 + k % 3)}"] for k, j in enumerate(jobs)]
 
 
-def sequential(cfg: dict) -> tuple[torch.nn.Module, train.FitResult]:
+def sequential(cfg: dict) -> tuple[torch.nn.Module, FitResult]:
     s = train.prepare(cfg)
     result = train.fit_setup(cfg, s)
     return s.model, result
 
 
-def stacked(cfgs: list[dict]) -> tuple[list[batched.Member], list[train.FitResult]]:
+def stacked(cfgs: list[dict]) -> tuple[list[batched.Member], list[FitResult]]:
     members, data = [], None
     for cfg in cfgs:
         s = train.prepare(cfg, data)
@@ -190,9 +191,18 @@ def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
         p.name for p in (tmp_path / "bat" / "0").iterdir()
     }
 
+    # Again, with the configs loaded and the outputs written in 2 worker processes.
     again = tmp_path / "again"
-    regexp_train("hydra/launcher=batched", *sweep, f"hydra.sweep.dir={again}", cwd=tmp_path)
-    pd.testing.assert_frame_equal(metrics(again), bat)  # deterministic
+    workers = ["hydra.launcher.n_jobs=2", "hydra.launcher.parallel_from=2"]
+    out = regexp_train(
+        "hydra/launcher=batched", *sweep, *workers, f"hydra.sweep.dir={again}", cwd=tmp_path
+    )
+    assert "configs and outputs in 2 processes" in out
+    pd.testing.assert_frame_equal(metrics(again), bat)  # deterministic, wherever written
+    assert files == {p.relative_to(again) for p in again.rglob("*")}
+    for name in ("history.csv", "sparsity.csv"):
+        for job in ("0", "3"):
+            assert (again / job / name).read_bytes() == (tmp_path / "bat" / job / name).read_bytes()
     out = regexp_train(
         "hydra/launcher=batched", *sweep, "resume=true", f"hydra.sweep.dir={again}", cwd=tmp_path
     )

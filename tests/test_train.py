@@ -5,8 +5,9 @@ import torch
 from sklearn.metrics import accuracy_score, mean_squared_error, r2_score
 
 from regexp.data import load_dataset
+from regexp.metrics import evaluate
 from regexp.models import load_checkpoint, mlp
-from regexp.train import evaluate, run
+from regexp.train import run
 
 FAST = ("trainer.epochs=3", "model.hidden=[16,8]")
 RUN_FILES = {
@@ -171,7 +172,7 @@ def test_early_stopping_restores_the_best_validation_weights(make_config, tmp_pa
 
 
 def test_run_returns_the_validation_metric_for_sweepers(make_config, tmp_path):
-    from regexp.train import objective
+    from regexp.results import objective
 
     row = run(make_config(*FAST), tmp_path)
     assert objective(row) == row["val_accuracy"]

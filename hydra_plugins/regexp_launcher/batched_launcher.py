@@ -7,6 +7,10 @@ Jobs that share everything but ``regularizer``, ``lambda``, ``seed``, ``threshol
 each then gets, through Hydra's own ``run_job``, the run directory, ``.hydra`` files, log and
 outputs that ``hydra/launcher=basic`` gives it. The others run one by one, as with ``basic``,
 with a log line saying why.
+
+Sweeps of at least ``hydra.launcher.parallel_from`` jobs load the jobs' configs and write
+their run directories in ``hydra.launcher.n_jobs`` worker processes (joblib's loky backend,
+as Hydra's joblib launcher uses); the stacked training itself runs in this process.
 """
 
 import json
@@ -20,6 +24,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
@@ -31,6 +36,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class BatchedLauncherConf:
     _target_: str = "hydra_plugins.regexp_launcher.batched_launcher.BatchedLauncher"
+    # Worker processes that load the jobs' configs and write their run directories
+    # (-1: one per CPU core; 1: everything in this process).
+    n_jobs: int = -1
+    # Sweeps with fewer jobs do everything in this process: starting the workers (each
+    # imports torch and matplotlib) takes a few seconds.
+    parallel_from: int = 16
 
 
 ConfigStore.instance().store(
@@ -55,27 +66,69 @@ def _output_dir(config: DictConfig) -> Path:
     return Path(os.path.abspath(os.path.join(str(sweep), str(config.hydra.sweep.subdir))))
 
 
-def _finish_task(job: _Job) -> Callable[[DictConfig], float | list[float] | None]:
-    """A Hydra task that writes the outputs of an already trained job (as ``train_app``)."""
+class _WriteTask:
+    """A Hydra task that writes the run directory of a job trained in a stack.
 
-    def task(_: DictConfig) -> float | list[float] | None:
+    Built in the launcher's process, which evaluates the trained model
+    (:func:`regexp.results.outputs`); called, through ``run_job``, in that process or in a
+    worker, where it writes the files (:func:`regexp.results.write`). It returns what
+    ``train_app`` returns, and a job whose evaluation or writing raised gets the
+    ``status=failed`` row that ``train_app`` would write.
+    """
+
+    def __init__(self, job: _Job) -> None:
         from regexp.cli import _debug
-        from regexp.sweep import objective_values
-        from regexp.train import failed_row, finish
+        from regexp.results import outputs
 
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        log.info("trained in a stack of %d models (jobs %s)", len(job.group), _ids(job.group))
+        self.idx, self.cfg, self.group = job.idx, job.cfg, job.group
+        self.outputs, self.error = None, None
         try:
-            row = finish(job.cfg, run_dir, job.setup.model, job.setup.data, job.result)
+            self.outputs = outputs(job.cfg, job.setup.model, job.setup.data, job.result)
         except Exception as err:
             if _debug():
                 raise
-            log.error("job %s failed: %s: %s", job.idx, type(err).__name__, err)
-            failed_row(job.cfg, run_dir, err)
-            return None
-        return objective_values(row, job.cfg["objectives"])
+            self.error = err
 
-    return task
+    def __call__(self, _: DictConfig) -> float | list[float] | None:
+        from regexp.cli import _debug
+        from regexp.results import failed_row, write
+        from regexp.sweep import objective_values
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        log.info("trained in a stack of %d models (jobs %s)", len(self.group), _ids(self.group))
+        try:
+            if self.error is not None:
+                raise self.error
+            row = write(run_dir, self.outputs)
+        except Exception as err:
+            if _debug():
+                raise
+            log.error("job %s failed: %s: %s", self.idx, type(err).__name__, err)
+            failed_row(self.cfg, run_dir, err)
+            return None
+        return objective_values(row, self.cfg["objectives"])
+
+
+def _load_config(
+    hydra_context: HydraContext, master: DictConfig, overrides: list[str], idx: int
+) -> DictConfig:
+    """Job ``idx``'s sweep config, as Hydra's basic launcher loads it."""
+    config = hydra_context.config_loader.load_sweep_config(master, overrides)
+    with open_dict(config):
+        config.hydra.job.id = idx
+        config.hydra.job.num = idx
+    return config
+
+
+def _run_job(hydra_context: HydraContext, config: DictConfig, task: TaskFunction) -> JobReturn:
+    """Hydra's ``run_job`` for one job of the sweep."""
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task,
+        config=config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
 
 
 def _ids(idx: list[int]) -> str:
@@ -89,12 +142,32 @@ def _ids(idx: list[int]) -> str:
     return ", ".join(f"#{a}" if a == b else f"#{a}-{b}" for a, b in runs)
 
 
+def _in_worker(fn: Callable, hydra_context: HydraContext, items: list[tuple], state: dict) -> list:
+    """``[fn(hydra_context, *item) for item in items]`` in a worker process.
+
+    One call per chunk of jobs: the Hydra context and global state (config repository,
+    plugins) are large, and pickling them for every job would cost more than the job.
+    """
+    # Import torch, pandas and matplotlib in the first call (which loads configs): loky
+    # takes a worker's reference memory after its first call and restarts a worker that
+    # grows by 300 MB, which the first write would otherwise do.
+    import regexp.results  # noqa: F401
+
+    setup_globals()
+    Singleton.set_state(state)
+    return [fn(hydra_context, *item) for item in items]
+
+
 class BatchedLauncher(Launcher):
-    def __init__(self) -> None:
+    def __init__(self, n_jobs: int = -1, parallel_from: int = 16) -> None:
         super().__init__()
+        if not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+            raise ValueError(f"hydra.launcher.n_jobs must be -1 or >= 1, got {n_jobs!r}")
+        self.n_jobs, self.parallel_from = n_jobs, parallel_from
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+        self.parallel: Any = None  # joblib.Parallel, for sweeps run with workers
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -103,16 +176,35 @@ class BatchedLauncher(Launcher):
         self.hydra_context = hydra_context
         self.task_function = task_function
 
-    def _run(self, job: _Job, task: TaskFunction) -> JobReturn:
-        ret = run_job(
-            hydra_context=self.hydra_context,
-            task_function=task,
-            config=job.config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        return ret
+    def _in_workers(self, fn: Callable, items: list[tuple]) -> list:
+        """``[fn(self.hydra_context, *item) for item in items]``, in the workers if any.
+
+        The items go in contiguous chunks, 4 per worker. If the workers fail (a crash,
+        something that does not pickle), says so and runs the calls in this process.
+        """
+        if self.parallel is not None:
+            from joblib import delayed
+
+            state = Singleton.get_state()
+            n = min(len(items), 4 * self.parallel.n_jobs)
+            chunks = [items[len(items) * k // n : len(items) * (k + 1) // n] for k in range(n)]
+            try:
+                done = self.parallel(
+                    delayed(_in_worker)(fn, self.hydra_context, c, state) for c in chunks
+                )
+                return [x for chunk in done for x in chunk]
+            except Exception as err:
+                log.warning(
+                    "the worker processes failed (%s: %s); going on in this process",
+                    type(err).__name__,
+                    err,
+                )
+                self.parallel = None
+        out = []
+        for item in items:
+            out.append(fn(self.hydra_context, *item))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return out
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
@@ -120,28 +212,35 @@ class BatchedLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs locally, compatible ones stacked")
-        jobs = []
+        workers = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+        if workers > 1 and len(job_overrides) >= self.parallel_from:
+            from joblib import Parallel
+
+            self.parallel = Parallel(n_jobs=workers, backend="loky")
+        log.info(
+            "Launching %d jobs locally, compatible ones stacked%s",
+            len(job_overrides),
+            f"; configs and outputs in {workers} processes" if self.parallel else "",
+        )
+        args = []
         for i, overrides in enumerate(job_overrides):
             idx = initial_job_idx + i
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            config = self.hydra_context.config_loader.load_sweep_config(
-                self.config, list(overrides)
-            )
-            with open_dict(config):
-                config.hydra.job.id = idx
-                config.hydra.job.num = idx
-            jobs.append(_Job(idx, config))
+            args.append((self.config, list(overrides), idx))
+        configs = self._in_workers(_load_config, args)
+        jobs = [_Job(a[2], config) for a, config in zip(args, configs, strict=True)]
         groups, alone = _plan(jobs)
         runs: dict[int, JobReturn] = {}
         for group in groups:
             if _train(group):
-                for job in group:
-                    runs[job.idx] = self._run(job, _finish_task(job))
+                tasks = [(job.config, _WriteTask(job)) for job in group]
+                for job, ret in zip(group, self._in_workers(_run_job, tasks), strict=True):
+                    runs[job.idx] = ret
             else:
                 alone += group
         for job in sorted(alone, key=lambda j: j.idx):
-            runs[job.idx] = self._run(job, self.task_function)
+            runs[job.idx] = _run_job(self.hydra_context, job.config, self.task_function)
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [runs[idx] for idx in sorted(runs)]
 
 
