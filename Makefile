@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/ruff check regexp tests
 	$(BIN)/ruff format --check regexp tests
 
-# Not a test: times sequential against stacked training and writes BENCHMARKS.md (~10 min).
+# Not a test: times sequential against stacked training and writes BENCHMARKS.md (about 7 minutes).
 bench: install
 	$(BIN)/python benchmarks/bench.py
 

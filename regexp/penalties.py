@@ -31,8 +31,14 @@ def _lift(c: Coef, w: Tensor, extra: int) -> Coef:
     if isinstance(c, Tensor):
         if c.dtype != w.dtype or c.device != w.device:
             c = c.to(dtype=w.dtype, device=w.device)
-        return c.reshape(*c.shape, *(1,) * extra) if extra else c
+        return c.reshape(*c.shape, *(1,) * extra) if extra > 0 else c
     return c
+
+
+def _per_weight(c: Coef, w: Tensor) -> Coef:
+    """A tensor coefficient with trailing singleton dims up to ``w.dim()``: it broadcasts
+    against ``w`` (``[n]`` → ``[n, 1, 1]`` for ``[n, out, in]`` weights)."""
+    return _lift(c, w, w.dim() - c.dim()) if isinstance(c, Tensor) else c
 
 
 def _check_p(p: float) -> float:
@@ -127,21 +133,21 @@ def add_penalty_grad_(
         _accumulate_(grad, w, l2, 2.0)
     if not _is_zero(group):
         norms = _column_norms(w, keepdim=True)  # [..., 1, in]
-        scale = torch.where(norms > 0, _lift(group, w, 2) / norms, 0.0)
+        scale = torch.where(norms > 0, _per_weight(group, w) / norms, 0.0)
         grad.addcmul_(w, scale, value=math.sqrt(w.shape[-2]))
     if not _is_zero(norm):
         if p == 1:
             _accumulate_(grad, w.sign(), norm)
         else:
             total = torch.linalg.vector_norm(w, ord=_check_p(p), dim=(-2, -1), keepdim=True)
-            scale = _shrink_scale(total.pow(p - 1), _lift(norm, w, 2))
+            scale = _shrink_scale(total.pow(p - 1), _per_weight(norm, w))
             grad.addcmul_(w.sign() * w.abs().pow(p - 1), scale)
 
 
 def _accumulate_(grad: Tensor, t: Tensor, coef: Coef, factor: float = 1.0) -> None:
     """``grad += factor · coef · t`` with ``coef`` a float or a per-model tensor ``[...]``."""
     if isinstance(coef, Tensor):
-        grad.addcmul_(t, _lift(coef, t, 2), value=factor)
+        grad.addcmul_(t, _per_weight(coef, t), value=factor)
     else:
         grad.add_(t, alpha=factor * coef)
 

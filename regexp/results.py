@@ -2,7 +2,8 @@
 
 :func:`outputs` evaluates a trained model, thresholds it and measures its sparsity (all in
 memory); :func:`write` writes the run directory. The batched launcher computes the
-outputs of a stack's jobs in its own process and writes them in worker processes.
+outputs of a stack's jobs in its own process and, in large sweeps, writes them in worker
+processes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ RUN_FILES = (
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: per-epoch history, ``ok`` or ``diverged``, seconds."""
+    """What :func:`regexp.train.fit` returns: per-epoch history, ``ok`` or ``diverged``, seconds."""
 
     history: pd.DataFrame
     status: str = "ok"
@@ -178,7 +179,13 @@ def finish(
     result: FitResult,
     summary: bool = False,
 ) -> dict:
-    """:func:`outputs` then :func:`write`: returns the metrics row."""
+    """:func:`outputs` then :func:`write`: returns the metrics row.
+
+    An older ``metrics.csv`` in ``run_dir`` goes first, so a failure while evaluating
+    leaves the directory without one (an incomplete run).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.csv").unlink(missing_ok=True)
     return write(run_dir, outputs(cfg, model, data, result), summary)
 
 
@@ -190,14 +197,18 @@ def read_metrics(run_dir: Path) -> dict | None:
     return pd.read_csv(path).iloc[0].to_dict()
 
 
-def failed_row(cfg: Mapping, run_dir: Path, err: BaseException) -> dict:
-    """Write the ``metrics.csv`` row of a job that raised ``err``: ``status=failed``."""
+def failed_row(cfg: Mapping, run_dir: Path, err: BaseException | str) -> dict:
+    """Write the ``metrics.csv`` row of a job that raised ``err``: ``status=failed``.
+
+    ``err`` is the exception, or its text already formatted as ``"Type: message"``.
+    """
     try:
         row = config_row(cfg, 0, 0)
         row.pop("architecture")
     except (KeyError, TypeError):
         row = {}
-    row |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    row |= {"status": "failed", "error": text}
     run_dir.mkdir(parents=True, exist_ok=True)
     report.write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
     return row

@@ -7,6 +7,7 @@ Every reference is the ordinary sequential path (``regexp.train.prepare`` + ``fi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -198,6 +199,7 @@ def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
         "hydra/launcher=batched", *sweep, *workers, f"hydra.sweep.dir={again}", cwd=tmp_path
     )
     assert "configs and outputs in 2 processes" in out
+    assert "worker processes failed" not in out  # written by the workers, not the fallback
     pd.testing.assert_frame_equal(metrics(again), bat)  # deterministic, wherever written
     assert files == {p.relative_to(again) for p in again.rglob("*")}
     for name in ("history.csv", "sparsity.csv"):
@@ -208,3 +210,28 @@ def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
     )
     assert out.count("is complete, skipping") == 4
     assert "stacked model" not in out
+
+
+def test_launcher_goes_on_in_process_when_the_workers_fail(caplog):
+    import operator
+    import threading
+
+    from joblib import Parallel
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.regexp_launcher.batched_launcher import BatchedLauncher
+
+    launcher = BatchedLauncher(n_jobs=2)
+    launcher.config = OmegaConf.create({"hydra": {"hydra_logging": None, "verbose": False}})
+    launcher.parallel = Parallel(n_jobs=2, backend="loky")
+    lock = threading.Lock()  # does not pickle: the task cannot reach a worker
+    assert launcher._in_workers(operator.is_, [(None,), (lock,)]) == [True, False]
+    assert "worker processes failed (PicklingError" in caplog.text
+    assert launcher.parallel is None  # the rest of the sweep stays in this process
+
+
+def test_launcher_rejects_a_bad_worker_count():
+    from hydra_plugins.regexp_launcher.batched_launcher import BatchedLauncher
+
+    with pytest.raises(ValueError, match=re.escape("n_jobs must be -1 or >= 1, got 0")):
+        BatchedLauncher(n_jobs=0)

@@ -36,3 +36,21 @@ def test_closed_form_gradient_takes_python_float_coefficients():
     grad = torch.zeros_like(w)
     add_penalty_grad_(w, grad, l1=0.5)
     torch.testing.assert_close(grad, 0.5 * w.sign())
+
+
+@pytest.mark.parametrize(
+    "coef",
+    [0.7, torch.tensor(0.7), torch.tensor([0.7]), torch.tensor(0.7, dtype=torch.float32)],
+    ids=["float", "0-dim", "shape-1", "float32"],
+)
+def test_closed_form_gradient_of_one_matrix_takes_any_scalar_coefficient(coef):
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    w[:, 2] = 0
+    kwargs = {"l1": coef, "l2": coef, "group": coef, "norm": coef}
+    for p in (1.0, 2.0, 3.0):
+        x = w.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(penalty(x, p=p, **kwargs).sum(), x)
+        grad = torch.zeros_like(w)
+        add_penalty_grad_(w, grad, p=p, **kwargs)
+        torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-7)

@@ -16,6 +16,7 @@ as Hydra's joblib launcher uses); the stacked training itself runs in this proce
 import json
 import logging
 import os
+import pickle
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ class _Job:
     cfg: dict | None = None  # the resolved task config
     setup: Any = None  # regexp.train.Setup
     rng_state: Any = None
-    result: Any = None  # regexp.train.FitResult, once trained
+    result: Any = None  # regexp.results.FitResult, once trained
     group: list[int] = field(default_factory=list)
 
 
@@ -85,9 +86,9 @@ class _WriteTask:
         try:
             self.outputs = outputs(job.cfg, job.setup.model, job.setup.data, job.result)
         except Exception as err:
-            if _debug():
+            if _debug():  # raises here, before the group's jobs get their directories
                 raise
-            self.error = err
+            self.error = f"{type(err).__name__}: {err}"  # text: any exception pickles so
 
     def __call__(self, _: DictConfig) -> float | list[float] | None:
         from regexp.cli import _debug
@@ -96,17 +97,17 @@ class _WriteTask:
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         log.info("trained in a stack of %d models (jobs %s)", len(self.group), _ids(self.group))
-        try:
-            if self.error is not None:
-                raise self.error
-            row = write(run_dir, self.outputs)
-        except Exception as err:
-            if _debug():
-                raise
-            log.error("job %s failed: %s: %s", self.idx, type(err).__name__, err)
-            failed_row(self.cfg, run_dir, err)
-            return None
-        return objective_values(row, self.cfg["objectives"])
+        error = self.error
+        if error is None:
+            try:
+                return objective_values(write(run_dir, self.outputs), self.cfg["objectives"])
+            except Exception as err:
+                if _debug():
+                    raise
+                error = f"{type(err).__name__}: {err}"
+        log.error("job %s failed: %s", self.idx, error)
+        failed_row(self.cfg, run_dir, error)
+        return None
 
 
 def _load_config(
@@ -179,11 +180,16 @@ class BatchedLauncher(Launcher):
     def _in_workers(self, fn: Callable, items: list[tuple]) -> list:
         """``[fn(self.hydra_context, *item) for item in items]``, in the workers if any.
 
-        The items go in contiguous chunks, 4 per worker. If the workers fail (a crash,
-        something that does not pickle), says so and runs the calls in this process.
+        The items go in contiguous chunks, 4 per worker. If the workers fail (one dies, or
+        a task does not pickle), says so and runs the calls in this process; an exception
+        that ``fn`` raises propagates as it would in this process.
         """
         if self.parallel is not None:
             from joblib import delayed
+            from joblib.externals.loky.process_executor import (
+                BrokenProcessPool,
+                TerminatedWorkerError,
+            )
 
             state = Singleton.get_state()
             n = min(len(items), 4 * self.parallel.n_jobs)
@@ -193,7 +199,7 @@ class BatchedLauncher(Launcher):
                     delayed(_in_worker)(fn, self.hydra_context, c, state) for c in chunks
                 )
                 return [x for chunk in done for x in chunk]
-            except Exception as err:
+            except (BrokenProcessPool, TerminatedWorkerError, pickle.PicklingError) as err:
                 log.warning(
                     "the worker processes failed (%s: %s); going on in this process",
                     type(err).__name__,
@@ -212,10 +218,12 @@ class BatchedLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        workers = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
-        if workers > 1 and len(job_overrides) >= self.parallel_from:
-            from joblib import Parallel
+        from joblib import Parallel, cpu_count
 
+        # joblib's count honours CPU affinity and container quotas; never more than jobs.
+        workers = min(cpu_count() if self.n_jobs == -1 else self.n_jobs, len(job_overrides))
+        self.parallel = None  # a sweeper may call launch again, with a smaller batch
+        if workers > 1 and len(job_overrides) >= self.parallel_from:
             self.parallel = Parallel(n_jobs=workers, backend="loky")
         log.info(
             "Launching %d jobs locally, compatible ones stacked%s",
