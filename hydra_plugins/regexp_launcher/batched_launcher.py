@@ -29,6 +29,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
+from joblib import Parallel, cpu_count, delayed
+from joblib.externals.loky.process_executor import BrokenProcessPool, TerminatedWorkerError
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
@@ -185,12 +187,6 @@ class BatchedLauncher(Launcher):
         that ``fn`` raises propagates as it would in this process.
         """
         if self.parallel is not None:
-            from joblib import delayed
-            from joblib.externals.loky.process_executor import (
-                BrokenProcessPool,
-                TerminatedWorkerError,
-            )
-
             state = Singleton.get_state()
             n = min(len(items), 4 * self.parallel.n_jobs)
             chunks = [items[len(items) * k // n : len(items) * (k + 1) // n] for k in range(n)]
@@ -218,8 +214,6 @@ class BatchedLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        from joblib import Parallel, cpu_count
-
         # joblib's count honours CPU affinity and container quotas; never more than jobs.
         workers = min(cpu_count() if self.n_jobs == -1 else self.n_jobs, len(job_overrides))
         self.parallel = None  # a sweeper may call launch again, with a smaller batch
