@@ -133,7 +133,7 @@ def add_penalty_grad_(
         _accumulate_(grad, w, l2, 2.0)
     if not _is_zero(group):
         norms = _column_norms(w, keepdim=True)  # [..., 1, in]
-        scale = torch.where(norms > 0, _per_weight(group, w) / norms, 0.0)
+        scale = _shrink_scale(norms, _per_weight(group, w))
         grad.addcmul_(w, scale, value=math.sqrt(w.shape[-2]))
     if not _is_zero(norm):
         if p == 1:
@@ -159,9 +159,9 @@ def _column_norms(w: Tensor, keepdim: bool = False) -> Tensor:
 
 
 def _shrink_scale(norms: Tensor, coef: Coef) -> Tensor:
-    """``coef / norms``, 0 where ``norms == 0``."""
-    pos = norms > 0
-    return torch.where(pos, coef / torch.where(pos, norms, torch.ones_like(norms)), 0.0)
+    """``coef / norms``, 0 where ``norms == 0`` (no autograd: the inf or NaN that the
+    division gives there is never selected, and no gradient flows through it)."""
+    return torch.where(norms > 0, coef / norms, 0.0)
 
 
 @torch.no_grad()

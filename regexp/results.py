@@ -154,9 +154,7 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
     ``history.csv``, ``learning_curves.png``, ``model.pt`` and ``metrics.csv`` only.
     ``summary``: print the metrics table.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.csv").unlink(missing_ok=True)
-    report.remove_temporaries(run_dir, RUN_FILES)
+    _mark_incomplete(run_dir)
     report.write_csv(run_dir / "history.csv", out.history)
     save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row})
     report.plot_learning_curves(out.history, run_dir / "learning_curves.png")
@@ -184,9 +182,15 @@ def finish(
     An older ``metrics.csv`` in ``run_dir`` goes first, so a failure while evaluating
     leaves the directory without one (an incomplete run).
     """
+    _mark_incomplete(run_dir)
+    return write(run_dir, outputs(cfg, model, data, result), summary)
+
+
+def _mark_incomplete(run_dir: Path) -> None:
+    """Create ``run_dir`` without a ``metrics.csv`` (or a killed writer's temporaries)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.csv").unlink(missing_ok=True)
-    return write(run_dir, outputs(cfg, model, data, result), summary)
+    report.remove_temporaries(run_dir, RUN_FILES)
 
 
 def read_metrics(run_dir: Path) -> dict | None:
