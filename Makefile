@@ -21,9 +21,13 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Every Python file: the package, the Hydra plugin, the benchmark and the tests; then the
+# import contracts of pyproject.toml ([tool.importlinter]): imports run one way.
+LINTED := regexp hydra_plugins benchmarks tests
 lint: install
-	$(BIN)/ruff check regexp tests
-	$(BIN)/ruff format --check regexp tests
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/lint-imports
 
 # Not a test: times sequential against stacked training and writes BENCHMARKS.md (about 7 minutes).
 bench: install
@@ -43,7 +47,7 @@ reproduce-runs: install
 	done
 
 reproduce: reproduce-runs
-	$(BIN)/python -m regexp.reproduce outputs/reproduce docs
+	$(BIN)/python -m regexp.paper.reproduce outputs/reproduce docs
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -28,9 +28,13 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from regexp import batched, metrics, results, train
-from regexp.stacked import StackedMLP
-from regexp.stacked_optim import StackedOptimizer
+from regexp.engine import train
+from regexp.engine.evaluation import evaluate
+from regexp.engine.stacked import fit as batched
+from regexp.engine.stacked.model import StackedMLP
+from regexp.engine.stacked.optim import StackedOptimizer
+from regexp.launcher import keep_freed_memory
+from regexp.outputs import run as results
 
 REGS = ["l1", "l2", "group_lasso", "sgl"]
 LAMBDAS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
@@ -90,13 +94,14 @@ def worker(n: int, threads: int = 1, plain: bool = False) -> dict:
     cfgs = sweep(n, regs=["none"] * 4 if plain else REGS)
     members, data = members_of(cfgs)
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as the launcher process does
     before = rss_mib()
     t, c = time.perf_counter(), time.process_time()
     fits = batched.fit_stacked(
-        members, data, "relu", cfgs[0]["optimizer"], EPOCHS, BATCH, None, False
+        members, data, "relu", cfgs[0]["optimizer"], EPOCHS, BATCH, None, None
     )
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    acc = [metrics.evaluate(m.model, data, "test")["accuracy"] for m in members]
+    acc = [evaluate(m.model, data, "test")["accuracy"] for m in members]
     return {
         "n": n,
         "wall": wall,
@@ -170,7 +175,7 @@ def sequential() -> dict[str, float]:
             cfg = OmegaConf.to_container(compose("config", [f"regularizer={reg}"]), resolve=True)
         s = train.prepare(cfg)
         t = time.perf_counter()
-        train.fit(s.model, s.data, s.reg, s.mode, s.optimizer, EPOCHS, BATCH, 0, None, False)
+        train.fit(s.model, s.data, s.reg, s.mode, s.optimizer, EPOCHS, BATCH, 0, None, None)
         seconds[reg] = time.perf_counter() - t
     return seconds
 
@@ -366,7 +371,7 @@ def main() -> None:
         f"Peak RSS of the N=108 process: {b108['rss_peak']:.0f} MiB "
         f"({b108['rss_before']:.0f} MiB before training: Python, torch, data, models).",
         "",
-        "Writing one job's outputs (`regexp.results.finish`: metrics, checkpoint, three "
+        "Writing one job's outputs (`regexp.outputs.run.finish`: metrics, checkpoint, three "
         f"plots) takes {default['finish']:.2f} s in one process; the batched launcher writes "
         "a large sweep's jobs in one worker process per core.",
         "",

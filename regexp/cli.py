@@ -7,7 +7,6 @@ traceback; set ``REGEXP_DEBUG=1`` to see the full traceback instead.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import sys
@@ -20,9 +19,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from regexp.errors import DEBUG_ENV, debug, fail, one_line
+
 log = logging.getLogger("regexp")
 
-DEBUG_ENV = "REGEXP_DEBUG"
 USAGE = """usage: regexp <command> [options]
 
 Experiments on how regularization shapes neural networks.
@@ -43,16 +43,6 @@ Set REGEXP_DEBUG=1 to see full tracebacks.
 """
 
 
-def _debug() -> bool:
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Exit with ``regexp: error: <message>`` on stderr and exit code ``code``."""
-    print(f"regexp: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
 def _remove_if_empty(run_dir: Path) -> None:
     """Delete a run directory that holds nothing but Hydra's own files."""
     if run_dir.is_dir() and all(
@@ -61,49 +51,11 @@ def _remove_if_empty(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _same(stored: object, wanted: object) -> bool:
-    """Whether a value read back from metrics.csv equals the config's (numbers by value)."""
-    try:
-        x, y = float(stored), float(wanted)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return str(stored) == str(wanted)
-    return x == y or (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-12)
-
-
-def _finished(run_dir: Path, config: dict) -> dict | None:
-    """The metrics row of a finished run (ok or diverged) of ``config`` in ``run_dir``.
-
-    A row written for a different configuration (the sweep command changed) does not
-    count: that job runs again.
-    """
-    from regexp.results import config_row, read_metrics
-
-    row = read_metrics(run_dir)
-    if row is None or row.get("status") not in ("ok", "diverged"):
-        return None
-    try:
-        wanted = config_row(config, 0, 0)
-    except (KeyError, TypeError):
-        return None
-    wanted.pop("architecture")
-    changed = [
-        f"{k}={row.get(k)!r}, now {v!r}" for k, v in wanted.items() if not _same(row.get(k), v)
-    ]
-    if changed:
-        log.warning(
-            "resume: %s holds a run of another config (%s); running it again",
-            run_dir,
-            "; ".join(changed),
-        )
-        return None
-    return row
-
-
 @hydra.main(config_path="pkg://regexp.conf", config_name="config", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | list[float] | None:
     """Hydra task: one run. Returns its ``objectives`` for the sweeper.
 
-    See :func:`regexp.sweep.objective_values`: one float (by default the validation
+    See :func:`regexp.outputs.objectives.objective_values`: one float (by default the validation
     metric), a list for a multi-objective search, ``None`` for a job that is not ``ok``.
 
     In a sweep (``-m``) a failing job writes a ``metrics.csv`` row with
@@ -111,9 +63,12 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
     whose ``metrics.csv`` records a finished run (ok or diverged) of the same
     configuration is skipped.
     """
-    from regexp.results import failed_row
-    from regexp.sweep import objective_values, validate_objectives
-    from regexp.train import run
+    import torch
+
+    from regexp.config import validate
+    from regexp.job import finished, run
+    from regexp.outputs.objectives import objective_values, validate_objectives
+    from regexp.outputs.run import failed_row
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -122,13 +77,15 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
     try:
         config = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         objectives = validate_objectives(config["objectives"])
-        row = _finished(run_dir, config) if config.get("resume") else None
+        row = finished(run_dir, config) if config.get("resume") else None
         if row is not None:
             log.info("resume: %s is complete, skipping", run_dir)
             return objective_values(row, objectives)
+        validate(config)
+        torch.set_num_threads(config["trainer"]["num_threads"])  # the process's, not the library's
         row = run(config, run_dir, summary=not multirun)
     except Exception as err:
-        if _debug():
+        if debug():
             raise
         bad_input = isinstance(err, ValueError | OmegaConfBaseException)
         if multirun:
@@ -137,7 +94,7 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
             return None
         _remove_if_empty(run_dir)
         if bad_input:
-            fail("; ".join(line.strip() for line in str(err).splitlines() if line.strip()))
+            fail(one_line(err))
         fail(f"{type(err).__name__}: {err} (set {DEBUG_ENV}=1 for the traceback)", code=1)
     return objective_values(row, objectives)
 
@@ -194,14 +151,14 @@ def compare_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     from datetime import datetime
 
-    from regexp.sweep import compare
-    from regexp.sweep_plots import print_comparison
+    from regexp.outputs.console import print_comparison
+    from regexp.outputs.sweep import compare
 
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:
         summary, by, metric = compare(args.paths, args.by, args.metric, out)
     except ValueError as err:
-        if _debug():
+        if debug():
             raise
         fail(str(err))
     print_comparison(summary, by, metric)
@@ -230,7 +187,7 @@ def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``regexp`` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    if _debug():
+    if debug():
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors with their traceback too
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regexp import aggregate, sweep
+from regexp.outputs import aggregate, objectives, sweep
 
 RNG = np.random.default_rng(0)
 
@@ -122,13 +122,13 @@ def test_sort_by_metric_best_first_and_rmse_ascending():
 
 def test_objective_values_single_multi_and_not_ok():
     row = {"status": "ok", "val_accuracy": 0.75, "params_kept": 120}
-    assert sweep.objective_values(row, ["val_metric"]) == 0.75
-    assert sweep.objective_values(row, ["val_metric", "params_kept"]) == [0.75, 120.0]
+    assert objectives.objective_values(row, ["val_metric"]) == 0.75
+    assert objectives.objective_values(row, ["val_metric", "params_kept"]) == [0.75, 120.0]
     regression = {"status": "ok", "val_r2": 0.4, "params_kept": 7}
-    assert sweep.objective_values(regression, ["val_metric"]) == 0.4
-    assert sweep.objective_values(row | {"status": "diverged"}, ["val_metric"]) is None
+    assert objectives.objective_values(regression, ["val_metric"]) == 0.4
+    assert objectives.objective_values(row | {"status": "diverged"}, ["val_metric"]) is None
     with pytest.raises(ValueError, match="objectives must be a non-empty list of: val_metric"):
-        sweep.validate_objectives(["val_acc"])
+        objectives.validate_objectives(["val_acc"])
 
 
 def _write_job(root, job, row):

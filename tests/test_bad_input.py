@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from regexp import train
+from regexp import job
 from regexp.cli import main
-from regexp.data import load_csv
+from regexp.engine import train as engine_train
+from regexp.engine.data import load_csv
 
 FAST = ["trainer.epochs=1", "model.hidden=[4]"]
 
@@ -81,7 +82,8 @@ CASES: dict[str, tuple[list[str], str]] = {
     "lr_negative": (["optimizer.lr=-1"], "optimizer.lr must be a finite number > 0, got -1"),
     "device_unknown": (["trainer.device=tpu"], "trainer.device must be one of cpu, cuda, auto"),
     "mode_unknown": (["regularizer.mode=foo"], "regularizer.mode must be one of penalty, proximal"),
-    "seed_text": (["seed=abc"], "seed must be an integer >= 0, got 'abc'"),
+    "seed_text": (["seed=abc"], "seed must be an integer in [0, 2**32), got 'abc'"),
+    "seed_alias": (["seed=4294967296"], "seed must be an integer in [0, 2**32), got 4294967296"),
     "regularizer_option_unknown": (["+regularizer.foo=1"], "regularizer.foo is not an option"),
 }
 
@@ -147,7 +149,7 @@ def test_validation_happens_before_data_loading(monkeypatch):
     def no_loading(**_):
         raise AssertionError("data loaded before the config was validated")
 
-    monkeypatch.setattr(train, "load_dataset", no_loading)
+    monkeypatch.setattr(engine_train, "load_dataset", no_loading)
     cfg = {
         "lambda": 1e-3, "seed": 0, "threshold": 1e-3, "resume": False,
         "dataset": {"name": "digits", "task": "classification"},
@@ -157,7 +159,7 @@ def test_validation_happens_before_data_loading(monkeypatch):
         "trainer": {"epochs": 1, "batch_size": 0, "device": "cpu"},
     }  # fmt: skip
     with pytest.raises(ValueError, match=r"trainer\.batch_size must be an integer >= 1, got 0"):
-        train.run(cfg, Path("/nonexistent/run"))
+        job.run(cfg, Path("/nonexistent/run"))
 
 
 def test_csv_encode_categorical_one_hot_encodes_text_columns(tmp_path):

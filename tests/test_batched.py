@@ -1,11 +1,13 @@
 """The stacked engine and ``hydra/launcher=batched`` against sequential reference runs.
 
-Every reference is the ordinary sequential path (``regexp.train.prepare`` + ``fit``, or
+Every reference is the ordinary sequential path (``regexp.engine.train.prepare`` + ``fit``, or
 ``regexp train -m`` with Hydra's basic launcher), run here independently of the stack.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import re
 import subprocess
@@ -18,9 +20,10 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from regexp import batched, train
-from regexp.results import FitResult
-from regexp.stacked import StackedMLP
+from regexp.engine import train
+from regexp.engine.stacked import fit as batched
+from regexp.engine.stacked.model import StackedMLP
+from regexp.engine.train import FitResult
 
 SMALL = ["model.hidden=[16,8]", "trainer.batch_size=64"]
 REGS = ["none", "l1", "l2", "elastic_net", "group_lasso", "sgl", "norm"]
@@ -66,7 +69,6 @@ def stacked(cfgs: list[dict]) -> tuple[list[batched.Member], list[FitResult]]:
         tr["epochs"],
         tr["batch_size"],
         tr["early_stopping_patience"],
-        progress=False,
     )
     return members, results
 
@@ -79,12 +81,18 @@ def test_initial_weights_are_those_of_the_sequential_runs():
         data = s.data
         members.append(s.model)
     stack = StackedMLP(members, "relu")
+    sizes = [64, *cfgs[0]["model"]["hidden"], 10]
     for n, cfg in enumerate(cfgs):
-        torch.manual_seed(cfg["seed"])  # the sequential recipe, built afresh
-        ref = train.prepare(cfg).model
-        linears = [m for m in ref if isinstance(m, torch.nn.Linear)]
-        for lin, w, b in zip(linears, stack.weights, stack.biases, strict=True):
-            assert torch.equal(w[n], lin.weight) and torch.equal(b[n], lin.bias)
+        # Lasagne's recipe by hand, from torch primitives: seed; the layers are created in
+        # order (each draws torch's default init); then each weight is redrawn from
+        # N(0, 2 / (fan_in + fan_out)) in layer order, and the biases are zero.
+        torch.manual_seed(cfg["seed"])
+        for a, b in itertools.pairwise(sizes):
+            torch.nn.Linear(a, b)
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+            expected = torch.empty(b, a).normal_(0, math.sqrt(2 / (a + b)))
+            assert torch.equal(stack.weights[i][n], expected)
+            assert not stack.biases[i][n].any()
     assert not torch.equal(stack.weights[0][0], stack.weights[0][1])
 
 

@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from regexp.penalties import add_penalty_grad_, penalty
+from regexp.core.penalties import add_penalty_grad_, penalty
 
 TERMS = ("l1", "l2", "group", "norm")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from regexp.regularizers import (
+from regexp.core.regularizers import (
     L1,
     L2,
     REGULARIZERS,
@@ -204,13 +204,17 @@ def test_weight_decay_and_none_are_zero_penalty_noop_prox() -> None:
     net = make_net()
     wd = make_regularizer("weight_decay", 0.01)
     assert isinstance(wd, WeightDecay) and wd.weight_decay == 0.01
+    x, y = torch.ones(1, 4, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64)
+    net.zero_grad()
+    nn.functional.mse_loss(net(x), y).backward()
+    data_grads = [q.grad.clone() for q in net.parameters()]
     for reg in (wd, make_regularizer("none")):
         value = reg(net)
         assert value.dim() == 0 and value.item() == 0.0
-        (
-            nn.functional.mse_loss(net(torch.ones(1, 4, dtype=torch.float64)), torch.zeros(1, 2))
-            + value
-        ).backward()
+        net.zero_grad()
+        (nn.functional.mse_loss(net(x), y) + value).backward()
+        for q, g in zip(net.parameters(), data_grads, strict=True):
+            assert torch.equal(q.grad, g)  # the zero penalty adds no gradient
         reg.prox_(net, 0.5)
     np.testing.assert_array_equal(net[0].weight.detach().numpy(), W1)
 

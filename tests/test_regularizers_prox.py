@@ -11,7 +11,7 @@ from sklearn.linear_model import ElasticNet as SkElasticNet
 from sklearn.linear_model import Lasso, MultiTaskLasso
 from torch import nn
 
-from regexp.regularizers import (
+from regexp.core.regularizers import (
     L1,
     L2,
     ElasticNet,

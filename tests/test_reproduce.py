@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from regexp.claims import front_notes, lam_label, paper_checks, ranking_note
-from regexp.reproduce import experiment_lambda, keep_fraction, write_report
-from regexp.train import run
+from regexp.job import run
+from regexp.paper.claims import front_notes, lam_label, paper_checks, ranking_note
+from regexp.paper.reproduce import experiment_lambda, keep_fraction, write_report
 
 # Two epochs; threshold 0.3 zeroes most weights, so that kept counts differ between seeds.
 TINY = ("trainer.epochs=2", "threshold=0.3")

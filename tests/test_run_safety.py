@@ -16,8 +16,9 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from regexp import models, report, train
+from regexp import job
 from regexp.cli import main
+from regexp.outputs import files, run_plots
 
 
 def test_sweep_survives_divergence_and_a_failed_job(tmp_path, monkeypatch):
@@ -55,8 +56,17 @@ def test_learning_curves_plot_nan_inf_and_nonpositive_losses(tmp_path):
         "data_loss": [1.0, -0.5, math.inf, math.nan], "penalty": [0.0, math.nan, 1.0, 0.0],
         "val_loss": [2.0, math.nan, -math.inf, math.nan],
     })  # fmt: skip
-    report.plot_learning_curves(history, tmp_path / "curves.png")
-    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = run_plots.learning_curves_figure(history)
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"train data loss", "train loss + penalty", "validation loss"}
+    for label, column in [("train data loss", "data_loss"), ("validation loss", "val_loss")]:
+        np.testing.assert_array_equal(lines[label].get_ydata(), history[column])
+    assert ax.get_yscale() == "log"
+    low, high = ax.get_ylim()  # the axis spans the finite positive losses only
+    assert 0 < low <= 1.0 and 2.0 <= high < 1e3
+    run_plots.plot_learning_curves(history, tmp_path / "curves.png")  # saves without error
+    assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("writer", ["csv", "checkpoint"])
@@ -65,9 +75,9 @@ def test_a_writer_dying_midway_leaves_the_old_file_whole(writer, tmp_path, monke
     old = pd.DataFrame({"a": [1]})
     model = torch.nn.Sequential(torch.nn.Linear(2, 1))
     write = (
-        (lambda: report.write_csv(path, old))
+        (lambda: files.write_csv(path, old))
         if writer == "csv"
-        else (lambda: models.save_checkpoint(path, model, {}))
+        else (lambda: files.save_checkpoint(path, model, {}))
     )
     write()
     before = path.read_bytes()
@@ -96,7 +106,7 @@ def test_a_failure_late_in_a_run_leaves_no_metrics_and_keeps_earlier_files(
     def broken_plot(*_, **__):
         raise RuntimeError("plot exploded")
 
-    monkeypatch.setattr(report, "plot_features", broken_plot)
+    monkeypatch.setattr(run_plots, "plot_features", broken_plot)
     GlobalHydra.instance().clear()
     with pytest.raises(SystemExit) as exit_:
         main(args)
@@ -118,7 +128,7 @@ def test_same_config_and_seed_give_identical_metrics(make_config, tmp_path):
     )  # fmt: skip
     rows = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        train.run(cfg | {"seed": seed}, tmp_path / name)
+        job.run(cfg | {"seed": seed}, tmp_path / name)
         rows.append(pd.read_csv(tmp_path / name / "metrics.csv").drop(columns="train_seconds"))
     pd.testing.assert_frame_equal(rows[0], rows[1], check_exact=True)
     for file in ("history.csv", "sparsity.csv"):
@@ -146,8 +156,8 @@ def test_killed_sweep_resumes_skipping_finished_jobs(tmp_path):
         proc.wait()
     done = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.csv")}
     assert 1 <= len(done) < len(seeds), f"kill came too late to test resume: {sorted(done)}"
-    for job in done:  # atomic: what exists is complete
-        assert pd.read_csv(sweep / job / "metrics.csv")["status"].tolist() == ["ok"]
+    for name in done:  # atomic: what exists is complete
+        assert pd.read_csv(sweep / name / "metrics.csv")["status"].tolist() == ["ok"]
 
     rerun = subprocess.run(
         [*args, "resume=true"], env=env, capture_output=True, text=True, timeout=600
@@ -155,13 +165,13 @@ def test_killed_sweep_resumes_skipping_finished_jobs(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert jobs == [str(i) for i in range(len(seeds))]
-    for job, mtime in done.items():
-        assert (sweep / job / "metrics.csv").stat().st_mtime_ns == mtime  # skipped, untouched
+    for name, mtime in done.items():
+        assert (sweep / name / "metrics.csv").stat().st_mtime_ns == mtime  # skipped, untouched
     rows = pd.concat([pd.read_csv(sweep / j / "metrics.csv") for j in jobs])
     assert sorted(rows["seed"]) == seeds and set(rows["status"]) == {"ok"}
     assert not list(sweep.glob("*/.*.tmp"))
-    if (sweep / "results.csv").exists():  # written by the sweeps aggregation, once per job
-        assert sorted(pd.read_csv(sweep / "results.csv")["seed"]) == seeds
+    # the resumed sweep ends normally, so its aggregation pools all four jobs, once each
+    assert sorted(pd.read_csv(sweep / "results.csv")["seed"]) == seeds
 
 
 def test_resume_reruns_a_job_whose_config_changed(tmp_path, monkeypatch):

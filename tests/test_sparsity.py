@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from regexp.sparsity import (
+from regexp.core.sparsity import (
     LayerSparsity,
     dead_units,
     kept_params,

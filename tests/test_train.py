@@ -1,13 +1,15 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, mean_squared_error, r2_score
 
-from regexp.data import load_dataset
-from regexp.metrics import evaluate
-from regexp.models import load_checkpoint, mlp
-from regexp.train import run
+from regexp.engine.data import load_dataset
+from regexp.engine.evaluation import evaluate
+from regexp.engine.models import load_checkpoint, mlp
+from regexp.job import run
 
 FAST = ("trainer.epochs=3", "model.hidden=[16,8]")
 RUN_FILES = {
@@ -89,7 +91,8 @@ def test_default_digits_config_learns(make_config, tmp_path):
     row = run(make_config("trainer.epochs=20"), tmp_path)
     # Ten classes: chance is 0.1. Twenty epochs of the default MLP reach well above 0.9.
     assert row["test_accuracy"] > 0.9
-    assert row["params_kept"] <= row["params_total"]
+    # 64-40-20-10 with biases, counted by hand
+    assert row["params_total"] == 64 * 40 + 40 + 40 * 20 + 20 + 20 * 10 + 10
 
 
 def test_diabetes_regression_reports_r2_and_rmse(make_config, tmp_path):
@@ -172,14 +175,23 @@ def test_early_stopping_restores_the_best_validation_weights(make_config, tmp_pa
 
 
 def test_run_returns_the_validation_metric_for_sweepers(make_config, tmp_path):
-    from regexp.results import objective
+    from regexp.outputs.objectives import objective
 
     row = run(make_config(*FAST), tmp_path)
-    assert objective(row) == row["val_accuracy"]
+    model, saved = load_checkpoint(tmp_path / "model.pt")  # the thresholded model
+    data = load_dataset(**saved["dataset"])
+    with torch.no_grad():
+        pred = model(data.x_val).argmax(-1).numpy()
+    assert objective(row) == pytest.approx(accuracy_score(data.y_val.numpy(), pred), abs=1e-12)
     assert np.isnan(objective({**row, "status": "diverged"}))
 
 
-def test_regexp_help_lists_the_subcommands(regexp_cli):
+def test_every_subcommand_that_help_lists_runs_and_no_other(regexp_cli):
     out = regexp_cli("--help").stdout
-    assert "train" in out
+    listed = re.findall(r"^  (\w+) ", out.split("commands:")[1].split("examples:")[0], re.M)
+    assert listed == ["train", "compare"]
     assert "Configuration groups" in regexp_cli("train", "--help").stdout
+    assert "--metric" in regexp_cli("compare", "--help").stdout
+    bad = regexp_cli("nosuch", check=False)
+    assert bad.returncode == 2
+    assert "unknown command 'nosuch'; choose one of: train, compare" in bad.stderr

@@ -1,9 +1,8 @@
-"""One training run: config → data, model, regularizer → train → evaluate → write.
+"""One run's training: config → data, seeded model, regularizer, optimizer → :func:`fit`.
 
-:func:`run` is what ``regexp train`` calls for each job: :func:`prepare` builds the data,
-seeded model, regularizer and optimizer, :func:`fit` trains, and
-:func:`regexp.results.finish` evaluates and writes. The pieces are public so that other
-engines (the batched launcher) and notebooks can reuse them.
+:func:`prepare` builds what a configuration trains with and :func:`fit` trains it. The
+pieces are public so that the stacked engine (:mod:`regexp.engine.stacked`), the launcher
+and notebooks reuse them; :func:`regexp.job.run` adds validation and the run directory.
 """
 
 from __future__ import annotations
@@ -11,54 +10,35 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
 from torch import nn
 
-from regexp import report, sparsity
-from regexp.config import (  # noqa: F401  (re-exported: train.MODES etc. are public API)
-    DEVICES,
-    MODES,
-    OPTIMIZERS,
-    build_regularizer,
-    resolve_device,
-    validate,
-    validate_optimizer,
-)
-from regexp.data import Dataset, load_dataset
-from regexp.metrics import data_loss, evaluate
-from regexp.models import mlp
-from regexp.regularizers import Regularizer
-from regexp.results import FitResult, finish
+from regexp.core.metrics import data_loss
+from regexp.core.regularizers import Regularizer
+from regexp.engine.build import build_regularizer, make_optimizer, resolve_device
+from regexp.engine.data import Dataset, load_dataset
+from regexp.engine.evaluation import evaluate
+from regexp.engine.models import mlp
 
 log = logging.getLogger(__name__)
 
+# Called after each epoch with a short status text (the progress bar's advance).
+EpochCallback = Callable[[str], None]
 
-def make_optimizer(model: nn.Module, cfg: Mapping, weight_decay: float) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD from config group ``optimizer``.
 
-    ``weight_decay`` applies to the ``nn.Linear`` weights only (never biases), like every
-    other regularizer of regexp.
-    """
-    validate_optimizer(cfg)
-    name, lr = cfg["name"], cfg["lr"]
-    weights = set(map(id, sparsity.linear_weights(model)))
-    params = list(model.parameters())
-    groups = [
-        {"params": [p for p in params if id(p) in weights], "weight_decay": weight_decay},
-        {"params": [p for p in params if id(p) not in weights], "weight_decay": 0.0},
-    ]
-    # The fused kernels take one step for all parameters: about 3x faster for small MLPs.
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.get("momentum", 0.0), fused=True)
-    kind = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-    return kind(groups, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"], fused=True)
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: per-epoch history, ``ok`` or ``diverged``, seconds."""
+
+    history: pd.DataFrame
+    status: str = "ok"
+    seconds: float = 0.0
+    notes: dict = field(default_factory=dict)
 
 
 def fit(
@@ -71,7 +51,7 @@ def fit(
     batch_size: int,
     seed: int,
     patience: int | None = None,
-    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
 ) -> FitResult:
     """Minibatch training of ``model`` on ``data.x_train``.
 
@@ -79,7 +59,8 @@ def fit(
     optimizer step on ``data_loss`` and then ``reg.prox_(model, lr)`` (``"proximal"``),
     which puts weights at exact zeros. Minibatches are index slices of a permutation
     drawn from a generator seeded with ``seed``. A non-finite loss stops training with
-    status ``diverged``. With ``patience``, training stops when the validation loss has
+    status ``diverged``. ``on_epoch`` is called after each epoch with a status text. With
+    ``patience``, training stops when the validation loss has
     not improved for that many epochs and the best weights are restored.
     """
     n = len(data.y_train)
@@ -87,7 +68,6 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     rows, status, best = [], "ok", (math.inf, None, 0)
     start = time.perf_counter()
-    bar = report.progress(epochs, enabled=progress)
     model.train()
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=gen).to(data.x_train.device)
@@ -120,7 +100,8 @@ def fit(
                 f"val_{metric}": val[metric],
             }
         )
-        bar.advance(f"loss {d_loss + pen:.4f} val {val['loss']:.4f}")
+        if on_epoch is not None:
+            on_epoch(f"loss {d_loss + pen:.4f} val {val['loss']:.4f}")
         if not (math.isfinite(d_loss + pen) and math.isfinite(val["loss"])):
             status = "diverged"
             log.warning("loss is not finite at epoch %d: run diverged, training stopped", epoch)
@@ -131,7 +112,6 @@ def fit(
             elif epoch - best[2] >= patience:
                 log.info("early stopping at epoch %d (best epoch %d)", epoch, best[2])
                 break
-    bar.close()
     if patience is not None and best[1] is not None and status == "ok":
         model.load_state_dict(best[1])
     seconds = time.perf_counter() - start
@@ -152,17 +132,18 @@ class Setup:
 
 
 def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
-    """Validate ``cfg`` and build its data, seeded model, regularizer and optimizer.
+    """Build the data, seeded model, regularizer and optimizer of a resolved config.
+
+    ``cfg`` should have passed :func:`regexp.config.validate`, which checks every key with
+    a one-line message; the builders called here check their own arguments too.
 
     ``data`` (already on the right device) skips loading when the caller has it. The model
     is built right after ``torch.manual_seed(cfg["seed"])``, so the global RNG state on
     return is the one that draws the run's dropout masks.
     """
-    validate(cfg)
     tr, lam = cfg["trainer"], cfg["lambda"]
     patience = tr.get("early_stopping_patience")
     device = resolve_device(tr["device"])
-    torch.set_num_threads(tr.get("num_threads", 1))
 
     reg, mode = build_regularizer(cfg["regularizer"], lam)
     if data is None:
@@ -181,7 +162,7 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
     return Setup(data, model, reg, mode, opt, patience, device)
 
 
-def fit_setup(cfg: Mapping, s: Setup, progress: bool = False) -> FitResult:
+def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> FitResult:
     """:func:`fit` the model of ``s = prepare(cfg)`` with ``cfg``'s trainer settings."""
     tr = cfg["trainer"]
     return fit(
@@ -194,22 +175,5 @@ def fit_setup(cfg: Mapping, s: Setup, progress: bool = False) -> FitResult:
         tr["batch_size"],
         cfg["seed"],
         s.patience,
-        progress,
+        on_epoch,
     )
-
-
-def run(cfg: Mapping, run_dir: Path, summary: bool = True) -> dict:
-    """Train and evaluate one configuration; write its outputs into ``run_dir``.
-
-    ``summary``: print the metrics table at the end (a sweep's jobs leave it out).
-    """
-    s = prepare(cfg)
-    m = cfg["model"]
-    log.info(
-        "training %s with %r (%s mode)",
-        "-".join(map(str, [s.data.n_features, *m["hidden"], s.data.n_outputs])),
-        s.reg,
-        s.mode,
-    )
-    result = fit_setup(cfg, s, progress=sys.stderr.isatty())
-    return finish(cfg, run_dir, s.model, s.data, result, summary=summary)

@@ -1,7 +1,7 @@
 """Regularizers for any ``torch.nn.Module``: small value objects that hold λ and options.
 
 Each class maps λ to the :class:`Coefficients` of the pure formulas in
-:mod:`regexp.penalties` (re-exported here), which both ``reg(model)`` and
+:mod:`regexp.core.penalties` (re-exported here), which both ``reg(model)`` and
 ``reg.prox_(model, lr)`` use. By default a regularizer covers the weight of every
 ``nn.Linear`` (no biases, no norm layers); ``params=`` names other parameters.
 
@@ -14,8 +14,6 @@ Example
 from __future__ import annotations
 
 import fnmatch
-import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -23,7 +21,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from regexp.penalties import (
+from regexp.core.checks import check_real
+from regexp.core.penalties import (
     Coef,
     group_lasso_penalty,
     group_norms,
@@ -86,16 +85,6 @@ def selected_parameters(
     return [(n, q) for n, q in named if any(fnmatch.fnmatchcase(n, pt) for pt in params)]
 
 
-def _check_real(name: str, value: Any, low: float, high: float | None = None) -> float:
-    """Shared validation: a finite real in ``[low, high]`` (``high=None``: unbounded)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and value >= low and (high is None or value <= high)
-    if not ok:
-        what = f"in [{low:g}, {high:g}]" if high is not None else f"a finite number >= {low:g}"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return float(value)
-
-
 @dataclass(frozen=True)
 class Coefficients:
     """Keyword arguments of :func:`penalty` and :func:`prox_`: ``penalty(w, **asdict(c))``."""
@@ -127,7 +116,7 @@ class Regularizer:
     name: ClassVar[str] = ""
 
     def __init__(self, strength: float, *, params: Sequence[str] | None = None) -> None:
-        self.strength = _check_real("strength", strength, 0.0)
+        self.strength = check_real("strength", strength, 0.0)
         self.params = (
             None if params is None else tuple([params] if isinstance(params, str) else params)
         )
@@ -244,7 +233,7 @@ class ElasticNet(Regularizer):
         self, strength: float, l1_ratio: float = 0.5, *, params: Sequence[str] | None = None
     ) -> None:
         super().__init__(strength, params=params)
-        self.l1_ratio = _check_real("l1_ratio", l1_ratio, 0.0, 1.0)
+        self.l1_ratio = check_real("l1_ratio", l1_ratio, 0.0, 1.0)
 
     def coefficients(self) -> Coefficients:
         rho = self.l1_ratio
@@ -281,7 +270,7 @@ class Norm(Regularizer):
         self, strength: float, p: float = 2.0, *, params: Sequence[str] | None = None
     ) -> None:
         super().__init__(strength, params=params)
-        self.p = _check_real("p", p, 1.0)
+        self.p = check_real("p", p, 1.0)
 
     def coefficients(self) -> Coefficients:
         return Coefficients(norm=self.strength, p=self.p)

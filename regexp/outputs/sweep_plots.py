@@ -1,8 +1,8 @@
-"""Sweep figures and the comparison table: summary rows (mean and std over seeds) against λ.
+"""Sweep figures: summary rows (mean and std over seeds) against λ, and the Pareto front.
 
-Each function takes a summary frame from :func:`regexp.aggregate.summarize` (columns
+Each function takes a summary frame from :func:`regexp.outputs.aggregate.summarize` (columns
 ``dataset``, ``lambda``, ``<metric>_mean``, ``<metric>_std``, ...), draws a panel per
-dataset and a line per series, and saves atomically with :func:`regexp.report.save_figure`.
+dataset and a line per series, and saves atomically with :func:`regexp.outputs.files.save_figure`.
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from regexp.aggregate import PARAMS_FRACTION, pareto_front
-from regexp.report import fmt, save_figure
+from regexp.outputs.aggregate import PARAMS_FRACTION, pareto_front
+from regexp.outputs.files import save_figure
 
 
 def _series(summary: pd.DataFrame, series: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
@@ -35,7 +34,7 @@ def _series(summary: pd.DataFrame, series: Sequence[str]) -> list[tuple[str, pd.
     return out
 
 
-def _lambda_axis(ax: plt.Axes, lambdas: pd.Series) -> None:
+def _lambda_axis(ax: Axes, lambdas: pd.Series) -> None:
     """Log λ axis; symlog (linear near 0) when λ = 0 is among the values."""
     positive = lambdas[lambdas > 0]
     if (lambdas == 0).any() and len(positive):
@@ -54,9 +53,8 @@ def plot_metric_vs_lambda(
 ) -> None:
     """``<metric>_mean`` ± ``<metric>_std`` against λ, a panel per dataset, a line per series."""
     datasets = _datasets(summary, f"{metric}_mean")
-    fig, axes = plt.subplots(
-        1, max(len(datasets), 1), figsize=(5 * max(len(datasets), 1), 4), squeeze=False
-    )
+    fig = Figure(figsize=(5 * max(len(datasets), 1), 4))
+    axes = fig.subplots(1, max(len(datasets), 1), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=False):
         rows = summary[summary["dataset"] == dataset]
         _errorbars(ax, rows, series, metric)
@@ -67,7 +65,7 @@ def plot_metric_vs_lambda(
     save_figure(fig, path)
 
 
-def _errorbars(ax: plt.Axes, rows: pd.DataFrame, series: Sequence[str], column: str) -> None:
+def _errorbars(ax: Axes, rows: pd.DataFrame, series: Sequence[str], column: str) -> None:
     """``<column>_mean`` ± ``<column>_std`` against λ, a line per series."""
     for label, line in _series(rows, series):
         ax.errorbar(
@@ -88,12 +86,8 @@ def plot_sparsity_vs_lambda(summary: pd.DataFrame, series: Sequence[str], path: 
         if c.startswith("neuron_sparsity_") and c.endswith("_mean")
     ]
     datasets = sorted(summary["dataset"].dropna().unique())
-    fig, axes = plt.subplots(
-        max(len(datasets), 1),
-        max(len(layers), 1),
-        figsize=(4 * max(len(layers), 1), 3.5 * max(len(datasets), 1)),
-        squeeze=False,
-    )
+    fig = Figure(figsize=(4 * max(len(layers), 1), 3.5 * max(len(datasets), 1)))
+    axes = fig.subplots(max(len(datasets), 1), max(len(layers), 1), squeeze=False)
     for row, dataset in zip(axes, datasets, strict=False):
         rows = summary[summary["dataset"] == dataset]
         for ax, layer in zip(row, layers, strict=True):
@@ -115,13 +109,12 @@ def plot_pareto(
     """Main metric against the fraction of parameters kept, with the Pareto front drawn.
 
     ``metrics`` maps each dataset to its metric (``test_accuracy`` or ``test_r2``). The
-    front (:func:`regexp.aggregate.pareto_front`: fewer parameters, higher metric) is
+    front (:func:`regexp.outputs.aggregate.pareto_front`: fewer parameters, higher metric) is
     computed per dataset over all its groups.
     """
     datasets = [d for d in sorted(metrics) if (summary["dataset"] == d).any()]
-    fig, axes = plt.subplots(
-        1, max(len(datasets), 1), figsize=(5 * max(len(datasets), 1), 4), squeeze=False
-    )
+    fig = Figure(figsize=(5 * max(len(datasets), 1), 4))
+    axes = fig.subplots(1, max(len(datasets), 1), squeeze=False)
     x = f"{PARAMS_FRACTION}_mean"
     for ax, dataset in zip(axes[0], datasets, strict=False):
         y = f"{metrics[dataset]}_mean"
@@ -136,22 +129,3 @@ def plot_pareto(
         ax.set_title(dataset)
         ax.legend(fontsize=8)
     save_figure(fig, path)
-
-
-def print_comparison(summary: pd.DataFrame, by: Sequence[str], metric: str) -> None:
-    """Print one row per group: its keys, ok/n jobs, the metric and the parameters kept."""
-    table = Table(title=f"regexp compare (sorted on {metric})", show_header=True)
-    for column in by:
-        table.add_column(column)
-    table.add_column("ok/n", justify="right")
-    table.add_column(f"{metric} mean ± std", justify="right")
-    extra = [c for c in ("params_fraction", "weight_sparsity") if f"{c}_mean" in summary.columns]
-    for column in extra:
-        table.add_column(column, justify="right")
-    for row in summary.to_dict("records"):
-        cells = [fmt(row[c]) for c in by]
-        cells.append(f"{row['n_ok']}/{row['n']}")
-        cells.append(f"{fmt(row[f'{metric}_mean'])} ± {fmt(row[f'{metric}_std'])}")
-        cells += [fmt(row[f"{c}_mean"]) for c in extra]
-        table.add_row(*cells)
-    Console().print(table)

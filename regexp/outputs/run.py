@@ -11,16 +11,18 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from torch import nn
 
-from regexp import report, sparsity
-from regexp.data import Dataset
-from regexp.metrics import evaluate
-from regexp.models import save_checkpoint
+from regexp.core import sparsity
+from regexp.engine.data import Dataset
+from regexp.engine.evaluation import evaluate
+from regexp.engine.train import FitResult
+from regexp.outputs import console, run_plots
+from regexp.outputs.files import remove_temporaries, save_checkpoint, write_csv
 
 # Every file a run writes into its directory; metrics.csv is written last.
 RUN_FILES = (
@@ -32,16 +34,6 @@ RUN_FILES = (
     "features.png",
     "metrics.csv",
 )
-
-
-@dataclass
-class FitResult:
-    """What :func:`regexp.train.fit` returns: per-epoch history, ``ok`` or ``diverged``, seconds."""
-
-    history: pd.DataFrame
-    status: str = "ok"
-    seconds: float = 0.0
-    notes: dict = field(default_factory=dict)
 
 
 def config_row(cfg: Mapping, n_in: int, n_out: int) -> dict:
@@ -102,7 +94,7 @@ class RunOutputs:
 
     ``model`` is on the CPU (thresholded if ``row["status"] == "ok"``); ``layers`` is the
     per-layer table of ``sparsity.csv`` and ``features`` the arguments of
-    :func:`regexp.report.plot_features`: both are ``None`` unless the run is ok.
+    :func:`regexp.run_plots.plot_features`: both are ``None`` unless the run is ok.
     """
 
     cfg: dict
@@ -155,17 +147,17 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
     ``summary``: print the metrics table.
     """
     _mark_incomplete(run_dir)
-    report.write_csv(run_dir / "history.csv", out.history)
+    write_csv(run_dir / "history.csv", out.history)
     save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row})
-    report.plot_learning_curves(out.history, run_dir / "learning_curves.png")
+    run_plots.plot_learning_curves(out.history, run_dir / "learning_curves.png")
     if out.layers is not None:
-        report.write_csv(run_dir / "sparsity.csv", out.layers)
-        report.plot_sparsity(out.layers, run_dir / "sparsity.png")
+        write_csv(run_dir / "sparsity.csv", out.layers)
+        run_plots.plot_sparsity(out.layers, run_dir / "sparsity.png")
     if out.features is not None:
-        report.plot_features(**out.features, path=run_dir / "features.png")
-    report.write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
+        run_plots.plot_features(**out.features, path=run_dir / "features.png")
+    write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
     if summary:
-        report.print_summary(out.row, out.layers)
+        console.print_summary(out.row, out.layers)
     return out.row
 
 
@@ -190,7 +182,7 @@ def _mark_incomplete(run_dir: Path) -> None:
     """Create ``run_dir`` without a ``metrics.csv`` (or a killed writer's temporaries)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.csv").unlink(missing_ok=True)
-    report.remove_temporaries(run_dir, RUN_FILES)
+    remove_temporaries(run_dir, RUN_FILES)
 
 
 def read_metrics(run_dir: Path) -> dict | None:
@@ -214,11 +206,5 @@ def failed_row(cfg: Mapping, run_dir: Path, err: BaseException | str) -> dict:
     text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     row |= {"status": "failed", "error": text}
     run_dir.mkdir(parents=True, exist_ok=True)
-    report.write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
+    write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
     return row
-
-
-def objective(row: Mapping) -> float:
-    """The validation metric a sweeper maximizes: accuracy, or R² for regression."""
-    value = row.get("val_accuracy", row.get("val_r2", float("nan")))
-    return float(value) if row.get("status") == "ok" else float("nan")

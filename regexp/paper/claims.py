@@ -3,7 +3,7 @@
 Scardapane et al. 2017 claim that sparse group Lasso (SGL) removes far more neurons and
 input features than L1 or L2 with equal or slightly lower accuracy. :func:`paper_checks`
 turns the vague words into stated thresholds; the ``*_notes`` functions write sentences
-whose numbers all come from the summaries (frames of :func:`regexp.aggregate.summarize`).
+whose numbers all come from the summaries (frames of :func:`regexp.outputs.aggregate.summarize`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Check:
 
 
 def paper_checks(summary: pd.DataFrame, runs: pd.DataFrame) -> list[Check]:
-    """SGL against L1 and L2 in a :func:`regexp.aggregate.summarize` frame by ``regularizer``.
+    """SGL against L1 and L2, in a summary by regularizer (see ``summarize``).
 
     With removed = units − mean kept: "far more removed" holds when ``removed_SGL >
     removed_ref`` and ``removed_SGL >= FAR_MORE · removed_ref``, and partly when only the

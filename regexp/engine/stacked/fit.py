@@ -1,6 +1,6 @@
 """Train many configurations of one sweep together, as one stacked model.
 
-:func:`fit_stacked` is :func:`regexp.train.fit` for N models at once: model ``n`` gets the
+:func:`fit_stacked` is :func:`regexp.engine.train.fit` for N models at once: model ``n`` gets the
 initial weights, minibatch order, dropout masks, regularizer, learning rate and weight
 decay of its own sequential run, so its result is that run's result up to float
 reordering. The summed loss ``Σ_n (data_loss_n + penalty_n)`` has block-diagonal
@@ -9,12 +9,9 @@ gradients: each model sees exactly its own gradient, as in its own run.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,11 +20,9 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from regexp import report
-from regexp.data import Dataset
-from regexp.regularizers import Regularizer
-from regexp.results import FitResult
-from regexp.stacked import (
+from regexp.core.regularizers import Regularizer
+from regexp.engine.data import Dataset
+from regexp.engine.stacked.model import (
     StackedMLP,
     copy_where_,
     evaluate,
@@ -35,8 +30,8 @@ from regexp.stacked import (
     stack_order,
     terms,
 )
-from regexp.stacked_optim import StackedOptimizer
-from regexp.train import Setup
+from regexp.engine.stacked.optim import StackedOptimizer
+from regexp.engine.train import EpochCallback, FitResult, Setup
 
 log = logging.getLogger(__name__)
 
@@ -133,26 +128,6 @@ class _Masks:
         return [m.to(self.device) for m in masks]
 
 
-def keep_freed_memory() -> None:
-    """Ask glibc's malloc to keep freed memory instead of returning it to the OS.
-
-    A stack's activations and gradients are fresh tensors of a few hundred KiB each step.
-    By default glibc serves such blocks with ``mmap`` or trims them off the heap when they
-    are freed, so every step page-faults them in again: about 5% of a stacked run's time
-    (see BENCHMARKS.md). This raises ``M_MMAP_THRESHOLD`` to 256 MiB and
-    ``M_TRIM_THRESHOLD`` to 1 GiB for the process (the peak RSS does not grow: the same
-    blocks are reused). A no-op where libc is not glibc.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # musl and others have no mallopt
-        log.debug("mallopt is not available: freed memory goes back to the OS")
-
-
 def fit_stacked(
     members: Sequence[Member],
     data: Dataset,
@@ -161,21 +136,21 @@ def fit_stacked(
     epochs: int,
     batch_size: int,
     patience: int | None = None,
-    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
 ) -> list[FitResult]:
     """Train ``members`` (same architecture, ``activation`` and data) together.
 
     Returns one :class:`FitResult` per member, in order. Per model, exactly as
-    :func:`regexp.train.fit`: each step minimizes ``data_loss + penalty`` (penalty mode) or
+    :func:`regexp.engine.train.fit`: each step minimizes ``data_loss + penalty`` (penalty mode) or
     takes the optimizer step on ``data_loss`` and then the proximal step with the model's
     ``lr`` (proximal mode); minibatches are slices of
     ``torch.randperm(n, generator=Generator().manual_seed(seed))`` per epoch. History rows,
     divergence (non-finite loss: that model stops, status ``diverged``) and early stopping
     (best weights restored) are per model. Each member's ``model`` receives its final
     weights; ``seconds`` is the stack's training time divided by N. Internally the models
-    are stacked in :func:`regexp.stacked.stack_order`.
+    are stacked in :func:`regexp.engine.stacked.model.stack_order`. ``on_epoch`` is called
+    after each epoch with a status text.
     """
-    keep_freed_memory()
     order = stack_order([m.reg.coefficients() for m in members])
     results = _fit(
         [members[i] for i in order],
@@ -185,7 +160,7 @@ def fit_stacked(
         epochs,
         batch_size,
         patience,
-        progress,
+        on_epoch,
     )
     out: list[FitResult] = [None] * len(members)  # type: ignore[list-item]
     for k, i in enumerate(order):
@@ -201,7 +176,7 @@ def _fit(
     epochs: int,
     batch_size: int,
     patience: int | None = None,
-    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
 ) -> list[FitResult]:
     n_models, n = len(members), len(data.y_train)
     dev = data.x_train.device
@@ -228,7 +203,6 @@ def _fit(
     best_epoch = torch.zeros(n_models, dtype=torch.long)
     best = stack.snapshot() if patience is not None else None
     start = time.perf_counter()
-    bar = report.progress(epochs, enabled=progress)
     for epoch in range(1, epochs + 1):
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
         total_data = torch.zeros(n_models, device=dev)
@@ -286,10 +260,10 @@ def _fit(
         if stopped.any():
             copy_where_(final, stack.parameters, stopped)
             active &= ~stopped
-        bar.advance(f"{int(active.sum())}/{n_models} models training")
+        if on_epoch is not None:
+            on_epoch(f"{int(active.sum())}/{n_models} models training")
         if not active.any():
             break
-    bar.close()
     seconds = (time.perf_counter() - start) / n_models
     copy_where_(stack.parameters, final, ~active)
     if best is not None:

@@ -9,7 +9,6 @@ writes ``results.csv``, ``summary.csv`` and the plots at the sweep directory's r
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +18,9 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from regexp import aggregate, report, sweep_plots
+from regexp.outputs import aggregate, sweep_plots
+from regexp.outputs.files import write_csv
+from regexp.outputs.run import config_row
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,6 @@ def job_dirs(root: Path) -> list[Path]:
 
 def _missing_row(run_dir: Path) -> dict:
     """The row of a job that left ``.hydra/config.yaml`` but no ``metrics.csv``."""
-    from regexp.results import config_row
-
     cfg = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
     try:
         row = config_row(cfg, 0, 0)
@@ -85,7 +84,7 @@ def collect(root: Path) -> pd.DataFrame:
 
     ``job`` is the run directory relative to ``root`` (``"3"`` for job 3 of a sweep, or the
     directory's own name when ``root`` is a run directory). Config columns come first, as in
-    ``metrics.csv``, so that :func:`regexp.aggregate.config_columns` finds them.
+    ``metrics.csv``, so that :func:`regexp.outputs.aggregate.config_columns` finds them.
     """
     frames = []
     for run_dir in job_dirs(root):
@@ -134,7 +133,7 @@ def write_plots(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """``accuracy_vs_lambda.png`` (``r2_vs_lambda.png`` for regression),
     ``sparsity_vs_lambda.png`` and ``pareto.png`` of ``results`` into ``out_dir``.
 
-    Plots use the default grouping (:func:`regexp.aggregate.group_columns`): a point per
+    Plots use the default grouping (:func:`regexp.outputs.aggregate.group_columns`): a point per
     group (mean ± std over seeds), a panel per dataset, a line per regularizer (and per
     other varying config column). Returns the paths written.
     """
@@ -161,8 +160,8 @@ def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
     if results.empty:
         log.warning("no job results under %s: nothing to aggregate", sweep_dir)
         return None
-    report.write_csv(sweep_dir / RESULTS_FILE, results)
-    report.write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(results))
+    write_csv(sweep_dir / RESULTS_FILE, results)
+    write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(results))
     if "dataset" in results.columns and "lambda" in results.columns:
         write_plots(results, sweep_dir)
     counts = results["status"].value_counts().to_dict()
@@ -189,41 +188,9 @@ def compare(
         results = aggregate.with_mixed_metric(results)
     summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report.write_csv(out_dir / COMPARISON_FILE, summary)
+    write_csv(out_dir / COMPARISON_FILE, summary)
     write_plots(results, out_dir)
     return summary, by, metric
-
-
-# --- What a job returns to the sweeper -------------------------------------------------
-
-OBJECTIVES = ("val_metric", "params_kept")
-
-
-def validate_objectives(names: Sequence[str]) -> list[str]:
-    """Check ``objectives`` from the config: a non-empty list of ``OBJECTIVES``."""
-    if isinstance(names, str) or not names or any(n not in OBJECTIVES for n in names):
-        raise ValueError(
-            f"objectives must be a non-empty list of: {', '.join(OBJECTIVES)}; got {names!r}"
-        )
-    return list(names)
-
-
-def objective_values(row: Mapping[str, Any], names: Sequence[str]) -> float | list[float] | None:
-    """The values a job returns to the sweeper: one float, or a list for several objectives.
-
-    ``val_metric`` is the validation accuracy (R² for regression) after thresholding,
-    ``params_kept`` the parameters left (:func:`regexp.sparsity.params_kept`). A job whose
-    status is not ``ok`` returns ``None``: Optuna records a failed trial and goes on
-    (a NaN would stop the study), and the basic sweeper ignores return values.
-    """
-    from regexp.results import objective
-
-    if row.get("status") != "ok":
-        return None
-    values = [objective(row) if n == "val_metric" else float(row[n]) for n in names]
-    if any(math.isnan(v) for v in values):
-        return None
-    return values[0] if len(values) == 1 else values
 
 
 class AggregateResults(Callback):

@@ -1,9 +1,8 @@
-"""The multilayer perceptron and its checkpoints."""
+"""The multilayer perceptron, and rebuilding one from its checkpoint (``model.pt``)."""
 
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,19 +71,14 @@ def mlp(
     return model
 
 
-def save_checkpoint(path: Path, model: nn.Module, config: dict, extra: dict | None = None) -> None:
-    """Save ``{"state_dict", "config", **extra}`` to ``path`` (atomically)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"state_dict": model.state_dict(), "config": config, **(extra or {})}, tmp)
-    tmp.replace(path)
-
-
 def load_checkpoint(path: str | Path) -> tuple[nn.Sequential, dict]:
-    """Rebuild the MLP saved by ``regexp train`` from its ``model.pt``.
+    """Rebuild the MLP saved by ``regexp train`` (:func:`regexp.outputs.files.save_checkpoint`).
 
     Returns the model (in eval mode) and the resolved run config.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: the checkpoint holds tensors, dicts, lists, strings and numbers only,
+    # so loading one never runs code from the file.
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = ckpt["config"]
     weights = [v for k, v in ckpt["state_dict"].items() if k.endswith("weight")]
     m = cfg["model"]

@@ -2,7 +2,7 @@
 
 Only the files every run writes are read (``metrics.csv``, ``sparsity.csv``), found under
 any tree of sweep directories, so no sweep-level file is needed. Means and stds over seeds
-come from :func:`regexp.aggregate.summarize`.
+come from :func:`regexp.outputs.aggregate.summarize`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from regexp import aggregate, sweep
+from regexp.outputs import aggregate, sweep
 
 log = logging.getLogger(__name__)
 
 
 def read_runs(root: Path) -> pd.DataFrame:
-    """:func:`regexp.sweep.collect` of ``root`` plus, per run, ``run_dir``, ``sweep`` (the
+    """:func:`regexp.outputs.sweep.collect` of ``root`` plus, per run, ``run_dir``, ``sweep`` (the
     first directory below ``root``) and, from its ``sparsity.csv``, ``units_<layer>`` and
     ``kept_<layer> = units − removed`` per layer and ``kept_hidden``, their sum over the
     hidden layers.
@@ -77,7 +77,7 @@ def markdown_table(
     runs: pd.DataFrame,
     labels: Mapping[str, Callable[[object], str]],
 ) -> str:
-    """A :func:`regexp.aggregate.summarize` frame as a Markdown table.
+    """A :func:`regexp.outputs.aggregate.summarize` frame as a Markdown table.
 
     ``labels`` maps each ``by`` column to its cell formatter. Then: runs (``n_ok``), test accuracy
     in % (2 decimals), and kept units per layer and kept parameters (1 decimal), each

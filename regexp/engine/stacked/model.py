@@ -1,6 +1,6 @@
 """N MLPs of one architecture as one stacked model: weights ``[N, out, in]``, biases ``[N, out]``.
 
-Model ``n`` of the stack computes exactly what ``regexp.models.mlp`` computes, with its own
+Model ``n`` of the stack computes exactly what ``regexp.engine.models.mlp`` computes, with its own
 weights, its own dropout masks and its own regularizer coefficients; nothing couples two
 models (every reduction is per model), so the gradient of the summed per-model losses with
 respect to model ``n``'s weights is model ``n``'s own gradient.
@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from regexp import regularizers
-from regexp.models import ACTIVATIONS
-from regexp.penalties import add_penalty_grad_
-from regexp.regularizers import Coefficients
+from regexp.core import penalties
+from regexp.core.penalties import add_penalty_grad_
+from regexp.core.regularizers import Coefficients
+from regexp.engine.models import ACTIVATIONS
 
 TERMS = ("l1", "l2", "group", "norm")
 
@@ -29,10 +29,10 @@ class StackedMLP:
     Parameters
     ----------
     models : sequence of nn.Sequential
-        Built by ``regexp.models.mlp`` with the same sizes and activation; their current
+        Built by ``regexp.engine.models.mlp`` with the same sizes and activation; their current
         weights become the stack's initial weights (copied, the models are not touched).
     activation : str
-        The hidden activation's name (a key of ``regexp.models.ACTIVATIONS``).
+        The hidden activation's name (a key of ``regexp.engine.models.ACTIVATIONS``).
     """
 
     def __init__(self, models: Sequence[nn.Sequential], activation: str) -> None:
@@ -77,18 +77,18 @@ class StackedMLP:
 
     @torch.no_grad()
     def penalty(self, terms: Sequence[Term]) -> Tensor:
-        """Per-model penalty ``Σ_layers Σ_terms regularizers.penalty(W[a:b], **term)``, ``[N]``."""
+        """Per-model penalty ``Σ_layers Σ_terms penalties.penalty(W[a:b], **term)``, ``[N]``."""
         total = self.weights[0].new_zeros(self.n)
         for w in self.weights:
             for t in terms:
-                total[t.start : t.end] += regularizers.penalty(w[t.start : t.end], **t.kwargs)
+                total[t.start : t.end] += penalties.penalty(w[t.start : t.end], **t.kwargs)
         return total
 
     @torch.no_grad()
     def add_penalty_grad_(self, terms: Sequence[Term]) -> None:
         """Add the penalty's gradient to the weights' ``.grad`` (which must exist).
 
-        In closed form (:func:`regexp.penalties.add_penalty_grad_`), each term on its
+        In closed form (:func:`regexp.core.penalties.add_penalty_grad_`), each term on its
         slice of models only, so no work is spent on models whose coefficient is zero.
         """
         for w in self.weights:
@@ -98,10 +98,10 @@ class StackedMLP:
 
     @torch.no_grad()
     def prox_(self, lr: Tensor, terms: Sequence[Term]) -> None:
-        """In place ``W ← prox_{lr·penalty}(W)`` per model, via :func:`regularizers.prox_`."""
+        """In place ``W ← prox_{lr·penalty}(W)`` per model (:func:`regexp.core.penalties.prox_`)."""
         for w in self.weights:
             for t in terms:
-                regularizers.prox_(w[t.start : t.end], lr[t.start : t.end], **t.kwargs)
+                penalties.prox_(w[t.start : t.end], lr[t.start : t.end], **t.kwargs)
 
     @torch.no_grad()
     def copy_to(self, n: int, model: nn.Sequential) -> None:
@@ -123,7 +123,7 @@ def copy_where_(dst: Sequence[Tensor], src: Sequence[Tensor], which: Tensor) -> 
         d.copy_(torch.where(which.to(d.device).view(-1, *([1] * (d.dim() - 1))), s, d))
 
 
-# Prox order of regularizers.prox_ (l1 → group → norm → l2): applying one term per call in
+# Prox order of penalties.prox_ (l1 → group → norm → l2): applying one term per call in
 # this order composes to the same operator as one call with all terms.
 TERM_ORDER = ("l1", "group", "norm", "l2")
 # Stack order that makes the models carrying each term contiguous (see `stack_order`).
@@ -136,7 +136,7 @@ class Term:
 
     start: int
     end: int
-    kwargs: dict  # for regularizers.penalty / prox_: {term: Tensor [end − start], "p": p}
+    kwargs: dict  # for penalties.penalty / prox_: {term: Tensor [end − start], "p": p}
 
 
 def stack_order(coefs: Sequence[Coefficients]) -> list[int]:
@@ -179,7 +179,7 @@ def per_model_loss(out: Tensor, y: Tensor, task: str) -> Tensor:
     """Mean cross-entropy or mean squared error of each model, shape ``[N]``.
 
     ``out`` is ``[N, C, B]`` (as :meth:`StackedMLP.forward` returns it) and ``y`` ``[N, B]``
-    (or ``[B]``, shared). Row ``n`` equals ``regexp.metrics.data_loss(out[n].T, y[n], task)``.
+    (or ``[B]``, shared). Row ``n`` equals ``regexp.core.metrics.data_loss(out[n].T, y[n], task)``.
     """
     n, _, b = out.shape
     y = y if y.dim() == 2 else y.expand(n, b)
@@ -192,7 +192,7 @@ def per_model_loss(out: Tensor, y: Tensor, task: str) -> Tensor:
 def evaluate(stack: StackedMLP, x: Tensor, y: Tensor, task: str) -> dict[str, Tensor]:
     """Per-model ``loss`` and ``accuracy`` (or ``r2``) on ``(x, y)``, each ``[N]``.
 
-    Same definitions as ``regexp.metrics.evaluate``: accuracy is the fraction of
+    Same definitions as ``regexp.core.metrics.scores``: accuracy is the fraction of
     ``argmax == y``; ``r2 = 1 − SSE/SST`` in float64 on the standardized target.
     """
     out = stack.forward(x)

@@ -1,0 +1,1 @@
+"""What a run and a sweep write: files, figures, console tables, sweep aggregation."""
