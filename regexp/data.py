@@ -7,7 +7,12 @@ and the test split is never used for training or model selection.
 
 from __future__ import annotations
 
+import csv
 import logging
+import math
+import numbers
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +22,23 @@ import pandas as pd
 import torch
 from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 
 log = logging.getLogger(__name__)
 
 TASKS = ("classification", "regression")
 SCALERS = ("standard", "minmax", "none")
+# The task of each built-in data set; only dataset=csv takes dataset.task from the config.
+BUILTIN_TASKS = {
+    "digits": "classification",
+    "diabetes": "regression",
+    "breast_cancer": "classification",
+    "wine": "classification",
+}
+# Separators that dataset.sep=null (auto-detect) chooses from.
+SNIFF_SEPS = ",;\t|"
+# Feature values beyond this break the scalers: their square overflows float64.
+LARGE = math.sqrt(np.finfo(np.float64).max)  # about 1.3e154
 
 
 @dataclass(frozen=True)
@@ -39,9 +56,11 @@ class Table:
 class Dataset:
     """Split and scaled tensors, ready for training.
 
-    Classification targets are int64 class indices ``0..n_classes-1``. Regression
-    targets are standardized with the training mean and std (``y_mean``, ``y_std``) so
-    the network trains on unit scale; metrics are reported in the original units.
+    Classification targets are int64 class indices ``0..n_classes-1``; index ``i`` is
+    the original label ``classes[i]`` (e.g. ``'setosa'`` or ``3``; sorted, numbers before
+    text). Regression targets are standardized with the training mean and std (``y_mean``,
+    ``y_std``) so the network trains on unit scale; metrics are reported in the original
+    units.
     """
 
     name: str
@@ -54,6 +73,7 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     n_classes: int = 0
+    # The original label of each class index, e.g. ('setosa', 'versicolor', 'virginica').
     classes: tuple = ()
     y_mean: float = 0.0
     y_std: float = 1.0
@@ -86,26 +106,158 @@ def _sklearn(loader: Callable, task: str, image_shape=None) -> Callable[..., Tab
     return load
 
 
+def _sep(sep: str | None, file: Path) -> str:
+    """The separator to read ``file`` with: ``sep``, or for ``None`` the sniffed one.
+
+    ``None`` lets :class:`csv.Sniffer` choose among ``, ; tab |`` from the first 64 KiB;
+    when it cannot tell (e.g. a single column), it is ``,``. The two characters ``\\t``
+    mean a tab (what a shell passes for ``dataset.sep='\\t'``).
+    """
+    if sep == "\\t":
+        return "\t"
+    if sep is not None:
+        return sep
+    with file.open(newline="", errors="replace") as handle:
+        sample = handle.read(65536)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=SNIFF_SEPS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _columns(names: list[str]) -> str:
+    return ", ".join(map(str, names))
+
+
+def _check_header(header: list[str], path: str) -> None:
+    """Refuse a header with unnamed or repeated column names (as written in the file)."""
+    unnamed = [i for i, name in enumerate(header) if not name.strip()]
+    if unnamed and unnamed[0] == 0:
+        raise ValueError(
+            f"dataset.path: the first column of '{path}' has no name ('Unnamed: 0'): an index "
+            "column, as DataFrame.to_csv writes by default; write the file with "
+            "to_csv(..., index=False), or give the column a name if it is a feature"
+        )
+    if unnamed:
+        raise ValueError(
+            f"dataset.path: column {unnamed[0] + 1} of '{path}' has no name in the header; "
+            "name it, or delete it (a trailing separator on each line makes such a column)"
+        )
+    repeated = [name for name, count in Counter(header).items() if count > 1]
+    if repeated:
+        raise ValueError(
+            f"dataset.path: duplicate column names in '{path}': {_columns(repeated)}; "
+            "every column needs its own name (pandas would rename a copy to "
+            f"{repeated[0]}.1 and use it as a feature)"
+        )
+
+
+def _check_finite(x: np.ndarray, names: list[str], path: str, what: str) -> None:
+    """Refuse infinite values, and finite ones too large to scale (|x| > ``LARGE``)."""
+    inf = np.isinf(x).any(axis=0)
+    if inf.any():
+        raise ValueError(
+            f"dataset.path: infinite values (inf, -inf) in '{path}', {what}: "
+            f"{_columns(np.asarray(names)[inf].tolist())}; only finite numbers are allowed, "
+            "replace or drop those rows first"
+        )
+    huge = (np.abs(x) > LARGE).any(axis=0)
+    if huge.any():
+        raise ValueError(
+            f"dataset.path: values too large in '{path}', {what}: "
+            f"{_columns(np.asarray(names)[huge].tolist())}; |x| must be <= {LARGE:.3g} "
+            "(its square must fit in float64), rescale those columns first"
+        )
+
+
+def _check_classes(y: pd.Series, target: str, path: str) -> None:
+    """Refuse a continuous classification target: non-integer floats, over half distinct."""
+    if not pd.api.types.is_float_dtype(y):
+        return
+    values = y.to_numpy(dtype=np.float64)
+    non_integer = not np.array_equal(values, np.round(values))
+    distinct = y.nunique()
+    if non_integer and distinct > len(y) / 2:
+        raise ValueError(
+            f"dataset.target: '{target}' in '{path}' looks continuous ({distinct} distinct "
+            f"values in {len(y)} rows, not all integers), not like class labels; "
+            "set dataset.task=regression, or use a column of class labels"
+        )
+
+
 def load_csv(
-    path: str, target: str, task: str, encode_categorical: bool = False, **_: object
+    path: str,
+    target: str | int,
+    task: str,
+    encode_categorical: bool = False,
+    sep: str | None = ",",
+    **_: object,
 ) -> Table:
     """Read a CSV whose column ``target`` is the target and every other column a feature.
 
     Non-numeric feature columns are an error unless ``encode_categorical`` is true; then
     each becomes one 0/1 column per category (``pandas.get_dummies``), named
     ``<column>_<category>``.
+
+    ``sep`` is the field separator (one character; ``"\\t"`` may be spelled as the two
+    characters ``\\t``); ``None`` detects it with :class:`csv.Sniffer` among ``, ; tab |``.
+    A number ``target`` (Hydra reads ``dataset.target=3`` as the int 3) names the column
+    ``"3"``.
+
+    Bad data is refused with a one-line ``ValueError`` that names the file and columns:
+    an empty file, a header without rows, unnamed or duplicate column names (read from the
+    header as written: pandas would rename a second ``y`` to ``y.1``, a feature that leaks
+    the target), rows with more fields than the header, missing (NaN), infinite or huge
+    (|x| > 1.3e154, whose square overflows float64) values, and, for classification, a
+    target that looks continuous: float values, not all integers, with more distinct
+    values than half the rows. A leading unnamed column, the index that
+    ``DataFrame.to_csv`` writes by default, is refused too rather than dropped: it is
+    usually the row number, which leaks the target when the rows are sorted by it;
+    the message says to write the file with ``index=False``.
     """
     file = Path(path).expanduser()
     if not file.is_file():
         raise ValueError(f"dataset.path: no such file '{path}'")
+    if isinstance(target, numbers.Number) and not isinstance(target, bool):
+        given, target = target, str(target)
+    else:
+        given, target = None, str(target)
     try:
-        frame = pd.read_csv(file)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"dataset.path: cannot read '{path}' as CSV: {err}") from None
+        sep = _sep(sep, file)
+        header = pd.read_csv(
+            file, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False
+        ).iloc[0]
+        _check_header([str(name) for name in header], path)
+        with warnings.catch_warnings():
+            # index_col=False: rows longer than the header are an error, not an index
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(file, sep=sep, index_col=False)
+    except pd.errors.ParserWarning:
+        raise ValueError(
+            f"dataset.path: rows of '{path}' have more fields than its header "
+            f"({len(header)} names); name every column, or fix those rows"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"dataset.path: '{path}' is empty; it needs a header and rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(
+            f"dataset.path: cannot read '{path}' as CSV: " + " ".join(str(err).split())
+        ) from None
+    if len(frame) == 0:
+        raise ValueError(f"dataset.path: '{path}' has a header but no rows")
     if target not in frame.columns:
+        hint = ""
+        if frame.shape[1] == 1:
+            hint = (
+                f"; is {sep!r} the wrong separator? set dataset.sep, "
+                "or dataset.sep=null to detect it"
+            )
+        elif given is not None:
+            hint = f"; the command line gave the number {given!r}, quote it for text"
         raise ValueError(
             f"dataset.target: column '{target}' not in {path}; columns are: "
-            + ", ".join(map(str, frame.columns))
+            + _columns(frame.columns)
+            + hint
         )
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
@@ -114,29 +266,36 @@ def load_csv(
     if missing:
         raise ValueError(
             f"dataset.path: missing (NaN) values in '{path}', columns: "
-            + ", ".join(map(str, missing))
+            + _columns(missing)
             + "; fill or drop those rows first"
         )
     text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if text and not encode_categorical:
         raise ValueError(
             f"dataset.path: non-numeric feature columns in '{path}': "
-            + ", ".join(map(str, text))
+            + _columns(text)
             + "; encode them as numbers first, or set dataset.encode_categorical=true"
         )
     if text:
         features = pd.get_dummies(features, columns=text, dtype=np.float64)
-    y = frame[target].to_numpy()
-    if task == "regression" and not pd.api.types.is_numeric_dtype(frame[target]):
-        raise ValueError(f"dataset.target: regression target '{target}' must be numeric")
-    return Table(features.to_numpy(dtype=np.float64), y, [str(c) for c in features.columns], task)
+    names = [str(c) for c in features.columns]
+    x = features.to_numpy(dtype=np.float64)
+    _check_finite(x, names, path, "columns")
+    y = frame[target]
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(y):
+            raise ValueError(f"dataset.target: regression target '{target}' must be numeric")
+        _check_finite(y.to_numpy(dtype=np.float64)[:, None], [target], path, "target")
+    else:
+        _check_classes(y, target, path)
+    return Table(x, y.to_numpy(), names, task)
 
 
 LOADERS: dict[str, Callable[..., Table]] = {
-    "digits": _sklearn(skdatasets.load_digits, "classification", (8, 8)),
-    "diabetes": _sklearn(skdatasets.load_diabetes, "regression"),
-    "breast_cancer": _sklearn(skdatasets.load_breast_cancer, "classification"),
-    "wine": _sklearn(skdatasets.load_wine, "classification"),
+    "digits": _sklearn(skdatasets.load_digits, BUILTIN_TASKS["digits"], (8, 8)),
+    "diabetes": _sklearn(skdatasets.load_diabetes, BUILTIN_TASKS["diabetes"]),
+    "breast_cancer": _sklearn(skdatasets.load_breast_cancer, BUILTIN_TASKS["breast_cancer"]),
+    "wine": _sklearn(skdatasets.load_wine, BUILTIN_TASKS["wine"]),
     "csv": load_csv,
 }
 
@@ -163,11 +322,17 @@ def validate_dataset(
 ) -> None:
     """Raise ``ValueError`` naming the first bad ``dataset`` option (before any loading).
 
-    Checks that need the file's contents (target column, numeric features, NaN, classes,
-    enough rows) run when :func:`load_dataset` reads it.
+    The built-in data sets have a fixed task (:data:`BUILTIN_TASKS`); ``task`` must match
+    it. Checks that need the file's contents (header, target column, numeric and finite
+    features, NaN, classes, enough rows) run when :func:`load_dataset` reads it.
     """
     if name not in LOADERS:
         raise ValueError(f"unknown dataset '{name}'; choose one of: {', '.join(LOADERS)}")
+    fixed = BUILTIN_TASKS.get(name)
+    if fixed is not None and task != fixed:
+        raise ValueError(
+            f"dataset.task is fixed to {fixed} for dataset={name}; only dataset=csv takes a task"
+        )
     if task not in TASKS:
         raise ValueError(f"dataset.task must be one of {', '.join(TASKS)}, got '{task}'")
     _check_sizes(val_size, test_size)
@@ -184,6 +349,17 @@ def validate_dataset(
             raise ValueError(
                 "dataset.encode_categorical must be true or false, "
                 f"got {options['encode_categorical']!r}"
+            )
+        target = options.get("target")
+        if isinstance(target, bool) or not isinstance(target, str | int | float):
+            raise ValueError(f"dataset.target must be a column name, got {target!r}")
+        sep = options.get("sep", ",")
+        if sep is not None and not (
+            isinstance(sep, str) and (len(sep) == 1 or sep == "\\t") and sep not in '"\r\n'
+        ):
+            raise ValueError(
+                "dataset.sep must be one character, e.g. ',' ';' '|' or '\\t' (tab), "
+                f"or null to detect it, got {sep!r}"
             )
 
 
@@ -211,21 +387,59 @@ def split_indices(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def make_scaler(kind: str) -> StandardScaler | MinMaxScaler | FunctionTransformer:
+    """The (unfitted) scikit-learn transformer of ``dataset.scaler=kind``.
+
+    ``standard``: :class:`~sklearn.preprocessing.StandardScaler` (train mean and std,
+    ddof 0); ``minmax``: :class:`~sklearn.preprocessing.MinMaxScaler` (train min and range,
+    to [0, 1]); ``none``: the identity. Both scalers give constant columns scale 1.
+    """
+    if kind == "standard":
+        return StandardScaler()
+    if kind == "minmax":
+        return MinMaxScaler()
+    if kind == "none":
+        return FunctionTransformer()
+    raise ValueError(f"dataset.scaler must be one of {', '.join(SCALERS)}, got '{kind}'")
+
+
 def fit_scaler(x_train: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(shift, scale)`` such that ``(x - shift) / scale`` is the scaled ``x``.
 
-    ``standard``: train mean and std; ``minmax``: train min and range (to [0, 1]);
-    ``none``: identity. Constant columns get scale 1.
+    The affine form of :func:`make_scaler` ``(kind)`` fitted on ``x_train``.
     """
+    scaler = make_scaler(kind).fit(x_train)
     if kind == "standard":
-        shift, scale = x_train.mean(axis=0), x_train.std(axis=0)
-    elif kind == "minmax":
-        shift, scale = x_train.min(axis=0), np.ptp(x_train, axis=0)
-    elif kind == "none":
-        shift, scale = np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
-    else:
-        raise ValueError(f"dataset.scaler must be one of {', '.join(SCALERS)}, got '{kind}'")
-    return shift, np.where(scale > 0, scale, 1.0)
+        return scaler.mean_, scaler.scale_
+    if kind == "minmax":
+        return scaler.data_min_, 1.0 / scaler.scale_
+    return np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
+
+
+def encode_classes(y: np.ndarray) -> tuple[tuple, np.ndarray]:
+    """``(classes, codes)``: the sorted distinct labels of ``y`` and each row's index.
+
+    Labels become plain Python values (``'setosa'``, ``3``); labels of mixed types, which
+    do not sort together, sort numbers first, then the rest by their text.
+    """
+    try:
+        labels, codes = np.unique(y, return_inverse=True)
+        return tuple(labels.tolist()), codes.reshape(-1)
+    except TypeError:  # e.g. 1 and "a"
+        values = [v.item() if isinstance(v, np.generic) else v for v in np.asarray(y).tolist()]
+
+        def key(v: object) -> tuple:
+            number = isinstance(v, numbers.Real) and not isinstance(v, bool)
+            return (0, v, "") if number else (1, 0, str(v))
+
+        classes = tuple(sorted(set(values), key=key))
+        index = {label: i for i, label in enumerate(classes)}
+        return classes, np.array([index[v] for v in values], dtype=np.int64)
+
+
+def _listed(values: tuple, most: int = 20) -> str:
+    shown = ", ".join(map(str, values[:most]))
+    return shown + (f", ... ({len(values)} in all)" if len(values) > most else "")
 
 
 def load_dataset(
@@ -243,8 +457,7 @@ def load_dataset(
     x = np.asarray(table.x, dtype=np.float64)
     classes: tuple = ()
     if task == "classification":
-        classes_arr, y = np.unique(table.y, return_inverse=True)
-        classes = tuple(classes_arr.tolist())
+        classes, y = encode_classes(np.asarray(table.y))
         if len(classes) < 2:
             raise ValueError(
                 f"dataset: classification needs at least 2 classes in the target, "
@@ -253,8 +466,15 @@ def load_dataset(
     else:
         y = np.asarray(table.y, dtype=np.float64)
     train, val, test = split_indices(y, task, val_size, test_size, split_seed)
-    shift, scale = fit_scaler(x[train], scaler)
-    xs = ((x - shift) / scale).astype(np.float32)
+    with np.errstate(over="ignore"):  # overflow to inf is refused just below
+        xs = make_scaler(scaler).fit(x[train]).transform(x).astype(np.float32)
+    overflow = np.isinf(xs).any(axis=0)
+    if overflow.any():
+        raise ValueError(
+            f"dataset: feature columns out of float32 range after dataset.scaler={scaler}: "
+            + ", ".join(np.asarray(table.feature_names)[overflow].tolist())
+            + "; rescale them, or use dataset.scaler=standard"
+        )
 
     y_mean, y_std = 0.0, 1.0
     if task == "regression":
@@ -264,9 +484,10 @@ def load_dataset(
         yt = torch.as_tensor(y, dtype=torch.int64)
     xt = torch.from_numpy(xs)
     log.info(
-        "dataset %s: %d features, train/val/test = %d/%d/%d rows",
+        "dataset %s: %d features, %s, train/val/test = %d/%d/%d rows",
         name,
         x.shape[1],
+        f"{len(classes)} classes ({_listed(classes)})" if classes else "regression",
         len(train),
         len(val),
         len(test),
