@@ -164,7 +164,8 @@ def validate(cfg: Mapping) -> None:
         )
     lam = check_real("lambda", cfg["lambda"], 0.0)
     check_real("threshold", cfg["threshold"], 0.0)
-    check_int("seed", cfg["seed"], 0)
+    if check_int("seed", cfg["seed"], 0) >= 2**32:  # torch.manual_seed takes it modulo 2**32
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {cfg['seed']!r}")
     if not isinstance(cfg.get("resume", False), bool):
         raise ValueError(f"resume must be true or false, got {cfg['resume']!r}")
     validate_dataset(**cfg["dataset"])
