@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from regexp import job
 from regexp.cli import main
 from regexp.engine import train as engine_train
-from regexp.engine.data import load_csv
+from regexp.engine.tables import load_csv
 
 FAST = ["trainer.epochs=1", "model.hidden=[4]"]
 

@@ -8,15 +8,16 @@ and the test split is never used for training or model selection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
-from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
+
+from regexp.engine.tables import BUILTIN_TASKS, LOADERS
 
 log = logging.getLogger(__name__)
 
@@ -25,23 +26,14 @@ SCALERS = ("standard", "minmax", "none")
 
 
 @dataclass(frozen=True)
-class Table:
-    """A raw data set before splitting: features ``x`` [n, d] and target ``y`` [n]."""
-
-    x: np.ndarray
-    y: np.ndarray
-    feature_names: list[str]
-    task: str
-    image_shape: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
 class Dataset:
     """Split and scaled tensors, ready for training.
 
-    Classification targets are int64 class indices ``0..n_classes-1``. Regression
-    targets are standardized with the training mean and std (``y_mean``, ``y_std``) so
-    the network trains on unit scale; metrics are reported in the original units.
+    Classification targets are int64 class indices ``0..n_classes-1``; index ``i`` is
+    the original label ``classes[i]`` (e.g. ``'setosa'`` or ``3``; sorted, numbers before
+    text). Regression targets are standardized with the training mean and std (``y_mean``,
+    ``y_std``) so the network trains on unit scale; metrics are reported in the original
+    units.
     """
 
     name: str
@@ -54,6 +46,7 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     n_classes: int = 0
+    # The original label of each class index, e.g. ('setosa', 'versicolor', 'virginica').
     classes: tuple = ()
     y_mean: float = 0.0
     y_std: float = 1.0
@@ -73,72 +66,6 @@ class Dataset:
             if isinstance(v, torch.Tensor):
                 fields[k] = v.to(device)
         return Dataset(**fields)
-
-
-def _sklearn(loader: Callable, task: str, image_shape=None) -> Callable[..., Table]:
-    def load(**_: object) -> Table:
-        bunch = loader()
-        names = [str(n) for n in getattr(bunch, "feature_names", [])] or [
-            f"x{i}" for i in range(bunch.data.shape[1])
-        ]
-        return Table(bunch.data, bunch.target, names, task, image_shape)
-
-    return load
-
-
-def load_csv(
-    path: str, target: str, task: str, encode_categorical: bool = False, **_: object
-) -> Table:
-    """Read a CSV whose column ``target`` is the target and every other column a feature.
-
-    Non-numeric feature columns are an error unless ``encode_categorical`` is true; then
-    each becomes one 0/1 column per category (``pandas.get_dummies``), named
-    ``<column>_<category>``.
-    """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ValueError(f"dataset.path: no such file '{path}'")
-    try:
-        frame = pd.read_csv(file)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"dataset.path: cannot read '{path}' as CSV: {err}") from None
-    if target not in frame.columns:
-        raise ValueError(
-            f"dataset.target: column '{target}' not in {path}; columns are: "
-            + ", ".join(map(str, frame.columns))
-        )
-    features = frame.drop(columns=[target])
-    if features.shape[1] == 0:
-        raise ValueError(f"dataset.path: '{path}' has no feature columns besides '{target}'")
-    missing = frame.columns[frame.isna().any()].tolist()
-    if missing:
-        raise ValueError(
-            f"dataset.path: missing (NaN) values in '{path}', columns: "
-            + ", ".join(map(str, missing))
-            + "; fill or drop those rows first"
-        )
-    text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if text and not encode_categorical:
-        raise ValueError(
-            f"dataset.path: non-numeric feature columns in '{path}': "
-            + ", ".join(map(str, text))
-            + "; encode them as numbers first, or set dataset.encode_categorical=true"
-        )
-    if text:
-        features = pd.get_dummies(features, columns=text, dtype=np.float64)
-    y = frame[target].to_numpy()
-    if task == "regression" and not pd.api.types.is_numeric_dtype(frame[target]):
-        raise ValueError(f"dataset.target: regression target '{target}' must be numeric")
-    return Table(features.to_numpy(dtype=np.float64), y, [str(c) for c in features.columns], task)
-
-
-LOADERS: dict[str, Callable[..., Table]] = {
-    "digits": _sklearn(skdatasets.load_digits, "classification", (8, 8)),
-    "diabetes": _sklearn(skdatasets.load_diabetes, "regression"),
-    "breast_cancer": _sklearn(skdatasets.load_breast_cancer, "classification"),
-    "wine": _sklearn(skdatasets.load_wine, "classification"),
-    "csv": load_csv,
-}
 
 
 def _check_sizes(val_size: float, test_size: float) -> None:
@@ -163,11 +90,17 @@ def validate_dataset(
 ) -> None:
     """Raise ``ValueError`` naming the first bad ``dataset`` option (before any loading).
 
-    Checks that need the file's contents (target column, numeric features, NaN, classes,
-    enough rows) run when :func:`load_dataset` reads it.
+    The built-in data sets have a fixed task (:data:`BUILTIN_TASKS`); ``task`` must match
+    it. Checks that need the file's contents (header, target column, numeric and finite
+    features, NaN, classes, enough rows) run when :func:`load_dataset` reads it.
     """
     if name not in LOADERS:
         raise ValueError(f"unknown dataset '{name}'; choose one of: {', '.join(LOADERS)}")
+    fixed = BUILTIN_TASKS.get(name)
+    if fixed is not None and task != fixed:
+        raise ValueError(
+            f"dataset.task is fixed to {fixed} for dataset={name}; only dataset=csv takes a task"
+        )
     if task not in TASKS:
         raise ValueError(f"dataset.task must be one of {', '.join(TASKS)}, got '{task}'")
     _check_sizes(val_size, test_size)
@@ -184,6 +117,17 @@ def validate_dataset(
             raise ValueError(
                 "dataset.encode_categorical must be true or false, "
                 f"got {options['encode_categorical']!r}"
+            )
+        target = options.get("target")
+        if isinstance(target, bool) or not isinstance(target, str | int | float):
+            raise ValueError(f"dataset.target must be a column name, got {target!r}")
+        sep = options.get("sep", ",")
+        if sep is not None and not (
+            isinstance(sep, str) and (len(sep) == 1 or sep == "\\t") and sep not in '"\r\n'
+        ):
+            raise ValueError(
+                "dataset.sep must be one character, e.g. ',' ';' '|' or '\\t' (tab), "
+                f"or null to detect it, got {sep!r}"
             )
 
 
@@ -211,21 +155,59 @@ def split_indices(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def make_scaler(kind: str) -> StandardScaler | MinMaxScaler | FunctionTransformer:
+    """The (unfitted) scikit-learn transformer of ``dataset.scaler=kind``.
+
+    ``standard``: :class:`~sklearn.preprocessing.StandardScaler` (train mean and std,
+    ddof 0); ``minmax``: :class:`~sklearn.preprocessing.MinMaxScaler` (train min and range,
+    to [0, 1]); ``none``: the identity. Both scalers give constant columns scale 1.
+    """
+    if kind == "standard":
+        return StandardScaler()
+    if kind == "minmax":
+        return MinMaxScaler()
+    if kind == "none":
+        return FunctionTransformer()
+    raise ValueError(f"dataset.scaler must be one of {', '.join(SCALERS)}, got '{kind}'")
+
+
 def fit_scaler(x_train: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(shift, scale)`` such that ``(x - shift) / scale`` is the scaled ``x``.
 
-    ``standard``: train mean and std; ``minmax``: train min and range (to [0, 1]);
-    ``none``: identity. Constant columns get scale 1.
+    The affine form of :func:`make_scaler` ``(kind)`` fitted on ``x_train``.
     """
+    scaler = make_scaler(kind).fit(x_train)
     if kind == "standard":
-        shift, scale = x_train.mean(axis=0), x_train.std(axis=0)
-    elif kind == "minmax":
-        shift, scale = x_train.min(axis=0), np.ptp(x_train, axis=0)
-    elif kind == "none":
-        shift, scale = np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
-    else:
-        raise ValueError(f"dataset.scaler must be one of {', '.join(SCALERS)}, got '{kind}'")
-    return shift, np.where(scale > 0, scale, 1.0)
+        return scaler.mean_, scaler.scale_
+    if kind == "minmax":
+        return scaler.data_min_, 1.0 / scaler.scale_
+    return np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
+
+
+def encode_classes(y: np.ndarray) -> tuple[tuple, np.ndarray]:
+    """``(classes, codes)``: the sorted distinct labels of ``y`` and each row's index.
+
+    Labels become plain Python values (``'setosa'``, ``3``); labels of mixed types, which
+    do not sort together, sort numbers first, then the rest by their text.
+    """
+    try:
+        labels, codes = np.unique(y, return_inverse=True)
+        return tuple(labels.tolist()), codes.reshape(-1)
+    except TypeError:  # e.g. 1 and "a"
+        values = [v.item() if isinstance(v, np.generic) else v for v in np.asarray(y).tolist()]
+
+        def key(v: object) -> tuple:
+            number = isinstance(v, numbers.Real) and not isinstance(v, bool)
+            return (0, v, "") if number else (1, 0, str(v))
+
+        classes = tuple(sorted(set(values), key=key))
+        index = {label: i for i, label in enumerate(classes)}
+        return classes, np.array([index[v] for v in values], dtype=np.int64)
+
+
+def _listed(values: tuple, most: int = 20) -> str:
+    shown = ", ".join(map(str, values[:most]))
+    return shown + (f", ... ({len(values)} in all)" if len(values) > most else "")
 
 
 def load_dataset(
@@ -243,8 +225,7 @@ def load_dataset(
     x = np.asarray(table.x, dtype=np.float64)
     classes: tuple = ()
     if task == "classification":
-        classes_arr, y = np.unique(table.y, return_inverse=True)
-        classes = tuple(classes_arr.tolist())
+        classes, y = encode_classes(np.asarray(table.y))
         if len(classes) < 2:
             raise ValueError(
                 f"dataset: classification needs at least 2 classes in the target, "
@@ -253,8 +234,15 @@ def load_dataset(
     else:
         y = np.asarray(table.y, dtype=np.float64)
     train, val, test = split_indices(y, task, val_size, test_size, split_seed)
-    shift, scale = fit_scaler(x[train], scaler)
-    xs = ((x - shift) / scale).astype(np.float32)
+    with np.errstate(over="ignore"):  # overflow to inf is refused just below
+        xs = make_scaler(scaler).fit(x[train]).transform(x).astype(np.float32)
+    overflow = np.isinf(xs).any(axis=0)
+    if overflow.any():
+        raise ValueError(
+            f"dataset: feature columns out of float32 range after dataset.scaler={scaler}: "
+            + ", ".join(np.asarray(table.feature_names)[overflow].tolist())
+            + "; rescale them, or use dataset.scaler=standard"
+        )
 
     y_mean, y_std = 0.0, 1.0
     if task == "regression":
@@ -264,9 +252,10 @@ def load_dataset(
         yt = torch.as_tensor(y, dtype=torch.int64)
     xt = torch.from_numpy(xs)
     log.info(
-        "dataset %s: %d features, train/val/test = %d/%d/%d rows",
+        "dataset %s: %d features, %s, train/val/test = %d/%d/%d rows",
         name,
         x.shape[1],
+        f"{len(classes)} classes ({_listed(classes)})" if classes else "regression",
         len(train),
         len(val),
         len(test),
