@@ -23,6 +23,7 @@ from regexp.models import validate_mlp
 from regexp.regularizers import REGULARIZERS, Regularizer, make_regularizer
 
 MODES = ("penalty", "proximal")
+PROX_METRICS = ("auto", "identity", "adaptive")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
 MISSING = "???"
@@ -130,7 +131,8 @@ def build_regularizer(cfg: Mapping, strength: float) -> tuple[Regularizer, str]:
     mode = check_choice("regularizer.mode", cfg.get("mode", "penalty"), MODES)
     if mode == "proximal" and name == "weight_decay":
         raise ValueError("regularizer.mode=proximal is not defined for weight_decay; use penalty")
-    options = {k: v for k, v in cfg.items() if k not in ("name", "mode")}
+    check_choice("regularizer.prox_metric", cfg.get("prox_metric", "identity"), PROX_METRICS)
+    options = {k: v for k, v in cfg.items() if k not in ("name", "mode", "prox_metric")}
     known = set(inspect.signature(REGULARIZERS[name]).parameters) - {"strength", "params"}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -144,6 +146,27 @@ def build_regularizer(cfg: Mapping, strength: float) -> tuple[Regularizer, str]:
     except ValueError as err:
         raise ValueError(f"regularizer.{err}") from None
     return reg, mode
+
+
+def resolve_prox_metric(reg_cfg: Mapping, optimizer: str) -> str:
+    """``regularizer.prox_metric`` resolved for ``optimizer``: ``identity`` or ``adaptive``.
+
+    The metric of proximal mode's step (:mod:`regexp.metric_prox`): ``identity`` is the
+    plain ``prox_{lr·R}``; ``adaptive`` the prox in Adam's metric ``√v̂ + ε``; ``auto`` is
+    ``identity`` for sgd and ``adaptive`` for adam and adamw. A config without the key is
+    ``identity`` (the step of configs written before it existed).
+    """
+    metric = check_choice(
+        "regularizer.prox_metric", reg_cfg.get("prox_metric", "identity"), PROX_METRICS
+    )
+    if metric == "adaptive" and optimizer == "sgd":
+        raise ValueError(
+            "regularizer.prox_metric=adaptive needs optimizer adam or adamw (sgd's metric is "
+            "the identity); use auto or identity"
+        )
+    if metric == "auto":
+        return "identity" if optimizer == "sgd" else "adaptive"
+    return metric
 
 
 def validate(cfg: Mapping) -> None:
@@ -172,4 +195,5 @@ def validate(cfg: Mapping) -> None:
     validate_mlp(m["hidden"], m["activation"], m["dropout"], m.get("init", "default"))
     build_regularizer(cfg["regularizer"], lam)
     validate_optimizer(cfg["optimizer"])
+    resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
     validate_trainer(cfg["trainer"])

@@ -28,10 +28,12 @@ from regexp.config import (  # noqa: F401  (re-exported: train.MODES etc. are pu
     OPTIMIZERS,
     build_regularizer,
     resolve_device,
+    resolve_prox_metric,
     validate,
     validate_optimizer,
 )
 from regexp.data import Dataset, load_dataset
+from regexp.metric_prox import optimizer_metric
 from regexp.metrics import data_loss, evaluate
 from regexp.models import mlp
 from regexp.regularizers import Regularizer
@@ -72,6 +74,7 @@ def fit(
     seed: int,
     patience: int | None = None,
     progress: bool = True,
+    prox_metric: str = "identity",
 ) -> FitResult:
     """Minibatch training of ``model`` on ``data.x_train``.
 
@@ -81,6 +84,8 @@ def fit(
     drawn from a generator seeded with ``seed``. A non-finite loss stops training with
     status ``diverged``. With ``patience``, training stops when the validation loss has
     not improved for that many epochs and the best weights are restored.
+    ``prox_metric="adaptive"``: the proximal step is taken in the optimizer's metric
+    (:meth:`Regularizer.prox_metric_` with :func:`regexp.metric_prox.optimizer_metric`).
     """
     n = len(data.y_train)
     lr = optimizer.param_groups[0]["lr"]
@@ -102,7 +107,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if mode == "proximal":
+            if mode == "proximal" and prox_metric == "adaptive":
+                reg.prox_metric_(model, lr, lambda q: optimizer_metric(optimizer, q))
+            elif mode == "proximal":
                 reg.prox_(model, lr)
             steps += 1
         d_loss = total_data.item() / steps
@@ -149,6 +156,7 @@ class Setup:
     optimizer: torch.optim.Optimizer
     patience: int | None
     device: torch.device
+    prox_metric: str = "identity"  # identity | adaptive (resolved, see resolve_prox_metric)
 
 
 def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
@@ -178,7 +186,8 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
         m.get("init", "default"),
     ).to(device)
     opt = make_optimizer(model, cfg["optimizer"], getattr(reg, "weight_decay", 0.0))
-    return Setup(data, model, reg, mode, opt, patience, device)
+    metric = resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
+    return Setup(data, model, reg, mode, opt, patience, device, metric)
 
 
 def fit_setup(cfg: Mapping, s: Setup, progress: bool = False) -> FitResult:
@@ -195,6 +204,7 @@ def fit_setup(cfg: Mapping, s: Setup, progress: bool = False) -> FitResult:
         cfg["seed"],
         s.patience,
         progress,
+        s.prox_metric,
     )
 
 
