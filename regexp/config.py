@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from omegaconf import OmegaConf
 
 from regexp.core.checks import check_int, check_real
-from regexp.engine.build import build_regularizer, validate_optimizer, validate_trainer
+from regexp.engine.build import (
+    build_regularizer,
+    resolve_prox_metric,
+    validate_optimizer,
+    validate_trainer,
+)
 from regexp.engine.data import validate_dataset
 from regexp.engine.models import validate_mlp
 
@@ -50,4 +55,5 @@ def validate(cfg: Mapping) -> None:
     validate_mlp(m["hidden"], m["activation"], m["dropout"], m.get("init", "default"))
     build_regularizer(cfg["regularizer"], lam)
     validate_optimizer(cfg["optimizer"])
+    resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
     validate_trainer(cfg["trainer"])

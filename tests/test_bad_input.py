@@ -84,6 +84,14 @@ CASES: dict[str, tuple[list[str], str]] = {
     "mode_unknown": (["regularizer.mode=foo"], "regularizer.mode must be one of penalty, proximal"),
     "seed_text": (["seed=abc"], "seed must be an integer in [0, 2**32), got 'abc'"),
     "seed_alias": (["seed=4294967296"], "seed must be an integer in [0, 2**32), got 4294967296"),
+    "prox_metric_unknown": (
+        ["regularizer.prox_metric=foo"],
+        "regularizer.prox_metric must be one of auto, identity, adaptive, got 'foo'",
+    ),
+    "prox_metric_adaptive_sgd": (
+        ["optimizer=sgd", "regularizer.prox_metric=adaptive"],
+        "regularizer.prox_metric=adaptive needs optimizer adam or adamw",
+    ),
     "regularizer_option_unknown": (["+regularizer.foo=1"], "regularizer.foo is not an option"),
 }
 

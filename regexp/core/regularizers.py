@@ -14,7 +14,7 @@ Example
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from regexp.core.checks import check_real
+from regexp.core.metric_prox import prox_metric_
 from regexp.core.penalties import (
     Coef,
     group_lasso_penalty,
@@ -158,6 +159,28 @@ class Regularizer:
                 prox_(w, lr, **asdict(c))
             else:
                 q.copy_(prox_(w.clone(), lr, **asdict(c)).view_as(q))
+
+    @torch.no_grad()
+    def prox_metric_(
+        self, model: nn.Module, lr: Coef, metric: Callable[[nn.Parameter], Tensor | None]
+    ) -> None:
+        """Like :meth:`prox_`, in the diagonal metric ``D = metric(q)`` of each selected ``q``.
+
+        ``metric`` is e.g. ``functools.partial(regexp.core.metric_prox.optimizer_metric, opt)``
+        (Adam's ``√v̂ + ε``); ``None`` from it is the identity metric (:meth:`prox_`'s step).
+        See :func:`regexp.core.metric_prox.prox_metric_`.
+        """
+        c = self.coefficients()
+        matrices = self._matrices(model, c)
+        if c.is_zero:
+            return
+        for q, w in matrices:
+            d = metric(q)
+            d = None if d is None else d.reshape(w.shape)
+            if q.dim() == 2 or q.is_contiguous():
+                prox_metric_(w, lr, d, **asdict(c))
+            else:
+                q.copy_(prox_metric_(w.clone(), lr, d, **asdict(c)).view_as(q))
 
     def _options(self) -> dict[str, Any]:
         return {}

@@ -18,6 +18,7 @@ from regexp.core.checks import check_choice, check_int, check_real
 from regexp.core.regularizers import REGULARIZERS, Regularizer, make_regularizer
 
 MODES = ("penalty", "proximal")
+PROX_METRICS = ("auto", "identity", "adaptive")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -76,7 +77,8 @@ def build_regularizer(cfg: Mapping, strength: float) -> tuple[Regularizer, str]:
     mode = check_choice("regularizer.mode", cfg.get("mode", "penalty"), MODES)
     if mode == "proximal" and name == "weight_decay":
         raise ValueError("regularizer.mode=proximal is not defined for weight_decay; use penalty")
-    options = {k: v for k, v in cfg.items() if k not in ("name", "mode")}
+    check_choice("regularizer.prox_metric", cfg.get("prox_metric", "identity"), PROX_METRICS)
+    options = {k: v for k, v in cfg.items() if k not in ("name", "mode", "prox_metric")}
     known = set(inspect.signature(REGULARIZERS[name]).parameters) - {"strength", "params"}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -90,6 +92,27 @@ def build_regularizer(cfg: Mapping, strength: float) -> tuple[Regularizer, str]:
     except ValueError as err:
         raise ValueError(f"regularizer.{err}") from None
     return reg, mode
+
+
+def resolve_prox_metric(reg_cfg: Mapping, optimizer: str) -> str:
+    """``regularizer.prox_metric`` resolved for ``optimizer``: ``identity`` or ``adaptive``.
+
+    The metric of proximal mode's step (:mod:`regexp.core.metric_prox`): ``identity`` is
+    the plain ``prox_{lr·R}``; ``adaptive`` the prox in Adam's metric ``√v̂ + ε``; ``auto``
+    is ``identity`` for sgd and ``adaptive`` for adam and adamw. A config without the key
+    is ``identity`` (the step of configs written before it existed).
+    """
+    metric = check_choice(
+        "regularizer.prox_metric", reg_cfg.get("prox_metric", "identity"), PROX_METRICS
+    )
+    if metric == "adaptive" and optimizer == "sgd":
+        raise ValueError(
+            "regularizer.prox_metric=adaptive needs optimizer adam or adamw (sgd's metric is "
+            "the identity); use auto or identity"
+        )
+    if metric == "auto":
+        return "identity" if optimizer == "sgd" else "adaptive"
+    return metric
 
 
 def make_optimizer(model: nn.Module, cfg: Mapping, weight_decay: float) -> torch.optim.Optimizer:

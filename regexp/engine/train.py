@@ -18,9 +18,15 @@ import pandas as pd
 import torch
 from torch import nn
 
+from regexp.core.metric_prox import optimizer_metric
 from regexp.core.metrics import data_loss
 from regexp.core.regularizers import Regularizer
-from regexp.engine.build import build_regularizer, make_optimizer, resolve_device
+from regexp.engine.build import (
+    build_regularizer,
+    make_optimizer,
+    resolve_device,
+    resolve_prox_metric,
+)
 from regexp.engine.data import Dataset, load_dataset
 from regexp.engine.evaluation import evaluate
 from regexp.engine.models import mlp
@@ -52,6 +58,7 @@ def fit(
     seed: int,
     patience: int | None = None,
     on_epoch: EpochCallback | None = None,
+    prox_metric: str = "identity",
 ) -> FitResult:
     """Minibatch training of ``model`` on ``data.x_train``.
 
@@ -62,6 +69,8 @@ def fit(
     status ``diverged``. ``on_epoch`` is called after each epoch with a status text. With
     ``patience``, training stops when the validation loss has
     not improved for that many epochs and the best weights are restored.
+    ``prox_metric="adaptive"``: the proximal step is taken in the optimizer's metric
+    (:meth:`Regularizer.prox_metric_` with :func:`regexp.core.metric_prox.optimizer_metric`).
     """
     n = len(data.y_train)
     lr = optimizer.param_groups[0]["lr"]
@@ -82,7 +91,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if mode == "proximal":
+            if mode == "proximal" and prox_metric == "adaptive":
+                reg.prox_metric_(model, lr, lambda q: optimizer_metric(optimizer, q))
+            elif mode == "proximal":
                 reg.prox_(model, lr)
             steps += 1
         d_loss = total_data.item() / steps
@@ -129,6 +140,7 @@ class Setup:
     optimizer: torch.optim.Optimizer
     patience: int | None
     device: torch.device
+    prox_metric: str = "identity"  # identity | adaptive (resolved, see resolve_prox_metric)
 
 
 def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
@@ -159,7 +171,8 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
         m.get("init", "default"),
     ).to(device)
     opt = make_optimizer(model, cfg["optimizer"], getattr(reg, "weight_decay", 0.0))
-    return Setup(data, model, reg, mode, opt, patience, device)
+    metric = resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
+    return Setup(data, model, reg, mode, opt, patience, device, metric)
 
 
 def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> FitResult:
@@ -176,4 +189,5 @@ def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> 
         cfg["seed"],
         s.patience,
         on_epoch,
+        s.prox_metric,
     )

@@ -26,6 +26,7 @@ from regexp.engine.stacked.model import (
     StackedMLP,
     copy_where_,
     evaluate,
+    metric_term,
     per_model_loss,
     stack_order,
     terms,
@@ -58,6 +59,7 @@ class Member:
     seed: int
     dropout: float
     rng_state: Tensor  # the global RNG state after the model's init: its dropout stream
+    prox_metric: str = "identity"  # of the proximal step: identity | adaptive
 
     @classmethod
     def from_setup(cls, cfg: Mapping, setup: Setup, rng_state: Tensor) -> Member:
@@ -69,6 +71,7 @@ class Member:
             cfg["seed"],
             float(cfg["model"]["dropout"]),
             rng_state,
+            setup.prox_metric,
         )
 
 
@@ -185,7 +188,9 @@ def _fit(
     coefs = [m.reg.coefficients() for m in members]
     prox = [m.mode == "proximal" for m in members]
     pen_terms = terms(coefs, [not p for p in prox])
-    prox_terms = terms(coefs, prox)
+    adaptive = [p and m.prox_metric == "adaptive" for p, m in zip(prox, members, strict=True)]
+    prox_terms = terms(coefs, [p and not a for p, a in zip(prox, adaptive, strict=True)])
+    adaptive_term = metric_term(coefs, adaptive)  # all terms at once, in Adam's metric
     all_terms = terms(coefs, [True] * n_models)
     lr = torch.tensor([m.lr for m in members], dtype=torch.float64)
     wd = torch.tensor([getattr(m.reg, "weight_decay", 0.0) for m in members], dtype=torch.float64)
@@ -219,6 +224,8 @@ def _fit(
             opt.step()
             if prox_terms:
                 stack.prox_(lr, prox_terms)
+            if adaptive_term is not None:
+                stack.prox_metric_(lr, adaptive_term, opt.metric)
             steps += 1
         with torch.no_grad():  # python floats of every model at once: one copy per column
             d_loss = (total_data / steps).double().tolist()

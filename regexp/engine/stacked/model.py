@@ -8,7 +8,7 @@ respect to model ``n``'s weights is model ``n``'s own gradient.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from regexp.core import penalties
+from regexp.core.metric_prox import prox_metric_
 from regexp.core.penalties import add_penalty_grad_
 from regexp.core.regularizers import Coefficients
 from regexp.engine.models import ACTIVATIONS
@@ -104,6 +105,16 @@ class StackedMLP:
                 penalties.prox_(w[t.start : t.end], lr[t.start : t.end], **t.kwargs)
 
     @torch.no_grad()
+    def prox_metric_(self, lr: Tensor, term: Term, metric: Callable[[int], Tensor | None]) -> None:
+        """In place prox per model in the metric ``metric(i)`` ``[N, out, in]`` of
+        ``weights[i]`` (``None``: identity), via :func:`regexp.core.metric_prox.prox_metric_`
+        with every coefficient of ``term`` (a :func:`metric_term`) in one call."""
+        s = slice(term.start, term.end)
+        for i, w in enumerate(self.weights):
+            d = metric(i)
+            prox_metric_(w[s], lr[s], None if d is None else d[s], **term.kwargs)
+
+    @torch.no_grad()
     def copy_to(self, n: int, model: nn.Sequential) -> None:
         """Write model ``n``'s weights and biases into ``model`` (an ``mlp`` of these sizes)."""
         linears = [m for m in model if isinstance(m, nn.Linear)]
@@ -173,6 +184,33 @@ def terms(coefs: Sequence[Coefficients], active: Sequence[bool]) -> list[Term]:
                 kw = {term: torch.tensor(vals[a:b], dtype=torch.float32), "p": p}
                 out.append(Term(a, b, kw))
     return out
+
+
+def metric_term(coefs: Sequence[Coefficients], active: Sequence[bool]) -> Term | None:
+    """Every coefficient of the models where ``active``, as one term for
+    :meth:`StackedMLP.prox_metric_` (``None`` if there is none).
+
+    Unlike :func:`terms`, not one term per call: in a non-uniform metric the prox of a sum
+    is not the composition of single-term proxes once l2 is among them (l2 changes the
+    metric of the others). The p = 1 norm joins l1; the p = 2 norm is ``norm``.
+    Coefficients are float64 ``[end − start]`` (zero for the models in between).
+    """
+    rows = []
+    for c, a in zip(coefs, active, strict=True):
+        if a and c.norm != 0 and c.p not in (1, 2):
+            raise ValueError(f"the proximal step of the norm penalty is undefined for p={c.p:g}")
+        norm1, norm2 = (c.norm, 0.0) if c.p == 1 else (0.0, c.norm)
+        rows.append((c.l1 + norm1, c.l2, c.group, norm2) if a else (0.0,) * 4)
+    nz = [n for n, r in enumerate(rows) if any(r)]
+    if not nz:
+        return None
+    a, b = nz[0], nz[-1] + 1
+    kw: dict = {"p": 2.0}
+    for j, name in enumerate(("l1", "l2", "group", "norm")):
+        vals = [r[j] for r in rows[a:b]]
+        if any(vals):
+            kw[name] = torch.tensor(vals, dtype=torch.float64)
+    return Term(a, b, kw)
 
 
 def per_model_loss(out: Tensor, y: Tensor, task: str) -> Tensor:

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torch.optim.adam import adam as adam_step
 
+from regexp.core.metric_prox import adam_metric
+
 NAMES = ("adam", "adamw", "sgd")
 
 
@@ -99,6 +101,22 @@ class StackedOptimizer:
     def _per_model(values: Tensor, p: Tensor) -> Tensor:
         """float64 ``[N]`` → ``[N, 1, ...]`` in ``p``'s dtype and device."""
         return values.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1)))
+
+    @torch.no_grad()
+    def metric(self, i: int) -> Tensor | None:
+        """Adam's denominator ``√v/√(1−β₂ᵗ) + ε`` of parameter ``i`` after the last step, with
+        each model's own step count (:func:`regexp.core.metric_prox.adam_metric`); ``None`` for SGD.
+        """
+        if self.name == "sgd":
+            return None
+        p = self.params[i]
+        step = torch.zeros(len(p), dtype=torch.float64)
+        for runs in self.runs.values():
+            for j, start, end, t in runs:
+                if j == i:
+                    step[start:end] = float(t)
+        step = step.to(p.device).view(-1, *[1] * (p.dim() - 1))
+        return adam_metric(self.v[i], step, self.beta2, self.eps)
 
     @torch.no_grad()
     def step(self) -> None:
