@@ -66,7 +66,8 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
     import torch
 
     from regexp.config import validate
-    from regexp.job import finished, run
+    from regexp.job import run
+    from regexp.outputs import sweep_dir
     from regexp.outputs.objectives import objective_values, validate_objectives
     from regexp.outputs.run import failed_row
 
@@ -77,7 +78,7 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
     try:
         config = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         objectives = validate_objectives(config["objectives"])
-        row = finished(run_dir, config) if config.get("resume") else None
+        row = sweep_dir.reuse(run_dir, config) if config.get("resume") else None
         if row is not None:
             log.info("resume: %s is complete, skipping", run_dir)
             return objective_values(row, objectives)

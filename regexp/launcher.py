@@ -220,10 +220,14 @@ class BatchedLauncher(Launcher):
         import torch
 
         from regexp import stacks
-        from regexp.outputs import console
+        from regexp.outputs import console, sweep_dir
 
         configs = self._in_workers(_load_config, args)
         sweep_configs = {a[2]: config for a, config in zip(args, configs, strict=True)}
+        try:  # before anything runs: two jobs must not share a directory
+            sweep_dir.check_distinct([_output_dir(c) for c in sweep_configs.values()])
+        except sweep_dir.SweepDirError as err:
+            errors.fail(str(err))
         jobs = [
             stacks.StackJob(idx, _task_config(config), _output_dir(config))
             for idx, config in sweep_configs.items()

@@ -21,7 +21,7 @@ from regexp import errors
 from regexp.config import validate
 from regexp.engine.stacked.fit import Member, fit_stacked, group_key, unbatchable
 from regexp.engine.train import EpochCallback, FitResult, Setup, prepare
-from regexp.job import finished
+from regexp.outputs import sweep_dir
 from regexp.outputs.objectives import validate_objectives
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
             if job.cfg is None:
                 raise ValueError("it does not resolve")
             validate_objectives(job.cfg["objectives"])
-            if job.cfg.get("resume") and finished(job.run_dir, job.cfg):
+            if job.cfg.get("resume") and sweep_dir.has_reusable(job.run_dir, job.cfg):
                 alone.append(job)  # the task skips it
                 continue
             validate(job.cfg)

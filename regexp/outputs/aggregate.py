@@ -1,8 +1,8 @@
 """Sweep results as DataFrames: grouping, mean and std over seeds, the Pareto front.
 
 Pure functions over the *results* frame, one row per job with the columns of
-``metrics.csv`` (config columns first, then ``status``, then the outcomes) plus ``job``
-(and ``source`` when several sweeps are read together). Reading and writing files is
+``metrics.csv`` plus ``job`` (and ``source`` when several sweeps are read together). Config
+and metric columns are told apart by :mod:`regexp.outputs.schema`. Reading and writing files is
 :mod:`regexp.sweep`'s work.
 """
 
@@ -13,14 +13,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from regexp.outputs import schema
+from regexp.outputs.identity import NOT_IDENTITY
+
 # Always grouped on (when present): one point of the accuracy-against-λ curves.
 BASE_GROUP = ("dataset", "regularizer", "mode", "lambda")
-# Never grouped on by default: seeds are averaged over; the others follow from grouped
-# columns (task from dataset, architecture from dataset and hidden), and a failed job
-# leaves them empty, which would split its group.
-NOT_GROUPED = ("seed", "task", "architecture", "job", "source")
-# Columns of a results frame that are neither config nor a metric to average.
-LABELS = ("job", "source", "status", "error")
+# Never grouped on: seeds are averaged over; task and architecture follow from grouped
+# columns; the config_id differs with every seed; resume and objectives (and the other
+# keys of identity.NOT_IDENTITY) cannot change a run's numbers.
+NOT_GROUPED = ("seed", "task", "architecture", "config_id", *NOT_IDENTITY)
 # Where the main metric of each task lives: accuracy for classification, R² for regression.
 TASK_METRIC = {"classification": "accuracy", "regression": "r2"}
 PARAMS_FRACTION = "params_fraction"
@@ -29,34 +30,48 @@ SMALLER_IS_BETTER = ("rmse", "loss", "params_kept", PARAMS_FRACTION, "seconds", 
 
 
 def config_columns(results: pd.DataFrame) -> list[str]:
-    """The config columns of ``results``: those before ``status``, less job and source."""
-    cols = list(results.columns)
-    head = cols[: cols.index("status")] if "status" in cols else cols
-    return [c for c in head if c not in LABELS]
+    """The config columns of ``results``, by declaration (:func:`schema.is_config`)."""
+    return [c for c in results.columns if schema.is_config(c)]
 
 
 def metric_columns(results: pd.DataFrame) -> list[str]:
-    """The numeric outcome columns of ``results`` (after ``status``), in order."""
-    config = set(config_columns(results))
+    """The numeric outcome columns of ``results`` (:func:`schema.is_metric`), in order."""
     return [
         c
         for c in results.columns
-        if c not in config and c not in LABELS and pd.api.types.is_numeric_dtype(results[c])
+        if schema.is_metric(c) and pd.api.types.is_numeric_dtype(results[c])
     ]
+
+
+def follows_seed(results: pd.DataFrame, column: str) -> bool:
+    """Whether ``column`` equals ``seed`` in every row (e.g. ``dataset.split_seed: ${seed}``):
+    a replicate key, averaged over like the seed."""
+    if "seed" not in results.columns or column == "seed":
+        return False
+    a = pd.to_numeric(results[column], errors="coerce")
+    b = pd.to_numeric(results["seed"], errors="coerce")
+    return bool(a.notna().all() and b.notna().all() and (a == b).all())
 
 
 def group_columns(results: pd.DataFrame) -> list[str]:
     """Default grouping: ``BASE_GROUP`` plus every other config column that varies.
 
-    A config column varies when it holds more than one distinct non-missing value, e.g.
-    ``hidden`` in ``regexp train -m model.hidden=[40,20],[20]``. ``seed`` is never a
-    group column: the summary averages over it.
+    A config column varies when it holds more than one distinct value, a missing value
+    counting as its own (``l1_ratio`` in a sweep over ``l1`` and ``elastic_net``). Left
+    out: :data:`NOT_GROUPED` (and keys under them, e.g. ``logger.name``), columns that
+    follow the seed (:func:`follows_seed`), and dotted keys whose short copy is present
+    (``optimizer.lr`` when ``lr`` is there).
     """
     base = [c for c in BASE_GROUP if c in results.columns]
+    copied = {schema.SHORT[c] for c in results.columns if schema.SHORT.get(c)}
     extra = [
         c
         for c in config_columns(results)
-        if c not in base and c not in NOT_GROUPED and results[c].nunique(dropna=True) > 1
+        if c not in base
+        and c.split(".")[0] not in NOT_GROUPED
+        and c not in copied
+        and results[c].nunique(dropna=False) > 1
+        and not follows_seed(results, c)
     ]
     return base + extra
 

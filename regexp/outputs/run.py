@@ -9,6 +9,7 @@ processes.
 from __future__ import annotations
 
 import copy
+import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,11 +19,13 @@ import pandas as pd
 from torch import nn
 
 from regexp.core import sparsity
+from regexp.engine.build import resolve_prox_metric
 from regexp.engine.data import Dataset
 from regexp.engine.evaluation import evaluate
 from regexp.engine.train import FitResult
-from regexp.outputs import console, run_plots
+from regexp.outputs import console, run_plots, schema
 from regexp.outputs.files import remove_temporaries, save_checkpoint, write_csv
+from regexp.outputs.identity import config_id, data_id, flatten
 
 # Every file a run writes into its directory; metrics.csv is written last.
 RUN_FILES = (
@@ -36,29 +39,53 @@ RUN_FILES = (
 )
 
 
-def config_row(cfg: Mapping, n_in: int, n_out: int) -> dict:
-    """The flattened config columns of ``metrics.csv``."""
-    reg = cfg["regularizer"]
+def short_columns(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
+    """The short, readable config columns of ``metrics.csv`` (:data:`schema.SHORT`).
+
+    ``prox_metric`` is the step's metric as resolved for the optimizer (``identity`` or
+    ``adaptive``, for proximal mode); ``architecture`` needs the data's ``n_in``/``n_out``
+    and is left out when they are 0.
+    """
+    reg, opt = cfg["regularizer"], cfg["optimizer"]
     hidden = list(cfg["model"]["hidden"])
+    mode = reg.get("mode", "penalty")
     row = {
         "dataset": cfg["dataset"]["name"],
         "task": cfg["dataset"]["task"],
         "regularizer": reg["name"],
-        "mode": reg.get("mode", "penalty"),
+        "mode": mode,
         "lambda": cfg["lambda"],
-        **{k: v for k, v in reg.items() if k not in ("name", "mode")},
+        **{k: reg[k] for k in ("l1_ratio", "p") if k in reg},
         "seed": cfg["seed"],
         "hidden": "-".join(map(str, hidden)),
         "architecture": "-".join(map(str, [n_in, *hidden, n_out])),
         "activation": cfg["model"]["activation"],
         "dropout": cfg["model"]["dropout"],
-        "optimizer": cfg["optimizer"]["name"],
-        "lr": cfg["optimizer"]["lr"],
+        "optimizer": opt["name"],
+        "lr": opt["lr"],
         "epochs": cfg["trainer"]["epochs"],
         "batch_size": cfg["trainer"]["batch_size"],
         "threshold": cfg["threshold"],
     }
+    if mode == "proximal":
+        row["prox_metric"] = resolve_prox_metric(reg, opt["name"])
+    if not n_in:
+        del row["architecture"]
     return row
+
+
+def config_row(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
+    """Every config column of ``metrics.csv``: the short ones, ``config_id``, ``data_id``,
+    then every key of the resolved config, flattened (:func:`regexp.outputs.identity.flatten`).
+
+    ``data_id`` is empty when the data cannot be read (a job that failed on it).
+    """
+    try:
+        data = data_id(cfg["dataset"])
+    except (KeyError, OSError, TypeError):
+        data = None
+    ids = {"config_id": config_id(cfg), "data_id": data}
+    return short_columns(cfg, n_in, n_out) | ids | flatten(cfg)
 
 
 def run_metrics(
@@ -115,7 +142,9 @@ def outputs(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     """
     model = model.cpu()
     data = data.to("cpu")
-    row = config_row(cfg, data.n_features, data.n_outputs)
+    config = config_row(cfg, data.n_features, data.n_outputs)
+    dotted = {k: v for k, v in config.items() if k not in schema.SHORT and k not in schema.IDS}
+    row = {k: v for k, v in config.items() if k not in dotted}
     row |= {"status": result.status, "epochs_run": len(result.history)}
     ok = result.status == "ok"
     metrics, layers = run_metrics(model if ok else copy.deepcopy(model), data, cfg["threshold"])
@@ -123,6 +152,7 @@ def outputs(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
         metrics = {k: (v if k == "params_total" else math.nan) for k, v in metrics.items()}
     row |= metrics
     row["train_seconds"] = result.seconds
+    row |= dotted  # the whole config last: the CSV's first columns stay readable
     out = RunOutputs(dict(cfg), row, result.history, model)
     if ok:
         out.layers = pd.DataFrame(
@@ -148,7 +178,8 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
     """
     _mark_incomplete(run_dir)
     write_csv(run_dir / "history.csv", out.history)
-    save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row})
+    ids = {k: out.row.get(k) for k in schema.IDS}
+    save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row, **ids})
     run_plots.plot_learning_curves(out.history, run_dir / "learning_curves.png")
     if out.layers is not None:
         write_csv(run_dir / "sparsity.csv", out.layers)
@@ -186,11 +217,26 @@ def _mark_incomplete(run_dir: Path) -> None:
 
 
 def read_metrics(run_dir: Path) -> dict | None:
-    """The metrics row of a complete run in ``run_dir``, or ``None`` if there is none."""
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
+    """The metrics row of a complete run in ``run_dir``, or ``None`` if there is none.
+
+    A ``metrics.csv`` that is empty, truncated (not a header and one whole row ending in a
+    newline, with as many fields as the header) or unreadable counts as none: the job was
+    cut off, and runs again.
+    """
+    path = Path(run_dir) / "metrics.csv"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return None
-    return pd.read_csv(path).iloc[0].to_dict()
+    if not text.endswith("\n"):
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=schema.TEXT_COLUMNS)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None
+    if len(frame) != 1 or "status" not in frame.columns:
+        return None
+    return frame.iloc[0].to_dict()
 
 
 def failed_row(cfg: Mapping, run_dir: Path, err: BaseException | str) -> dict:
@@ -199,12 +245,12 @@ def failed_row(cfg: Mapping, run_dir: Path, err: BaseException | str) -> dict:
     ``err`` is the exception, or its text already formatted as ``"Type: message"``.
     """
     try:
-        row = config_row(cfg, 0, 0)
-        row.pop("architecture")
-    except (KeyError, TypeError):
-        row = {}
+        config = config_row(cfg)
+    except (KeyError, TypeError, ValueError):
+        config = {}
+    short = {k: v for k, v in config.items() if k in schema.SHORT or k in schema.IDS}
     text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
-    row |= {"status": "failed", "error": text}
+    row = short | {"status": "failed", "error": text} | config
     run_dir.mkdir(parents=True, exist_ok=True)
     write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
     return row

@@ -8,6 +8,7 @@ writes ``results.csv``, ``summary.csv`` and the plots at the sweep directory's r
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Sequence
@@ -15,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from regexp.outputs import aggregate, sweep_plots
+from regexp import errors
+from regexp.outputs import aggregate, schema, sweep_dir, sweep_plots
 from regexp.outputs.files import write_csv
-from regexp.outputs.run import config_row
+from regexp.outputs.run import config_row, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +32,7 @@ METRICS_FILE = "metrics.csv"
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.csv"
 COMPARISON_FILE = "comparison.csv"
-# Text columns that pandas would otherwise read as numbers ("40" for one hidden layer).
-TEXT_COLUMNS = {"job": str, "source": str, "hidden": str, "architecture": str, "error": str}
+TEXT_COLUMNS = schema.TEXT_COLUMNS
 MISSING_ERROR = "no metrics.csv: the job was killed or has not finished"
 
 
@@ -50,21 +53,25 @@ def _natural(path: Path) -> list:
 def job_dirs(root: Path) -> list[Path]:
     """Run directories under ``root`` (``root`` included), in natural order.
 
-    A run directory holds a ``metrics.csv`` or Hydra's ``.hydra/config.yaml`` (a job that
-    started but wrote no metrics: it was killed, or is still running).
+    The jobs of the sweep in ``root`` when it has a job list (:func:`sweep_dir.sweep_jobs`),
+    else every directory that holds a ``metrics.csv`` or Hydra's ``.hydra/config.yaml`` (a
+    job that started but wrote no metrics: it was killed, or is still running).
     """
-    found = {p.parent for p in root.rglob(METRICS_FILE)}
-    found |= {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
+    root = Path(root)
+    listed = sweep_dir.sweep_jobs(root)
+    found = set(listed) if listed is not None else set(sweep_dir.run_dirs(root))
+    if listed is None and (root / METRICS_FILE).is_file():
+        found.add(root)
     return sorted(found, key=lambda p: _natural(p.relative_to(root)))
 
 
 def _missing_row(run_dir: Path) -> dict:
     """The row of a job that left ``.hydra/config.yaml`` but no ``metrics.csv``."""
-    cfg = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+    loaded = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     try:
-        row = config_row(cfg, 0, 0)
-        row.pop("architecture")
-    except (KeyError, TypeError):
+        cfg = OmegaConf.to_container(loaded, resolve=True)
+        row = config_row(cfg)
+    except Exception:  # an interpolation that needs Hydra, or a config from elsewhere
         row = {}
     return row | {"status": "missing", "error": MISSING_ERROR}
 
@@ -88,13 +95,13 @@ def collect(root: Path) -> pd.DataFrame:
     """
     frames = []
     for run_dir in job_dirs(root):
-        metrics = run_dir / METRICS_FILE
-        if metrics.is_file():
-            frame = pd.read_csv(metrics, dtype=TEXT_COLUMNS)
-        else:
-            frame = pd.DataFrame([_missing_row(run_dir)])
+        row = read_metrics(run_dir)
+        if row is None and (run_dir / ".hydra" / "config.yaml").is_file():
+            row = _missing_row(run_dir)
+        elif row is None:
+            row = {"status": "missing", "error": f"unreadable {METRICS_FILE}"}
         job = run_dir.relative_to(root).as_posix()
-        frames.append(frame.assign(job=run_dir.name if job == "." else job))
+        frames.append(pd.DataFrame([row]).assign(job=run_dir.name if job == "." else job))
     if not frames:
         return pd.DataFrame()
     return order_columns(pd.concat(frames, ignore_index=True))
@@ -112,15 +119,27 @@ def load_results(path: Path) -> pd.DataFrame:
         if results.empty and (path / RESULTS_FILE).is_file():
             path = path / RESULTS_FILE
     if path.is_file():
-        try:
-            results = pd.read_csv(path, dtype=TEXT_COLUMNS)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-            raise NoResultsError(path) from None
+        results = _read_results_file(path)
         if "job" not in results.columns:
             results.insert(0, "job", path.parent.name)
     if not path.exists() or results.empty or "status" not in results.columns:
         raise NoResultsError(path)
     return order_columns(results)
+
+
+def _read_results_file(path: Path) -> pd.DataFrame:
+    """A ``results.csv`` or ``metrics.csv``, refused (one line naming it) when it is not one
+    of regexp's, or was cut off while being written."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        results = pd.read_csv(io.StringIO(text), dtype=TEXT_COLUMNS)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+        raise NoResultsError(path) from None
+    if "status" not in results.columns or not aggregate.config_columns(results):
+        raise NoResultsError(path)  # a CSV, but not one that regexp wrote
+    if not text.endswith("\n") or results["status"].isna().any():
+        raise ValueError(f"'{path}' is truncated (its last row is incomplete); regenerate it")
+    return results
 
 
 def task_metrics(results: pd.DataFrame) -> dict[str, str]:
@@ -129,17 +148,28 @@ def task_metrics(results: pd.DataFrame) -> dict[str, str]:
     return {d: aggregate.main_metric(t) for d, t in tasks.items()}
 
 
-def write_plots(results: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``accuracy_vs_lambda.png`` (``r2_vs_lambda.png`` for regression),
-    ``sparsity_vs_lambda.png`` and ``pareto.png`` of ``results`` into ``out_dir``.
+def write_plots(
+    results: pd.DataFrame,
+    out_dir: Path,
+    by: Sequence[str] | None = None,
+    metric: str | None = None,
+) -> list[Path]:
+    """``<metric>_vs_lambda.png`` (``accuracy`` or ``r2`` by default), ``sparsity_vs_lambda.png``
+    and ``pareto.png`` of ``results`` into ``out_dir``.
 
-    Plots use the default grouping (:func:`regexp.outputs.aggregate.group_columns`): a point per
-    group (mean ± std over seeds), a panel per dataset, a line per regularizer (and per
-    other varying config column). Returns the paths written.
+    A point per group (mean ± std over seeds), a panel per dataset, a line per value of the
+    ``by`` columns other than dataset and λ (default: :func:`aggregate.group_columns`).
+    ``metric`` (default: each dataset's test accuracy or R²) is the y of the first plot and
+    of the Pareto plot. Returns the paths written.
     """
-    summary = aggregate.summarize(results)
-    series = [c for c in aggregate.group_columns(results) if c not in ("dataset", "lambda")]
-    metrics = {d: m for d, m in task_metrics(results).items() if f"{m}_mean" in summary.columns}
+    if not {"dataset", "lambda"} <= set(results.columns):
+        return []
+    series = [c for c in (by or aggregate.group_columns(results)) if c not in ("dataset", "lambda")]
+    summary = aggregate.summarize(results, ["dataset", *series, "lambda"])
+    metrics = task_metrics(results)
+    if metric and metric != aggregate.MIXED_METRIC:
+        metrics = {d: metric for d in metrics}
+    metrics = {d: m for d, m in metrics.items() if f"{m}_mean" in summary.columns}
     written = []
     for metric in sorted(set(metrics.values())):
         path = out_dir / f"{metric.removeprefix('test_')}_vs_lambda.png"
@@ -180,21 +210,88 @@ def compare(
     classification and regression.
     Returns the summary, the group columns and the metric.
     """
-    frames = [load_results(Path(p)).assign(source=str(p)) for p in paths]
-    results = order_columns(pd.concat(frames, ignore_index=True))
+    frames = [_with_run_dirs(load_results(Path(p)), Path(p)).assign(source=str(p)) for p in paths]
+    results = pd.concat(frames, ignore_index=True)
+    twice = results.duplicated("_run", keep="first")
+    if twice.any():
+        log.info("%d run(s) named more than once are counted once", int(twice.sum()))
+    results = order_columns(results[~twice].drop(columns="_run").reset_index(drop=True))
     by = list(by or aggregate.group_columns(results))
     metric = metric or aggregate.default_metric(results)
     if metric == aggregate.MIXED_METRIC:
         results = aggregate.with_mixed_metric(results)
     summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out '{out_dir}' is a file; name a directory to write into")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / COMPARISON_FILE, summary)
-    write_plots(results, out_dir)
+    write_plots(results, out_dir, by, metric)
     return summary, by, metric
 
 
+def _with_run_dirs(results: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``results`` plus ``_run``: the absolute run directory of each row, so that a run
+    named twice (a sweep and one of its jobs, or one path given twice) counts once."""
+    base = path if path.is_dir() else path.parent
+    if path.is_dir() and job_dirs(path) == [path]:
+        base = path.parent  # a run directory: its job is its own name
+    runs = [str((base / str(job)).resolve()) for job in results["job"]]
+    return results.assign(_run=runs)
+
+
 class AggregateResults(Callback):
-    """Hydra callback: at the end of a multirun, write the sweep's results and plots."""
+    """Hydra callback (``hydra.callbacks`` in ``conf/config.yaml``) that keeps run and sweep
+    directories honest and aggregates a sweep, under any launcher.
+
+    - a run (``on_run_start``): an earlier run in ``hydra.run.dir`` is set aside, never
+      overwritten (:func:`sweep_dir.start_run`);
+    - a sweep (``on_multirun_start``): takes the sweep directory's lock and refuses a
+      directory that holds another sweep's runs unless ``resume=true``
+      (:func:`sweep_dir.start`); each job adds itself to the job list (``on_job_start``);
+    - when the sweep ends: ``results.csv``, ``summary.csv`` and the plots at its root
+      (:func:`write_sweep_report`), from exactly this sweep's jobs.
+    """
+
+    def __init__(self) -> None:
+        self._lock: Any = None
+
+    def __getstate__(self) -> dict:
+        """Worker processes get the callback without the sweep's lock (held here)."""
+        return {**self.__dict__, "_lock": None}
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(config.hydra.run.dir))
+        self._refuse_errors(lambda: sweep_dir.start_run(run_dir, _resume(config)))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        root = Path(str(config.hydra.sweep.dir))
+        self._lock = self._refuse_errors(lambda: sweep_dir.lock(root))
+        self._refuse_errors(lambda: sweep_dir.start(root, _resume(config)))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            root, run_dir = Path(str(config.hydra.sweep.dir)), config.hydra.runtime.output_dir
+            self._refuse_errors(lambda: sweep_dir.add_job(root, Path(run_dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        write_sweep_report(Path(config.hydra.sweep.dir))
+        root = Path(str(config.hydra.sweep.dir))
+        try:
+            sweep_dir.finish(root)
+            write_sweep_report(root)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    @staticmethod
+    def _refuse_errors(action: Any) -> Any:
+        """``action()``; a :class:`sweep_dir.SweepDirError` ends regexp with its one line."""
+        try:
+            return action()
+        except sweep_dir.SweepDirError as err:
+            if errors.debug():
+                raise
+            errors.fail(str(err))
+
+
+def _resume(config: DictConfig) -> bool:
+    return bool(OmegaConf.select(config, "resume", default=False))
