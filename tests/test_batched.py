@@ -168,7 +168,11 @@ def regexp_train(*args: str, cwd: Path) -> str:
 
 
 def metrics(sweep: Path) -> pd.DataFrame:
-    rows = [pd.read_csv(d / "metrics.csv") for d in sorted(sweep.iterdir()) if d.is_dir() and d.name != ".regexp"]
+    rows = [
+        pd.read_csv(d / "metrics.csv")
+        for d in sorted(sweep.iterdir())
+        if d.is_dir() and d.name != ".regexp"
+    ]
     return pd.concat(rows, ignore_index=True).drop(columns="train_seconds", errors="ignore")
 
 

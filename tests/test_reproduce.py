@@ -69,7 +69,9 @@ def test_report_tables_equal_a_pandas_computation_from_metrics_csv(tiny_sweep, t
 
 def test_pixel_map_is_the_mean_over_seeds_of_inputs_with_a_nonzero_outgoing_weight(tiny_sweep):
 
-    dirs = sorted(d for d in (tiny_sweep / "tiny").iterdir() if d.name != ".regexp")[:2]  # the SGL runs
+    dirs = sorted(d for d in (tiny_sweep / "tiny").iterdir() if d.name != ".regexp")[
+        :2
+    ]  # the SGL runs
     alive = [
         (torch.load(d / "model.pt", weights_only=False)["state_dict"]["0.weight"] != 0)
         .any(dim=0)
