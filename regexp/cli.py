@@ -194,13 +194,35 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE, end="")
         return
     command, rest = argv[0], argv[1:]
-    if command == "train":
-        _hydra(train_app, "regexp train", rest)
-    elif command == "compare":
-        compare_main(rest)
-    else:
-        print(USAGE, end="", file=sys.stderr)
-        fail(f"unknown command '{command}'; choose one of: train, compare")
+    try:
+        if command == "train":
+            _hydra(train_app, "regexp train", rest)
+        elif command == "compare":
+            compare_main(rest)
+        else:
+            print(USAGE, end="", file=sys.stderr)
+            fail(f"unknown command '{command}'; choose one of: train, compare")
+    except KeyboardInterrupt:
+        _interrupted()
+    except BrokenPipeError:  # `regexp compare ... | head`: the reader has what it wants
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        raise SystemExit(0) from None
+
+
+def _interrupted() -> None:
+    """Ctrl-C: remove half-written temporaries, say what is kept, exit 130 (no traceback)."""
+    from regexp.outputs.files import OUTPUT_ROOTS, remove_all_temporaries
+
+    for root in OUTPUT_ROOTS:
+        remove_all_temporaries(root)
+    where = f" in {OUTPUT_ROOTS[-1]}" if OUTPUT_ROOTS else ""
+    print(
+        f"regexp: interrupted; finished runs are kept{where}. To continue a sweep, run the "
+        "same command with resume=true",
+        file=sys.stderr,
+    )
+    raise SystemExit(130)
 
 
 if __name__ == "__main__":

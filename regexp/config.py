@@ -12,8 +12,11 @@ message names the config key, the bad value and what is allowed, e.g.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from regexp.core.checks import check_int, check_real
 from regexp.engine.build import (
@@ -27,6 +30,102 @@ from regexp.engine.models import validate_mlp
 
 # torch.manual_seed takes seeds modulo 2**32: larger ones would alias smaller ones.
 SEED_LIMIT = 2**32
+
+
+# The keys and types of each config group, one dataclass per choice. validate() merges a
+# resolved config into these structured configs (OmegaConf.structured), so an unknown key
+# (`+trainer.foo=1`, `+optimizer.momentum=0.9` with Adam) or a value of the wrong type is
+# refused; the ranges, and the one-line messages of README's troubleshooting table, come
+# from the hand checks of the library that run first.
+@dataclass
+class TrainerConf:
+    epochs: int = 200
+    batch_size: int = 32
+    early_stopping_patience: int | None = None
+    device: str = "cpu"
+    num_threads: int = 1
+
+
+@dataclass
+class ModelConf:
+    hidden: list[int] = field(default_factory=lambda: [40, 20])
+    activation: str = "relu"
+    dropout: float = 0.0
+    init: str = "default"
+
+
+@dataclass
+class AdamConf:
+    name: str = "adam"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class SGDConf:
+    name: str = "sgd"
+    lr: float = 1e-2
+    momentum: float = 0.0
+
+
+@dataclass
+class BuiltinDatasetConf:
+    name: str = MISSING
+    task: str = MISSING
+    val_size: float = 0.2
+    test_size: float = 0.2
+    split_seed: int = 0
+    scaler: str = "standard"
+
+
+@dataclass
+class CSVDatasetConf(BuiltinDatasetConf):
+    path: str = MISSING
+    target: Any = MISSING  # a column name, or a number for a column named by digits
+    encode_categorical: bool = False
+    sep: str | None = ","
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "trainer": {"default": TrainerConf},
+    "model": {"mlp": ModelConf},
+    "optimizer": {"adam": AdamConf, "adamw": AdamConf, "sgd": SGDConf},
+    "dataset": {"csv": CSVDatasetConf},  # every other data set: BuiltinDatasetConf
+}
+
+
+def _schema(group: str, node: Mapping) -> type:
+    choices = SCHEMAS[group]
+    if group == "dataset":
+        return choices.get(node.get("name"), BuiltinDatasetConf)
+    if group in ("optimizer",):
+        return choices[node["name"]]
+    return next(iter(choices.values()))
+
+
+def check_schema(cfg: Mapping) -> None:
+    """Refuse keys that no code reads and values of the wrong type, group by group.
+
+    Raises ``ValueError``: ``trainer.foo is not a key of trainer; its keys are: ...``
+    (in the style of ``regularizer.foo is not an option of regularizer=sgl``).
+    """
+    for group in SCHEMAS:
+        node = cfg[group]
+        schema = _schema(group, node)
+        known = [f.name for f in fields(schema)]
+        unknown = sorted(set(node) - set(known))
+        if unknown:
+            where = f"{group}={node['name']}" if "name" in node else group
+            raise ValueError(
+                f"{group}.{unknown[0]} is not a key of {where}; its keys are: "
+                + ", ".join(f"{group}.{k}" for k in known)
+            )
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), dict(node))
+        except OmegaConfBaseException as err:
+            key = f"{group}.{getattr(err, 'full_key', '') or ''}".rstrip(".")
+            raise ValueError(f"{key}: {str(err).splitlines()[0]}") from None
 
 
 def validate(cfg: Mapping) -> None:
@@ -57,3 +156,4 @@ def validate(cfg: Mapping) -> None:
     validate_optimizer(cfg["optimizer"])
     resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
     validate_trainer(cfg["trainer"])
+    check_schema(cfg)

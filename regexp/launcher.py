@@ -84,6 +84,7 @@ class _WriteTask:
 
         self.idx, self.cfg, self.group = job.idx, job.cfg, job.group
         self.outputs, self.error = None, None
+        self.lines = _job_lines(job)
         try:
             self.outputs = outputs(job.cfg, job.setup.model, job.setup.data, job.result)
         except Exception as err:
@@ -97,7 +98,7 @@ class _WriteTask:
         from regexp.stacks import ids
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        log.info("trained in a stack of %d models (jobs %s)", len(self.group), ids(self.group))
+        _to_log_file([*self.lines[:-1], f"{self.lines[-1]}, in a stack of jobs {ids(self.group)}"])
         error = self.error
         if error is None:
             try:
@@ -109,6 +110,28 @@ class _WriteTask:
         log.error("job %s failed: %s", self.idx, error)
         failed_row(self.cfg, run_dir, error)
         return None
+
+
+def _job_lines(job: StackJob) -> list[str]:
+    """What a sequential run of ``job`` logs, in order; the last line is the training one."""
+    data, cfg, reg = job.setup.data, job.cfg, job.setup.reg
+    sizes = [data.n_features, *cfg["model"]["hidden"], data.n_outputs]
+    rows = "/".join(str(len(y)) for y in (data.y_train, data.y_val, data.y_test))
+    return [
+        f"dataset {data.name}: {data.n_features} features, train/val/test = {rows} rows",
+        *job.result.notes.get("events", []),
+        f"trained {'-'.join(map(str, sizes))} with {reg!r} ({job.setup.mode} mode)",
+    ]
+
+
+def _to_log_file(lines: Sequence[str]) -> None:
+    """Write ``lines`` to the job's own log file only (Hydra's file handler of the root
+    logger): the console has the stack's summary line instead."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for text in lines:
+        record = log.makeRecord(log.name, logging.INFO, __file__, 0, text, None, None)
+        for handler in handlers:
+            handler.handle(record)
 
 
 def _load_config(
@@ -242,6 +265,7 @@ class BatchedLauncher(Launcher):
             with console.epoch_progress(tr["epochs"], enabled=sys.stderr.isatty()) as on_epoch:
                 trained = stacks.train(group, on_epoch)
             if trained:
+                _log_stack(group)
                 tasks = [(sweep_configs[job.idx], _WriteTask(job)) for job in group]
                 for job, ret in zip(group, self._in_workers(_run_job, tasks), strict=True):
                     runs[job.idx] = ret
@@ -252,6 +276,19 @@ class BatchedLauncher(Launcher):
             runs[job.idx] = _run_job(self.hydra_context, config, self.task_function)
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [runs[idx] for idx in sorted(runs)]
+
+
+def _log_stack(group: Sequence[StackJob]) -> None:
+    """One console line per trained stack: its jobs and how they ended."""
+    from regexp.stacks import ids
+
+    ended: dict[str, list[int]] = {}
+    for job in group:
+        ended.setdefault(job.result.status, []).append(job.idx)
+    how = ", ".join(
+        f"{len(v)} {k}" + ("" if k == "ok" else f" ({ids(v)})") for k, v in ended.items()
+    )
+    log.info("trained %d jobs (%s) in one stack: %s", len(group), ids([j.idx for j in group]), how)
 
 
 def _task_config(config: DictConfig) -> dict | None:

@@ -189,7 +189,11 @@ def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
         "hydra/launcher=batched", *sweep, f"hydra.sweep.dir={tmp_path / 'bat'}", cwd=tmp_path
     )
     assert "training 4 jobs (#0, #2-3, #5) as one stacked model" in out  # #1, #4: λ=-1
-    assert out.count("trained in a stack of 4 models (jobs #0, #2-3, #5)") == 4
+    assert out.count("trained 4 jobs (#0, #2-3, #5) in one stack: 4 ok") == 1  # once a stack
+    for job in (0, 2, 3, 5):  # each job's own log says what its sequential run would say
+        log = (tmp_path / "bat" / str(job) / "train.log").read_text()
+        assert "dataset digits: 64 features, train/val/test = 1077/360/360 rows" in log
+        assert "in a stack of jobs #0, #2-3, #5" in log
     assert "job #1 runs alone: its config is invalid" in out
     seq, bat = metrics(tmp_path / "seq"), metrics(tmp_path / "bat")
     assert list(seq.columns) == list(bat.columns) and len(bat) == 6

@@ -76,6 +76,7 @@ def fit(
     lr = optimizer.param_groups[0]["lr"]
     gen = torch.Generator().manual_seed(seed)
     rows, status, best = [], "ok", (math.inf, None, 0)
+    events: list[str] = []  # what the log says about divergence and early stopping
     start = time.perf_counter()
     model.train()
     for epoch in range(1, epochs + 1):
@@ -115,18 +116,20 @@ def fit(
             on_epoch(f"loss {d_loss + pen:.4f} val {val['loss']:.4f}")
         if not (math.isfinite(d_loss + pen) and math.isfinite(val["loss"])):
             status = "diverged"
-            log.warning("loss is not finite at epoch %d: run diverged, training stopped", epoch)
+            events.append(f"loss is not finite at epoch {epoch}: run diverged, training stopped")
+            log.warning(events[-1])
             break
         if patience is not None:
             if val["loss"] < best[0]:
                 best = (val["loss"], copy.deepcopy(model.state_dict()), epoch)
             elif epoch - best[2] >= patience:
-                log.info("early stopping at epoch %d (best epoch %d)", epoch, best[2])
+                events.append(f"early stopping at epoch {epoch} (best epoch {best[2]})")
+                log.info(events[-1])
                 break
     if patience is not None and best[1] is not None and status == "ok":
         model.load_state_dict(best[1])
     seconds = time.perf_counter() - start
-    return FitResult(pd.DataFrame(rows), status, seconds, {"best_epoch": best[2]})
+    return FitResult(pd.DataFrame(rows), status, seconds, {"best_epoch": best[2], "events": events})
 
 
 @dataclass

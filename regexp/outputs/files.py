@@ -17,6 +17,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+# The run or sweep directories this process writes into (regexp's Hydra callback adds them),
+# so that an interrupted command can remove its temporaries everywhere.
+OUTPUT_ROOTS: list[Path] = []
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -38,6 +42,24 @@ def remove_temporaries(folder: Path, names: Sequence[str]) -> None:
     for name in names:
         for path in Path(folder).glob(f".{name}.*.tmp"):
             path.unlink(missing_ok=True)
+
+
+def remove_all_temporaries(root: Path) -> None:
+    """Delete every ``.<name>.<pid>.tmp`` file under ``root``, at any depth."""
+    if Path(root).is_dir():
+        for path in Path(root).rglob(".*.tmp"):
+            path.unlink(missing_ok=True)
+
+
+def writable_dir(path: Path, key: str) -> None:
+    """Create directory ``path``; ``ValueError`` naming ``key`` if it cannot be written to."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with atomic_path(Path(path) / ".regexp-write-check") as tmp:
+            tmp.write_bytes(b"")
+        (Path(path) / ".regexp-write-check").unlink()
+    except OSError as err:
+        raise ValueError(f"{key} '{path}' is not a writable directory ({err.strerror})") from None
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regexp import errors
 from regexp.outputs import aggregate, schema, sweep_dir, sweep_plots
-from regexp.outputs.files import write_csv
+from regexp.outputs.files import OUTPUT_ROOTS, writable_dir, write_csv
 from regexp.outputs.run import config_row, read_metrics
 
 log = logging.getLogger(__name__)
@@ -261,10 +261,14 @@ class AggregateResults(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(str(config.hydra.run.dir))
+        self._refuse_errors(lambda: writable_dir(run_dir, "hydra.run.dir"))
+        OUTPUT_ROOTS.append(run_dir)
         self._refuse_errors(lambda: sweep_dir.start_run(run_dir, _resume(config)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(str(config.hydra.sweep.dir))
+        self._refuse_errors(lambda: writable_dir(root, "hydra.sweep.dir"))
+        OUTPUT_ROOTS.append(root)
         self._lock = self._refuse_errors(lambda: sweep_dir.lock(root))
         self._refuse_errors(lambda: sweep_dir.start(root, _resume(config)))
 
@@ -284,10 +288,11 @@ class AggregateResults(Callback):
 
     @staticmethod
     def _refuse_errors(action: Any) -> Any:
-        """``action()``; a :class:`sweep_dir.SweepDirError` ends regexp with its one line."""
+        """``action()``; a ``ValueError`` (e.g. :class:`sweep_dir.SweepDirError`) ends regexp
+        with its one line."""
         try:
             return action()
-        except sweep_dir.SweepDirError as err:
+        except ValueError as err:
             if errors.debug():
                 raise
             errors.fail(str(err))

@@ -201,6 +201,9 @@ def _fit(
     metric = "accuracy" if data.task == "classification" else "r2"
 
     rows: list[list[dict]] = [[] for _ in members]
+    # Per model, what the sequential run would log (divergence, early stopping): the
+    # launcher writes them into that job's own log, named by its job number.
+    events: list[list[str]] = [[] for _ in members]
     status = ["ok"] * n_models
     active = torch.ones(n_models, dtype=torch.bool)
     final = stack.snapshot()  # parameters of models that stopped, as they stopped
@@ -250,17 +253,15 @@ def _fit(
             if not (math.isfinite(d + pen) and math.isfinite(v)):
                 status[k] = "diverged"
                 stopped[k] = True
-                log.warning("model %d: loss is not finite at epoch %d: diverged, stopped", k, epoch)
+                events[k].append(
+                    f"loss is not finite at epoch {epoch}: run diverged, training stopped"
+                )
             elif patience is not None:
                 if v < best_loss[k]:
                     best_loss[k], best_epoch[k] = v, epoch
                 elif epoch - int(best_epoch[k]) >= patience:
-                    log.info(
-                        "model %d: early stopping at epoch %d (best epoch %d)",
-                        k,
-                        epoch,
-                        int(best_epoch[k]),
-                    )
+                    best_k = int(best_epoch[k])
+                    events[k].append(f"early stopping at epoch {epoch} (best epoch {best_k})")
                     stopped[k] = True
         if best is not None:  # keep the weights of models whose val loss just improved
             copy_where_(best, stack.parameters, (best_epoch == epoch) & active)
@@ -280,5 +281,6 @@ def _fit(
     for k, m in enumerate(members):
         stack.copy_to(k, m.model)
         history = pd.DataFrame(rows[k])
-        results.append(FitResult(history, status[k], seconds, {"best_epoch": int(best_epoch[k])}))
+        notes = {"best_epoch": int(best_epoch[k]), "events": events[k]}
+        results.append(FitResult(history, status[k], seconds, notes))
     return results
