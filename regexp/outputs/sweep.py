@@ -265,6 +265,9 @@ class AggregateResults(Callback):
         OUTPUT_ROOTS.append(run_dir)
         self._refuse_errors(lambda: sweep_dir.start_run(run_dir, _resume(config)))
 
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir.finish(Path(str(config.hydra.run.dir)))
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(str(config.hydra.sweep.dir))
         self._refuse_errors(lambda: writable_dir(root, "hydra.sweep.dir"))

@@ -139,6 +139,8 @@ def _move_run(run_dir: Path, target: Path) -> None:
         if item.name == STATE_DIR or (item.is_dir() and item.name != ".hydra" and run_dirs(item)):
             continue  # a nested run directory is moved on its own
         os.replace(item, target / item.name)
+    if not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def add_job(sweep_dir: Path, run_dir: Path) -> None:
@@ -245,7 +247,7 @@ def _sweep_root(run_dir: Path) -> Path | None:
 
 
 def finish(sweep_dir: Path) -> None:
-    """At the end of a sweep: runs set aside and not reused move to ``superseded/``."""
+    """At the end of a sweep (or run): runs set aside and not reused move to ``superseded/``."""
     home = state(sweep_dir)
     left = sorted((home / REUSABLE).iterdir()) if (home / REUSABLE).is_dir() else []
     if left:
