@@ -21,7 +21,7 @@ from regexp.core import sparsity
 from regexp.engine.data import Dataset
 from regexp.engine.evaluation import evaluate
 from regexp.engine.train import FitResult
-from regexp.outputs import console, run_plots
+from regexp.outputs import console, run_plots, trackers
 from regexp.outputs.files import remove_temporaries, save_checkpoint, write_csv
 
 # Every file a run writes into its directory; metrics.csv is written last.
@@ -144,6 +144,7 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
     Every file is written atomically and ``metrics.csv`` last (an older one is removed
     first), so its presence marks a complete run. A run that is not ok gets
     ``history.csv``, ``learning_curves.png``, ``model.pt`` and ``metrics.csv`` only.
+    The run goes to the experiment tracker (``logger``) before ``metrics.csv`` is written.
     ``summary``: print the metrics table.
     """
     _mark_incomplete(run_dir)
@@ -155,6 +156,7 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
         run_plots.plot_sparsity(out.layers, run_dir / "sparsity.png")
     if out.features is not None:
         run_plots.plot_features(**out.features, path=run_dir / "features.png")
+    trackers.log_run(run_dir, out.cfg, out.history, out.row)  # logger=tensorboard, mlflow
     write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
     if summary:
         console.print_summary(out.row, out.layers)
