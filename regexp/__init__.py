@@ -44,7 +44,8 @@ from regexp.core.sparsity import (
     weight_sparsity,
 )
 
-# The notebook API, imported by __getattr__ on first use.
+# The notebook API, imported by __getattr__ on first use. (regexp.best, model selection
+# from a results frame, is built on another branch and belongs in this table.)
 _LAZY = {
     "run": "regexp.api",
     "RunResult": "regexp.api",
