@@ -4,8 +4,17 @@ The regularizers and sparsity measures are a small library for any PyTorch train
 
     from regexp import SparseGroupLasso, neuron_sparsity, threshold_
 
-Importing regexp has no side effects: no matplotlib backend, no torch thread count.
+The notebook API trains configurations of ``regexp train`` and reads results back::
+
+    result = regexp.run(["regularizer=l1", "lambda=1e-3"])  # the metrics row, a dict
+    frame = regexp.load_results("outputs/multirun/...")  # sweep dir, run dir or CSV
+    regexp.summarize(frame)  # mean and std over seeds per group
+
+Importing regexp has no side effects: no matplotlib backend, no torch thread count; and
+it imports only torch: the notebook API (Hydra, pandas, matplotlib) loads on first use.
 """
+
+import importlib
 
 from regexp.core.penalties import add_penalty_grad_, group_norms, penalty, prox_
 from regexp.core.regularizers import (
@@ -35,6 +44,28 @@ from regexp.core.sparsity import (
     weight_sparsity,
 )
 
+# The notebook API, imported by __getattr__ on first use. (regexp.best, model selection
+# from a results frame, is built on another branch and belongs in this table.)
+_LAZY = {
+    "run": "regexp.api",
+    "RunResult": "regexp.api",
+    "load_results": "regexp.outputs.sweep",
+    "summarize": "regexp.outputs.aggregate",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'regexp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
     "L1",
     "L2",
@@ -46,6 +77,7 @@ __all__ = [
     "NoRegularizer",
     "Norm",
     "Regularizer",
+    "RunResult",
     "SparseGroupLasso",
     "WeightDecay",
     "add_penalty_grad_",
@@ -53,13 +85,16 @@ __all__ = [
     "group_norms",
     "kept_params",
     "layer_sparsity",
+    "load_results",
     "make_regularizer",
     "neuron_sparsity",
     "params_kept",
     "params_total",
     "penalty",
     "prox_",
+    "run",
     "selected_parameters",
+    "summarize",
     "threshold_",
     "weight_sparsity",
 ]

@@ -11,6 +11,7 @@ message names the config key, the bad value and what is allowed, e.g.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -135,7 +136,8 @@ def validate(cfg: Mapping) -> None:
     ----------
     cfg : Mapping
         The composed config: top-level ``lambda``, ``seed``, ``threshold``, ``resume`` and
-        the groups ``dataset``, ``model``, ``regularizer``, ``optimizer``, ``trainer``.
+        the groups ``dataset``, ``model``, ``regularizer``, ``optimizer``, ``trainer`` and
+        ``logger`` (optional).
     """
     missing = sorted(OmegaConf.missing_keys(OmegaConf.create(dict(cfg))))
     if missing:
@@ -156,4 +158,51 @@ def validate(cfg: Mapping) -> None:
     validate_optimizer(cfg["optimizer"])
     resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
     validate_trainer(cfg["trainer"])
+    validate_logger(cfg.get("logger"))
     check_schema(cfg)
+
+
+# logger=<name> (conf/logger/): the options each experiment tracker reads.
+LOGGERS: dict[str, tuple[str, ...]] = {
+    "csv": (),
+    "tensorboard": ("save_dir",),
+    "mlflow": ("tracking_uri", "experiment_name"),
+}
+
+
+def logger_packages(logger: Mapping) -> tuple[str, ...]:
+    """The packages a tracker imports; its optional extra (``.[<name>]``) installs them."""
+    if logger["name"] == "tensorboard":
+        return ("tensorboard",)
+    if logger["name"] == "mlflow":  # mlflow-skinny leaves out the SQL store's packages
+        sql = str(logger["tracking_uri"]).startswith("sqlite:")
+        return ("mlflow", "sqlalchemy", "alembic") if sql else ("mlflow",)
+    return ()
+
+
+def validate_logger(logger: Mapping | None) -> None:
+    """Check the ``logger`` group; ``None`` (a config without one) means ``csv``.
+
+    The tracker's packages must be installed, so that a run fails here, before training,
+    rather than after it.
+    """
+    if logger is None:
+        return
+    name = logger.get("name")
+    if not isinstance(name, str) or name not in LOGGERS:
+        raise ValueError(f"logger.name must be one of {', '.join(LOGGERS)}, got {name!r}")
+    options = LOGGERS[name]
+    extra = sorted(str(k) for k in logger if k != "name" and k not in options)
+    if extra:
+        takes = ", ".join(options) or "none"
+        raise ValueError(f"logger.{extra[0]} is not an option of logger={name}; it takes {takes}")
+    for key in options:
+        value = logger.get(key)
+        if not (isinstance(value, str) and value) and not (key == "save_dir" and value is None):
+            allowed = "null or a folder" if key == "save_dir" else "a non-empty string"
+            raise ValueError(f"logger.{key} must be {allowed}, got {value!r}")
+    for package in logger_packages(logger):
+        if importlib.util.find_spec(package) is None:
+            raise ValueError(
+                f'logger={name} needs the {package} package: pip install -e ".[{name}]"'
+            )

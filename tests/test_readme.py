@@ -46,6 +46,34 @@ def test_readme_stacked_example_prints_each_models_validation_accuracy(capsys):
     np.testing.assert_allclose(printed, recomputed, atol=1e-12)
 
 
+def test_readme_notebook_example_prints_the_saved_models_numpy_accuracy(
+    capsys, tmp_path, monkeypatch
+):
+    from regexp.engine.data import load_dataset
+    from regexp.engine.models import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)  # the example writes outputs/notebook/l1
+    ns, out = run_block("regexp.run(", capsys)
+    model, cfg = load_checkpoint(tmp_path / "outputs" / "notebook" / "l1" / "model.pt")
+    assert cfg["regularizer"]["name"] == "l1" and cfg["trainer"]["epochs"] == 20
+    data = load_dataset(**cfg["dataset"])
+    with torch.no_grad():
+        logits = model(data.x_test).numpy()
+    accuracy = float((logits.argmax(1) == data.y_test.numpy()).mean())
+    printed = re.search(r"test accuracy: (\S+) parameters kept: (\d+)", out)
+    assert float(printed.group(1)) == pytest.approx(accuracy, abs=1e-12)
+    assert accuracy > 0.8  # 20 epochs on digits
+    # parameters kept: with a_i the input units of layer i with a non-zero outgoing weight
+    # (a_L: all outputs), each layer keeps a_{i+1}·a_i weights and a_{i+1} biases.
+    weights = [m.weight.detach().numpy() for m in model if isinstance(m, torch.nn.Linear)]
+    alive = [int((w != 0).any(axis=0).sum()) for w in weights] + [weights[-1].shape[0]]
+    kept = sum(alive[i + 1] * alive[i] + alive[i + 1] for i in range(len(weights)))
+    assert int(printed.group(2)) == kept
+    history = np.genfromtxt(tmp_path / "outputs/notebook/l1/history.csv", delimiter=",", names=True)
+    assert f"{history['val_loss'][-1]:.6f}" in out  # the last epoch's val_loss, printed
+    assert len(ns["results"]) == 1
+
+
 @pytest.mark.parametrize("code", BLOCKS)
 def test_every_readme_python_block_is_checked_above(code):
-    assert "SparseGroupLasso(1e-2)" in code or "fit_stacked(" in code
+    assert "SparseGroupLasso(1e-2)" in code or "fit_stacked(" in code or "regexp.run(" in code

@@ -24,12 +24,15 @@ ID_LENGTH = 16  # hex digits of sha256 kept: 64 bits
 
 def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
     """``{"dataset.scaler": "standard", "model.hidden": "[40, 20]", ...}``: one dotted key
-    per leaf of ``cfg``; lists and tuples become JSON text, other leaves stay as they are."""
+    per leaf of ``cfg``; lists and tuples become JSON text, an empty mapping ``"{}"``, other
+    leaves stay as they are."""
     out: dict[str, Any] = {}
     for key, value in cfg.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and value:
             out |= flatten(value, f"{name}.")
+        elif isinstance(value, Mapping):
+            out[name] = "{}"
         elif isinstance(value, list | tuple):
             out[name] = json.dumps(list(value))
         else:

@@ -23,7 +23,7 @@ from regexp.engine.build import resolve_prox_metric
 from regexp.engine.data import Dataset
 from regexp.engine.evaluation import evaluate
 from regexp.engine.train import FitResult
-from regexp.outputs import console, run_plots, schema
+from regexp.outputs import console, run_plots, schema, trackers
 from regexp.outputs.files import remove_temporaries, save_checkpoint, write_csv
 from regexp.outputs.identity import config_id, data_id, flatten
 
@@ -174,6 +174,7 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
     Every file is written atomically and ``metrics.csv`` last (an older one is removed
     first), so its presence marks a complete run. A run that is not ok gets
     ``history.csv``, ``learning_curves.png``, ``model.pt`` and ``metrics.csv`` only.
+    The run goes to the experiment tracker (``logger``) before ``metrics.csv`` is written.
     ``summary``: print the metrics table.
     """
     _mark_incomplete(run_dir)
@@ -186,6 +187,7 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
         run_plots.plot_sparsity(out.layers, run_dir / "sparsity.png")
     if out.features is not None:
         run_plots.plot_features(**out.features, path=run_dir / "features.png")
+    trackers.log_run(run_dir, out.cfg, out.history, out.row)  # logger=tensorboard, mlflow
     write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
     if summary:
         console.print_summary(out.row, out.layers)

@@ -1,0 +1,141 @@
+"""The notebook API: train one configuration of ``regexp train`` from Python.
+
+    import regexp
+
+    result = regexp.run(["regularizer=l1", "lambda=1e-3"], run_dir="outputs/notebook/l1")
+    result["test_accuracy"], result.history, result.model
+
+:func:`run` composes the shipped config (``regexp.conf``) with Hydra's compose API and runs
+it through the code of ``regexp train`` (:func:`regexp.job.run`), so its numbers and files
+are those of the command line. ``regexp.load_results`` and ``regexp.summarize`` read runs
+and sweeps back (:mod:`regexp.outputs.sweep`, :mod:`regexp.outputs.aggregate`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from regexp.config import validate
+from regexp.engine.models import load_checkpoint
+from regexp.job import run as run_job
+from regexp.outputs.run import read_metrics
+
+
+class RunResult(dict):
+    """A run's metrics row: a plain ``dict`` of the ``metrics.csv`` columns, plus
+
+    Attributes
+    ----------
+    history : pandas.DataFrame
+        ``history.csv``: one row per epoch.
+    model : torch.nn.Sequential
+        The trained model as saved in ``model.pt`` (thresholded unless the run diverged),
+        in eval mode.
+    config : dict
+        The resolved config the run was trained with.
+    run_dir : pathlib.Path or None
+        The run directory, or ``None`` when it was a temporary one (now removed).
+    """
+
+    def __init__(
+        self,
+        row: dict,
+        *,
+        history: pd.DataFrame,
+        model: nn.Module,
+        config: dict,
+        run_dir: Path | None,
+    ) -> None:
+        super().__init__(row)
+        self.history, self.model, self.config, self.run_dir = history, model, config, run_dir
+
+
+def compose_config(overrides: Sequence[str] = ()) -> dict:
+    """The shipped config with ``overrides`` (command-line syntax), resolved to a dict.
+
+    A Hydra that the caller initialized (``hydra.initialize``) is left as it was.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+    from omegaconf import OmegaConf
+
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides must be a list of strings, got the string {overrides!r}")
+    backup = get_gh_backup()
+    if backup is not None:
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("regexp.conf", version_base="1.3"):
+            cfg = compose("config", overrides=list(overrides))
+    finally:
+        if backup is not None:
+            restore_gh_from_backup(backup)
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> RunResult:
+    """Train one configuration, as ``regexp train *overrides`` does; its metrics row.
+
+    Parameters
+    ----------
+    overrides : list of str
+        Hydra overrides as on the command line, e.g. ``["regularizer=l1", "lambda=1e-3"]``;
+        one run (no comma-separated sweeps).
+    run_dir : str or Path, optional
+        The folder the run's files go into (created; a run already there is replaced).
+        ``None``: a temporary folder, removed before this returns; the history and model
+        come back in the result all the same.
+
+    Returns
+    -------
+    RunResult
+        The ``metrics.csv`` row as a dict (``result["test_accuracy"]``), with ``history``,
+        ``model``, ``config`` and ``run_dir`` attributes. A run that diverged comes back
+        with ``result["status"] == "diverged"``; a bad value raises ``ValueError`` with the
+        message of ``regexp train``.
+
+    The caller's state is left as it was: torch's random number generators (the run seeds
+    them from ``seed``) and thread count (the run uses ``trainer.num_threads``), Hydra's
+    global state; no matplotlib backend is set.
+    """
+    cfg = compose_config(overrides)
+    validate(cfg)
+    logger = cfg.get("logger") or {}
+    if run_dir is None and logger.get("name") == "tensorboard" and not logger.get("save_dir"):
+        raise ValueError(
+            "logger=tensorboard writes into the run directory, which run_dir=None removes; "
+            "pass run_dir=..., or set logger.save_dir=..."
+        )
+    tr = cfg["trainer"]
+    devices = [] if tr["device"] == "cpu" else list(range(torch.cuda.device_count()))
+    threads = torch.get_num_threads()
+    temporary = None
+    try:
+        if run_dir is None:
+            temporary = Path(tempfile.mkdtemp(prefix="regexp-"))
+        where = Path(run_dir) if run_dir is not None else temporary
+        with torch.random.fork_rng(devices=devices):
+            torch.set_num_threads(tr["num_threads"])
+            run_job(cfg, where, summary=False)
+            model, _ = load_checkpoint(where / "model.pt")  # builds, so draws, then loads
+        row = read_metrics(where)  # as on disk: a missing value is NaN, as in load_results
+        history = pd.read_csv(where / "history.csv")
+    finally:
+        torch.set_num_threads(threads)
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+    return RunResult(
+        row,
+        history=history,
+        model=model,
+        config=cfg,
+        run_dir=None if run_dir is None else Path(run_dir),
+    )
