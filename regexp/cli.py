@@ -139,31 +139,51 @@ def compare_main(argv: list[str]) -> None:
         "--metric",
         default=None,
         metavar="COL",
-        help="column to sort on, best first (default: test_accuracy, or test_r2 "
-        "when no job reports accuracy, or test_metric, each job's own, when both occur)",
+        help="column to sort on, best first, and to plot against λ (default: sort on "
+        "val_accuracy, or val_r2 when no job reports accuracy, or val_metric, each job's "
+        "own, when both occur; plot the test metric)",
+    )
+    parser.add_argument(
+        "--select",
+        default=None,
+        metavar="COL",
+        help="validation column that chooses the best λ of each group, written to "
+        "best.csv (default: val_accuracy, val_r2 or val_metric, as for --metric)",
+    )
+    parser.add_argument(
+        "--rule",
+        choices=("best", "1se"),
+        default="best",
+        help="best: the λ with the best mean; 1se: the sparsest λ within one standard "
+        "error of the best mean (default: best)",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
         metavar="DIR",
-        help="where to write comparison.csv and the plots (default: outputs/compare/<date>_<time>)",
+        help="where to write comparison.csv, best.csv and the plots "
+        "(default: outputs/compare/<date>_<time>)",
     )
     args = parser.parse_args(argv)
     from datetime import datetime
 
-    from regexp.outputs.console import print_comparison
+    from regexp.outputs.console import print_best, print_comparison
     from regexp.outputs.sweep import compare
 
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:
-        summary, by, metric = compare(args.paths, args.by, args.metric, out)
+        summary, by, metric, best = compare(
+            args.paths, args.by, args.metric, out, args.select, args.rule
+        )
     except ValueError as err:
         if debug():
             raise
         fail(str(err))
     print_comparison(summary, by, metric)
-    print(f"comparison.csv and plots written to {out}")
+    if best is not None:
+        print_best(best)
+    print(f"comparison.csv, best.csv and plots written to {out}")
 
 
 def _register_plugins() -> None:

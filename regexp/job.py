@@ -37,4 +37,12 @@ def run(cfg: Mapping, run_dir: Path, summary: bool = True) -> dict:
     epochs = cfg["trainer"]["epochs"]
     with console.epoch_progress(epochs, enabled=sys.stderr.isatty()) as on_epoch:
         result = fit_setup(cfg, s, on_epoch)
-    return finish(cfg, run_dir, s.model, s.data, result, summary=summary)
+    row = finish(cfg, run_dir, s.model, s.data, result, summary=summary)
+    shown = ("status", "test_accuracy", "val_accuracy", "test_r2", "val_r2", "weight_sparsity")
+    shown += ("params_kept", "params_total", "train_seconds")
+    log.info(
+        "metrics: %s; run directory: %s",
+        ", ".join(f"{k}={console.fmt(row[k])}" for k in shown if k in row),
+        run_dir,
+    )
+    return row

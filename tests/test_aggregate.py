@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regexp.outputs import aggregate, objectives, sweep
+from regexp.outputs import aggregate, objectives, selection, sweep
 
 RNG = np.random.default_rng(0)
 
@@ -161,15 +161,19 @@ def test_load_results_rejects_a_path_without_results(tmp_path):
         sweep.load_results(tmp_path / "summary.csv")
 
 
-def test_mixed_tasks_sort_on_each_jobs_own_metric():
+def test_mixed_tasks_select_on_each_jobs_own_validation_metric():
     results = pd.DataFrame(
         {
             "task": ["classification", "regression"],
             "status": ["ok", "ok"],
+            "val_accuracy": [0.8, np.nan],
+            "val_r2": [np.nan, 0.3],
             "test_accuracy": [0.9, np.nan],
             "test_r2": [np.nan, 0.4],
         }
     )
-    assert aggregate.default_metric(results) == "test_metric"
-    assert aggregate.default_metric(results.drop(columns="test_r2")) == "test_accuracy"
-    assert aggregate.with_mixed_metric(results)["test_metric"].tolist() == [0.9, 0.4]
+    assert selection.selection_metric(results) == "val_metric"
+    assert selection.selection_metric(results.iloc[:1]) == "val_accuracy"
+    both = selection.with_val_metric(results)
+    assert both["val_metric"].tolist() == [0.8, 0.3]
+    assert both["test_metric"].tolist() == [0.9, 0.4]

@@ -123,30 +123,6 @@ def main_metric(task: str, split: str = "test") -> str:
     return f"{split}_{TASK_METRIC[task]}"
 
 
-MIXED_METRIC = "test_metric"
-
-
-def default_metric(results: pd.DataFrame) -> str:
-    """``test_accuracy``, ``test_r2``, or ``test_metric`` when jobs report both.
-
-    ``test_metric`` (see :func:`with_mixed_metric`) holds each job's own main metric.
-    """
-    found = [
-        c for c in ("test_accuracy", "test_r2") if c in results.columns and results[c].notna().any()
-    ]
-    if not found:
-        raise ValueError("no test_accuracy or test_r2 column in the results; pass --metric")
-    return found[0] if len(found) == 1 else MIXED_METRIC
-
-
-def with_mixed_metric(results: pd.DataFrame) -> pd.DataFrame:
-    """``results`` plus ``test_metric``: ``test_accuracy`` where it exists, else ``test_r2``.
-
-    For comparisons across classification and regression data sets.
-    """
-    return results.assign(**{MIXED_METRIC: results["test_accuracy"].fillna(results["test_r2"])})
-
-
 def sort_by_metric(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     """``summary`` sorted best first on ``<metric>_mean``, groups without a value last.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
@@ -37,6 +38,36 @@ def epoch_progress(total: int, enabled: bool = True) -> Iterator[object]:
         yield lambda text="": progress.update(task, advance=1, description=text)
 
 
+def job_line(
+    run_dir: Path, row: Mapping | None, done: int, total: int | None, seconds: float
+) -> str:
+    """One plain-text line per finished job of a sweep: a bar of jobs, k/N, elapsed and
+    ETA, then the job, its key config, status and validation metric."""
+    if total:
+        filled = round(20 * min(done, total) / total)
+        eta = seconds / done * max(total - done, 0)
+        head = f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{total} {_clock(seconds)}"
+        head += f" ETA {_clock(eta)}"
+    else:
+        head = f"{done} jobs done {_clock(seconds)}"
+    if row is None:
+        return f"{head} | job {run_dir.name}: no metrics.csv"
+    keys = " ".join(
+        f"{k}={fmt(row[k])}" for k in ("regularizer", "mode", "lambda", "seed") if k in row
+    )
+    val = next((k for k in ("val_accuracy", "val_r2") if not pd.isna(row.get(k))), None)
+    result = f"{row.get('status')}" + (f", {val} {fmt(float(row[val]))}" if val else "")
+    return f"{head} | job {run_dir.name}: {keys}: {result}"
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour on."""
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes >= 60:
+        return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
 def fmt(value: object) -> str:
     """A table cell: floats to 4 significant digits (``nan`` for NaN), the rest as text."""
     if isinstance(value, float):
@@ -44,9 +75,10 @@ def fmt(value: object) -> str:
     return str(value)
 
 
-def print_summary(row: Mapping, layers: pd.DataFrame | None) -> None:
-    """Print a run's metrics and per-layer sparsity as a table."""
-    table = Table(title="regexp run", show_header=True)
+def print_summary(row: Mapping, layers: pd.DataFrame | None, run_dir: Path | None = None) -> None:
+    """Print a run's metrics and per-layer sparsity as a table, captioned with its folder."""
+    caption = f"run directory: {run_dir}" if run_dir is not None else None
+    table = Table(title="regexp run", show_header=True, caption=caption)
     table.add_column("metric")
     table.add_column("value", justify="right")
     keys = ["dataset", "regularizer", "mode", "lambda", "seed", "architecture", "status"]
@@ -77,3 +109,36 @@ def print_comparison(summary: pd.DataFrame, by: Sequence[str], metric: str) -> N
         cells += [fmt(row[f"{c}_mean"]) for c in extra]
         table.add_row(*cells)
     Console().print(table)
+
+
+def print_best(best: pd.DataFrame) -> None:
+    """Print the best-λ table (:func:`regexp.outputs.selection.best`): a row per group."""
+    if best.empty:
+        return
+    metric = best["selected_on"].iloc[0]
+    test = "test_" + metric.removeprefix("val_")
+    keys = list(best.columns[: list(best.columns).index("lambda")])
+    keys = [c for c in keys if c == "regularizer" or best[c].nunique(dropna=False) > 1]
+    removed = [c for c in best.columns if c.startswith("removed_") and c.endswith("_mean")]
+    layers = "/".join(c.removeprefix("removed_").removesuffix("_mean") for c in removed)
+    title = f"best λ per group, chosen on {metric} (rule: {best['rule'].iloc[0]})"
+    table = Table(title=title)
+    for column in [*keys, "λ", "ok", metric, test, f"removed {layers}", "params kept"]:
+        table.add_column(column, justify="left" if column in keys else "right")
+    for row in best.to_dict("records"):
+        units = "/".join(f"{row[c]:.1f}" for c in removed)
+        table.add_row(
+            *[fmt(row[c]) for c in keys],
+            fmt(row["lambda"]),
+            str(row["n_ok"]),
+            _mean_std(row, metric),
+            _mean_std(row, test),
+            units,
+            _mean_std(row, "params_kept"),
+        )
+    Console().print(table)
+
+
+def _mean_std(row: Mapping, column: str) -> str:
+    mean, std = row.get(f"{column}_mean", math.nan), row.get(f"{column}_std", math.nan)
+    return fmt(float(mean)) if pd.isna(std) else f"{fmt(float(mean))} ± {fmt(float(std))}"

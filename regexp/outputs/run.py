@@ -190,7 +190,7 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
     trackers.log_run(run_dir, out.cfg, out.history, out.row)  # logger=tensorboard, mlflow
     write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
     if summary:
-        console.print_summary(out.row, out.layers)
+        console.print_summary(out.row, out.layers, run_dir)
     return out.row
 
 

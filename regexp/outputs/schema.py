@@ -49,8 +49,8 @@ METRICS = (
     "test_metric",
 )
 # kept_<layer> and units_<layer>: units per layer, added from sparsity.csv by readers of
-# runs (regexp.paper.runs).
-METRIC_PREFIXES = ("test_", "val_", "neuron_sparsity_", "kept_", "units_")
+# runs (regexp.paper.runs); removed_<layer>: units removed (regexp.outputs.selection).
+METRIC_PREFIXES = ("test_", "val_", "neuron_sparsity_", "kept_", "units_", "removed_")
 # Text columns that pandas would otherwise read as numbers ("40" for one hidden layer).
 TEXT_COLUMNS = {
     "job": str,

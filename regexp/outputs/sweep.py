@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from regexp import errors
-from regexp.outputs import aggregate, schema, sweep_dir, sweep_plots
+from regexp.outputs import aggregate, console, schema, selection, sweep_dir, sweep_plots
 from regexp.outputs.files import OUTPUT_ROOTS, writable_dir, write_csv
 from regexp.outputs.run import config_row, read_metrics
 
@@ -32,6 +32,7 @@ METRICS_FILE = "metrics.csv"
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.csv"
 COMPARISON_FILE = "comparison.csv"
+BEST_FILE = "best.csv"
 TEXT_COLUMNS = schema.TEXT_COLUMNS
 MISSING_ERROR = "no metrics.csv: the job was killed or has not finished"
 
@@ -167,7 +168,7 @@ def write_plots(
     series = [c for c in (by or aggregate.group_columns(results)) if c not in ("dataset", "lambda")]
     summary = aggregate.summarize(results, ["dataset", *series, "lambda"])
     metrics = task_metrics(results)
-    if metric and metric != aggregate.MIXED_METRIC:
+    if metric and not metric.endswith("_metric"):
         metrics = {d: metric for d in metrics}
     metrics = {d: m for d, m in metrics.items() if f"{m}_mean" in summary.columns}
     written = []
@@ -194,21 +195,35 @@ def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
     write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(results))
     if "dataset" in results.columns and "lambda" in results.columns:
         write_plots(results, sweep_dir)
+        try:
+            best = selection.best(results)
+        except ValueError as err:  # e.g. every job failed: nothing to choose from
+            log.warning("no best λ: %s", err)
+        else:
+            write_csv(sweep_dir / BEST_FILE, best)
+            console.print_best(best)
     counts = results["status"].value_counts().to_dict()
     log.info("sweep results in %s: %s", sweep_dir / RESULTS_FILE, counts)
     return results
 
 
 def compare(
-    paths: Sequence[Path], by: Sequence[str] | None, metric: str | None, out_dir: Path
-) -> tuple[pd.DataFrame, list[str], str]:
-    """Results of all ``paths`` together: the summary per ``by`` group, sorted on ``metric``.
+    paths: Sequence[Path],
+    by: Sequence[str] | None,
+    metric: str | None,
+    out_dir: Path,
+    select: str | None = None,
+    rule: str = "best",
+) -> tuple[pd.DataFrame, list[str], str, pd.DataFrame]:
+    """Results of all ``paths`` together: the summary per ``by`` group, sorted on ``metric``,
+    and the best λ per group chosen on ``select`` (:func:`selection.best`).
 
-    Writes ``comparison.csv`` (that summary) and the plots into ``out_dir``. Each path's
-    rows carry ``source`` (the path as given), so ``by`` may name it. Without ``metric``,
-    sorts on the test accuracy, the test R², or both as ``test_metric`` when the paths mix
-    classification and regression.
-    Returns the summary, the group columns and the metric.
+    Writes ``comparison.csv`` (that summary), ``best.csv`` and the plots into ``out_dir``.
+    Each path's rows carry ``source`` (the path as given), so ``by`` may name it. Without
+    ``metric``, sorts on the validation accuracy, the validation R², or each job's own as
+    ``val_metric`` when the paths mix classification and regression: the test split is for
+    reporting, not for choosing. Returns the summary, the group columns, the metric and
+    the best-λ table.
     """
     frames = [_with_run_dirs(load_results(Path(p)), Path(p)).assign(source=str(p)) for p in paths]
     results = pd.concat(frames, ignore_index=True)
@@ -217,16 +232,19 @@ def compare(
         log.info("%d run(s) named more than once are counted once", int(twice.sum()))
     results = order_columns(results[~twice].drop(columns="_run").reset_index(drop=True))
     by = list(by or aggregate.group_columns(results))
-    metric = metric or aggregate.default_metric(results)
-    if metric == aggregate.MIXED_METRIC:
-        results = aggregate.with_mixed_metric(results)
+    results = selection.with_val_metric(results)  # val_metric, test_metric: each job's own
+    plotted = metric
+    metric = metric or selection.selection_metric(results)
     summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
+    best = selection.best(results, select, rule) if "lambda" in results.columns else None
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out '{out_dir}' is a file; name a directory to write into")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / COMPARISON_FILE, summary)
-    write_plots(results, out_dir, by, metric)
-    return summary, by, metric
+    if best is not None:
+        write_csv(out_dir / BEST_FILE, best)
+    write_plots(results, out_dir, by, plotted)
+    return summary, by, metric, best
 
 
 def _with_run_dirs(results: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -254,6 +272,7 @@ class AggregateResults(Callback):
 
     def __init__(self) -> None:
         self._lock: Any = None
+        self._total: int | None = None  # jobs in the sweep, when the sweeper says
 
     def __getstate__(self) -> dict:
         """Worker processes get the callback without the sweep's lock (held here)."""
@@ -273,12 +292,21 @@ class AggregateResults(Callback):
         self._refuse_errors(lambda: writable_dir(root, "hydra.sweep.dir"))
         OUTPUT_ROOTS.append(root)
         self._lock = self._refuse_errors(lambda: sweep_dir.lock(root))
+        self._total = sweep_size(config)
         self._refuse_errors(lambda: sweep_dir.start(root, _resume(config)))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             root, run_dir = Path(str(config.hydra.sweep.dir)), config.hydra.runtime.output_dir
             self._refuse_errors(lambda: sweep_dir.add_job(root, Path(run_dir)))
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            return
+        root = Path(str(config.hydra.sweep.dir))
+        run_dir = Path(str(config.hydra.runtime.output_dir))
+        done, seconds = sweep_dir.job_done(root)
+        log.info(console.job_line(run_dir, read_metrics(run_dir), done, self._total, seconds))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(str(config.hydra.sweep.dir))
@@ -299,6 +327,28 @@ class AggregateResults(Callback):
             if errors.debug():
                 raise
             errors.fail(str(err))
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """How many jobs the basic (or regexp's) sweeper will run: the product of the lengths
+    of the sweep overrides (command line and ``hydra.sweeper.params``); ``None`` for
+    sweepers that decide as they go (Optuna's ``n_trials`` is read when set)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeper = config.hydra.sweeper
+    if "n_trials" in sweeper:
+        return int(sweeper.n_trials)
+    params = sweeper.get("params") or {}
+    overrides = [*config.hydra.overrides.task, *(f"{k}={v}" for k, v in params.items())]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        total = 1
+        for override in parsed:
+            if override.is_sweep_override():
+                total *= len(list(override.sweep_iterator()))
+    except Exception:  # a sweep this count does not understand: progress without a total
+        return None
+    return total
 
 
 def _resume(config: DictConfig) -> bool:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 STATE_DIR = ".regexp"
 LOCK_FILE = "sweep.lock"
 JOBS_FILE = "jobs.txt"
+DONE_FILE = "done.txt"  # one line per finished job: for the progress lines
 REUSABLE = "reusable"
 SUPERSEDED = "superseded"
 ORIGIN_FILE = "origin.json"  # in a reusable run: the subdirectory it came from
@@ -104,6 +105,7 @@ def start(sweep_dir: Path, resume: bool) -> None:
         )
     state(root).mkdir(parents=True, exist_ok=True)
     (state(root) / JOBS_FILE).unlink(missing_ok=True)
+    (state(root) / DONE_FILE).unlink(missing_ok=True)
     _set_aside(root, runs, resume)
     if runs:
         log.info("resume: %d earlier run(s) in %s set aside, reused by identity", len(runs), root)
@@ -159,6 +161,18 @@ def add_job(sweep_dir: Path, run_dir: Path) -> None:
             )
         with path.open("a") as file:
             file.write(sub + "\n")
+
+
+def job_done(sweep_dir: Path) -> tuple[int, float]:
+    """Count a finished job: how many jobs of this sweep have finished, and the seconds
+    since the sweep started (the job list's first entry)."""
+    home = state(sweep_dir)
+    with FileLock(home / f"{DONE_FILE}.lock"):
+        with (home / DONE_FILE).open("a") as file:
+            file.write("1\n")
+        done = len((home / DONE_FILE).read_text().splitlines())
+    started = (home / LOCK_FILE).stat().st_mtime if (home / LOCK_FILE).exists() else time.time()
+    return done, time.time() - started
 
 
 def check_distinct(run_dirs_of_jobs: Sequence[Path]) -> None:
