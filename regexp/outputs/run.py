@@ -149,12 +149,13 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
     _mark_incomplete(run_dir)
     write_csv(run_dir / "history.csv", out.history)
     save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row})
-    run_plots.plot_learning_curves(out.history, run_dir / "learning_curves.png")
+    title = run_plots.run_title(out.row)
+    run_plots.plot_learning_curves(out.history, run_dir / "learning_curves.png", title)
     if out.layers is not None:
         write_csv(run_dir / "sparsity.csv", out.layers)
-        run_plots.plot_sparsity(out.layers, run_dir / "sparsity.png")
+        run_plots.plot_sparsity(out.layers, run_dir / "sparsity.png", title)
     if out.features is not None:
-        run_plots.plot_features(**out.features, path=run_dir / "features.png")
+        run_plots.plot_features(**out.features, path=run_dir / "features.png", title=title)
     write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
     if summary:
         console.print_summary(out.row, out.layers)
