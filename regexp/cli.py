@@ -32,6 +32,8 @@ commands:
             `regexp train --help` lists the config groups)
   compare   summarize and plot sweeps, run directories or results CSVs together
             (`regexp compare --help`)
+  plot      draw the figures of finished runs, or of every job of a sweep
+            (`regexp plot --help`)
 
 examples:
   regexp train regularizer=sgl lambda=1e-3
@@ -84,7 +86,7 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
             return objective_values(row, objectives)
         validate(config)
         torch.set_num_threads(config["trainer"]["num_threads"])  # the process's, not the library's
-        row = run(config, run_dir, summary=not multirun)
+        row = run(config, run_dir, summary=not multirun, sweep=multirun)
     except Exception as err:
         if debug():
             raise
@@ -186,6 +188,40 @@ def compare_main(argv: list[str]) -> None:
     print(f"comparison.csv, best.csv and plots written to {out}")
 
 
+def plot_main(argv: list[str]) -> None:
+    """``regexp plot PATH...``: the three figures of each finished run under the paths."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="regexp plot",
+        description="Draw learning_curves.png, sparsity.png and features.png of finished runs\n"
+        "from their CSVs and model.pt (sweep jobs write none unless figures=always).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directory")
+    args = parser.parse_args(argv)
+    from regexp.outputs.run import plot_run
+    from regexp.outputs.sweep import job_dirs
+
+    runs = []
+    for path in map(Path, args.paths):
+        found = (
+            [d for d in job_dirs(path) if (d / "metrics.csv").is_file()] if path.is_dir() else []
+        )
+        if not found:
+            fail(f"no finished runs in '{path}' (expected a run or sweep directory)")
+        runs += [d for d in found if d not in runs]
+    drawn = 0
+    for run_dir in runs:
+        try:
+            drawn += len(plot_run(run_dir))
+        except (ValueError, OSError) as err:
+            if debug():
+                raise
+            log.warning("%s: %s", run_dir, err)
+    print(f"{drawn} figures of {len(runs)} run(s) written")
+
+
 def _register_plugins() -> None:
     """Register regexp's Hydra plugins (``hydra/launcher=batched``) with Hydra.
 
@@ -219,9 +255,11 @@ def main(argv: list[str] | None = None) -> None:
             _hydra(train_app, "regexp train", rest)
         elif command == "compare":
             compare_main(rest)
+        elif command == "plot":
+            plot_main(rest)
         else:
             print(USAGE, end="", file=sys.stderr)
-            fail(f"unknown command '{command}'; choose one of: train, compare")
+            fail(f"unknown command '{command}'; choose one of: train, compare, plot")
     except KeyboardInterrupt:
         _interrupted()
     except BrokenPipeError:  # `regexp compare ... | head`: the reader has what it wants

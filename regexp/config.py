@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from regexp.core.checks import check_int, check_real
+from regexp.core.checks import check_choice, check_int, check_real
 from regexp.engine.build import (
     build_regularizer,
     resolve_prox_metric,
@@ -29,6 +29,8 @@ from regexp.engine.build import (
 from regexp.engine.data import validate_dataset
 from regexp.engine.models import validate_mlp
 
+# Config key ``figures``: whether a run draws its three figures (regexp.outputs.run).
+FIGURES = ("auto", "always", "never")
 # torch.manual_seed takes seeds modulo 2**32: larger ones would alias smaller ones.
 SEED_LIMIT = 2**32
 
@@ -149,6 +151,7 @@ def validate(cfg: Mapping) -> None:
     lam = check_real("lambda", cfg["lambda"], 0.0)
     check_real("threshold", cfg["threshold"], 0.0)
     check_int("seed", cfg["seed"], 0, SEED_LIMIT)
+    check_choice("figures", cfg.get("figures", "auto"), FIGURES)
     if not isinstance(cfg.get("resume", False), bool):
         raise ValueError(f"resume must be true or false, got {cfg['resume']!r}")
     validate_dataset(**cfg["dataset"])

@@ -14,16 +14,17 @@ from pathlib import Path
 from regexp.config import validate
 from regexp.engine.train import fit_setup, prepare
 from regexp.outputs import console
-from regexp.outputs.run import finish
+from regexp.outputs.run import finish, wants_figures
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Mapping, run_dir: Path, summary: bool = True) -> dict:
+def run(cfg: Mapping, run_dir: Path, summary: bool = True, sweep: bool = False) -> dict:
     """Validate and train one configuration, write its outputs into ``run_dir``.
 
     Returns the metrics row of ``metrics.csv``. ``summary``: print the metrics table at
-    the end (a sweep's jobs leave it out). A progress bar shows on a terminal.
+    the end (a sweep's jobs leave it out). ``sweep``: a job of a sweep, which draws its
+    figures only with ``figures=always``. A progress bar shows on a terminal.
     """
     validate(cfg)
     s = prepare(cfg)
@@ -37,7 +38,8 @@ def run(cfg: Mapping, run_dir: Path, summary: bool = True) -> dict:
     epochs = cfg["trainer"]["epochs"]
     with console.epoch_progress(epochs, enabled=sys.stderr.isatty()) as on_epoch:
         result = fit_setup(cfg, s, on_epoch)
-    row = finish(cfg, run_dir, s.model, s.data, result, summary=summary)
+    figures = wants_figures(cfg, sweep)
+    row = finish(cfg, run_dir, s.model, s.data, result, summary=summary, figures=figures)
     shown = ("status", "test_accuracy", "val_accuracy", "test_r2", "val_r2", "weight_sparsity")
     shown += ("params_kept", "params_total", "train_seconds")
     log.info(

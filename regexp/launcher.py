@@ -94,7 +94,7 @@ class _WriteTask:
 
     def __call__(self, _: DictConfig) -> float | list[float] | None:
         from regexp.outputs.objectives import objective_values
-        from regexp.outputs.run import failed_row, write
+        from regexp.outputs.run import failed_row, wants_figures, write
         from regexp.stacks import ids
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -102,7 +102,8 @@ class _WriteTask:
         error = self.error
         if error is None:
             try:
-                return objective_values(write(run_dir, self.outputs), self.cfg["objectives"])
+                row = write(run_dir, self.outputs, figures=wants_figures(self.cfg, sweep=True))
+                return objective_values(row, self.cfg["objectives"])
             except Exception as err:
                 if errors.debug():
                     raise

@@ -204,7 +204,7 @@ def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
     assert (bat.loc[ok, "test_accuracy"] - seq.loc[ok, "test_accuracy"]).abs().max() <= 0.01
     files = {p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").rglob("*")}
     assert files == {p.relative_to(tmp_path / "bat") for p in (tmp_path / "bat").rglob("*")}
-    assert {"model.pt", "history.csv", "sparsity.csv", "features.png"} <= {
+    assert {"model.pt", "history.csv", "sparsity.csv", "metrics.csv"} <= {
         p.name for p in (tmp_path / "bat" / "0").iterdir()
     }
 

@@ -39,7 +39,7 @@ def test_sweep_survives_divergence_and_a_failed_job(tmp_path, monkeypatch):
     assert len(metric_cols) == 10  # (test, val) x (r2, rmse) x (sparse, dense) + 2 layers
     assert diverged[[*metric_cols, "weight_sparsity", "params_kept"]].isna().all()
     assert diverged["params_total"] == 10 * 4 + 4 + 4 * 1 + 1  # counted by hand
-    assert (sweep / "0" / "learning_curves.png").stat().st_size > 0
+    assert not list((sweep / "0").glob("*.png"))  # figures=auto: a sweep job draws none
     assert (sweep / "0" / "model.pt").is_file()
     assert not (sweep / "0" / "sparsity.csv").exists()
 
@@ -54,10 +54,12 @@ def test_learning_curves_plot_nan_inf_and_nonpositive_losses(tmp_path):
     history = pd.DataFrame({
         "epoch": [1, 2, 3, 4], "train_loss": [1.0, 0.0, math.inf, math.nan],
         "data_loss": [1.0, -0.5, math.inf, math.nan], "penalty": [0.0, math.nan, 1.0, 0.0],
-        "val_loss": [2.0, math.nan, -math.inf, math.nan],
+        "val_loss": [2.0, math.nan, -math.inf, math.nan], "val_accuracy": [0.5, math.nan, 0.7, 0.8],
     })  # fmt: skip
     fig = run_plots.learning_curves_figure(history)
-    (ax,) = fig.axes
+    ax, metric_ax = fig.axes  # losses, then the validation metric
+    (metric_line,) = metric_ax.get_lines()
+    np.testing.assert_array_equal(metric_line.get_ydata(), history["val_accuracy"])
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) == {"train data loss", "train loss + penalty", "validation loss"}
     for label, column in [("train data loss", "data_loss"), ("validation loss", "val_loss")]:

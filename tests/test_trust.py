@@ -310,7 +310,7 @@ def test_ctrl_c_prints_one_line_keeps_finished_runs_and_leaves_no_temporaries(tm
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == (
         f"regexp: interrupted; finished runs are kept in {root}. To continue a sweep, run the "
         "same command with resume=true"

@@ -168,25 +168,24 @@ def outputs(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     return out
 
 
-def write(run_dir: Path, out: RunOutputs, summary: bool = False) -> dict:
+def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool = True) -> dict:
     """Write every output file of a run into ``run_dir``; returns its metrics row.
 
     Every file is written atomically and ``metrics.csv`` last (an older one is removed
     first), so its presence marks a complete run. A run that is not ok gets
-    ``history.csv``, ``learning_curves.png``, ``model.pt`` and ``metrics.csv`` only.
-    The run goes to the experiment tracker (``logger``) before ``metrics.csv`` is written.
-    ``summary``: print the metrics table.
+    ``history.csv``, ``model.pt``, ``metrics.csv`` and (with ``figures``)
+    ``learning_curves.png`` only. The run goes to the experiment tracker (``logger``)
+    before ``metrics.csv`` is written. ``summary``: print the metrics table. ``figures``:
+    draw the run's three figures (:func:`draw_figures`; ``regexp plot`` draws them later).
     """
     _mark_incomplete(run_dir)
     write_csv(run_dir / "history.csv", out.history)
     ids = {k: out.row.get(k) for k in schema.IDS}
     save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row, **ids})
-    run_plots.plot_learning_curves(out.history, run_dir / "learning_curves.png")
     if out.layers is not None:
         write_csv(run_dir / "sparsity.csv", out.layers)
-        run_plots.plot_sparsity(out.layers, run_dir / "sparsity.png")
-    if out.features is not None:
-        run_plots.plot_features(**out.features, path=run_dir / "features.png")
+    if figures:
+        draw_figures(run_dir, out.history, out.layers, out.features, run_plots.run_title(out.row))
     trackers.log_run(run_dir, out.cfg, out.history, out.row)  # logger=tensorboard, mlflow
     write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
     if summary:
@@ -201,6 +200,7 @@ def finish(
     data: Dataset,
     result: FitResult,
     summary: bool = False,
+    figures: bool = True,
 ) -> dict:
     """:func:`outputs` then :func:`write`: returns the metrics row.
 
@@ -208,7 +208,61 @@ def finish(
     leaves the directory without one (an incomplete run).
     """
     _mark_incomplete(run_dir)
-    return write(run_dir, outputs(cfg, model, data, result), summary)
+    return write(run_dir, outputs(cfg, model, data, result), summary, figures)
+
+
+def wants_figures(cfg: Mapping, sweep: bool) -> bool:
+    """Config key ``figures``: ``auto`` draws a single run's figures and none of a sweep's
+    jobs (``regexp plot`` draws them on demand); ``always``; ``never``."""
+    choice = cfg.get("figures", "auto")
+    return choice == "always" or (choice == "auto" and not sweep)
+
+
+def draw_figures(
+    run_dir: Path,
+    history: pd.DataFrame,
+    layers: pd.DataFrame | None,
+    features: Mapping | None,
+    title: str,
+) -> list[Path]:
+    """``learning_curves.png``, and for an ok run ``sparsity.png`` and ``features.png``."""
+    paths = [run_dir / "learning_curves.png"]
+    run_plots.plot_learning_curves(history, paths[0], title)
+    if layers is not None:
+        paths.append(run_dir / "sparsity.png")
+        run_plots.plot_sparsity(layers, paths[-1], title)
+    if features is not None:
+        paths.append(run_dir / "features.png")
+        run_plots.plot_features(**features, path=paths[-1], title=title)
+    return paths
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """Draw the figures of a finished run from its files (``metrics.csv``, ``history.csv``,
+    ``sparsity.csv``, ``model.pt``): what :func:`write` draws with ``figures``."""
+    import torch
+
+    from regexp.engine.tables import LOADERS
+
+    row = read_metrics(run_dir)
+    if row is None:
+        raise ValueError(f"'{run_dir}' holds no finished run (no complete metrics.csv)")
+    history = pd.read_csv(run_dir / "history.csv")
+    ok = row.get("status") == "ok"
+    layers = pd.read_csv(run_dir / "sparsity.csv") if ok else None
+    features = None
+    if ok:
+        ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+        first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
+        dataset = ckpt["config"]["dataset"]
+        table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
+        features = {
+            "alive": (~sparsity.dead_units([first])[0]).numpy(),
+            "names": table.feature_names,
+            "image_shape": table.image_shape,
+            "importance": first.norm(dim=0).numpy(),
+        }
+    return draw_figures(run_dir, history, layers, features, run_plots.run_title(row))
 
 
 def _mark_incomplete(run_dir: Path) -> None:

@@ -38,7 +38,7 @@ SHORT = {
     "threshold": "threshold",
 }
 # Keys at the config's top level (undotted when flattened).
-TOP_LEVEL = ("lambda", "seed", "threshold", "resume", "objectives")
+TOP_LEVEL = ("lambda", "seed", "threshold", "resume", "objectives", "figures")
 METRICS = (
     "epochs_run",
     "weight_sparsity",
