@@ -44,13 +44,13 @@ from regexp.core.sparsity import (
     weight_sparsity,
 )
 
-# The notebook API, imported by __getattr__ on first use. (regexp.best, model selection
-# from a results frame, is built on another branch and belongs in this table.)
+# The notebook API, imported by __getattr__ on first use (pandas and Hydra load only then).
 _LAZY = {
     "run": "regexp.api",
     "RunResult": "regexp.api",
     "load_results": "regexp.outputs.sweep",
     "summarize": "regexp.outputs.aggregate",
+    "best": "regexp.outputs.selection",
 }
 
 

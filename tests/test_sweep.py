@@ -144,13 +144,19 @@ def test_optuna_search_returns_both_objectives(tmp_path):
     for solution in solutions:  # what the study saw is what the job measured
         row = results[results["lambda"] == solution["params"]["lambda"]].iloc[0]
         assert solution["values"] == [row["val_accuracy"], row["params_kept"]]
+        assert solution["objectives"] == {
+            "val_metric": row["val_accuracy"],
+            "params_kept": row["params_kept"],
+        }
+    meaning = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert set(meaning["objective_meaning"]) == {"val_metric", "params_kept"}
 
 
 def test_compare_two_sweeps(grid, joblib_sweep, tmp_path, capsys):
     out = tmp_path / "cmp"
     cli.main(["compare", str(grid), str(joblib_sweep / "results.csv"), "--out", str(out)])
     table = capsys.readouterr().out
-    assert "regexp compare (sorted on test_accuracy)" in table
+    assert "regexp compare (sorted on val_accuracy)" in table
     comparison = pd.read_csv(out / "comparison.csv")
     assert comparison["n"].sum() == 8 + 3
     means = comparison["test_accuracy_mean"].dropna().tolist()

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regexp import errors
 from regexp.outputs import aggregate, console, schema, selection, sweep_dir, sweep_plots
-from regexp.outputs.files import OUTPUT_ROOTS, writable_dir, write_csv
+from regexp.outputs.files import OUTPUT_ROOTS, writable_dir, write_csv, write_text
 from regexp.outputs.run import config_row, read_metrics
 
 log = logging.getLogger(__name__)
@@ -313,6 +313,7 @@ class AggregateResults(Callback):
         try:
             sweep_dir.finish(root)
             write_sweep_report(root)
+            label_objectives(root, list(OmegaConf.select(config, "objectives", default=[])))
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -327,6 +328,34 @@ class AggregateResults(Callback):
             if errors.debug():
                 raise
             errors.fail(str(err))
+
+
+OPTUNA_FILE = "optimization_results.yaml"
+
+
+def label_objectives(sweep_dir: Path, names: Sequence[str]) -> None:
+    """Name the values in Optuna's ``optimization_results.yaml``: each solution gains
+    ``objectives: {val_metric: ..., params_kept: ...}`` next to its bare ``values`` list
+    (or ``best_objective`` next to ``best_value``), and the file gains
+    ``objective_meaning`` (what each name measures, and its direction)."""
+    import yaml
+
+    path = Path(sweep_dir) / OPTUNA_FILE
+    if not path.is_file():
+        return
+    doc = yaml.safe_load(path.read_text()) or {}
+    for solution in doc.get("solutions") or []:
+        solution["objectives"] = dict(zip(names, solution.get("values", []), strict=False))
+    if "best_value" in doc and names:
+        doc["best_objective"] = names[0]
+    doc["objective_meaning"] = {n: OBJECTIVE_MEANING[n] for n in names if n in OBJECTIVE_MEANING}
+    write_text(path, yaml.safe_dump(doc, sort_keys=False))
+
+
+OBJECTIVE_MEANING = {
+    "val_metric": "validation accuracy (R² for regression) after thresholding; maximize",
+    "params_kept": "weights and biases left once dead units are removed; minimize",
+}
 
 
 def sweep_size(config: DictConfig) -> int | None:
