@@ -141,4 +141,4 @@ def print_best(best: pd.DataFrame) -> None:
 
 def _mean_std(row: Mapping, column: str) -> str:
     mean, std = row.get(f"{column}_mean", math.nan), row.get(f"{column}_std", math.nan)
-    return fmt(float(mean)) if pd.isna(std) else f"{fmt(float(mean))} ± {fmt(float(std))}"
+    return fmt(float(mean)) if pd.isna(std) else f"{fmt(float(mean))} ± {float(std):.2g}"
