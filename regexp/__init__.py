@@ -81,6 +81,7 @@ __all__ = [
     "SparseGroupLasso",
     "WeightDecay",
     "add_penalty_grad_",
+    "best",
     "dead_units",
     "group_norms",
     "kept_params",

@@ -80,7 +80,8 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
     try:
         config = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         objectives = validate_objectives(config["objectives"])
-        row = sweep_dir.reuse(run_dir, config) if config.get("resume") else None
+        root = Path(str(hc.sweep.dir)) if multirun else run_dir  # where runs are set aside
+        row = sweep_dir.reuse(run_dir, config, root) if config.get("resume") else None
         if row is not None:
             log.info("resume: %s is complete, skipping", run_dir)
             return objective_values(row, objectives)
@@ -271,9 +272,11 @@ def main(argv: list[str] | None = None) -> None:
 def _interrupted() -> None:
     """Ctrl-C: remove half-written temporaries, say what is kept, exit 130 (no traceback)."""
     from regexp.outputs.files import OUTPUT_ROOTS, remove_all_temporaries
+    from regexp.outputs.sweep_dir import restore_unclaimed
 
     for root in OUTPUT_ROOTS:
         remove_all_temporaries(root)
+        restore_unclaimed(root)  # an interrupted resume: earlier runs back where they were
     where = f" in {OUTPUT_ROOTS[-1]}" if OUTPUT_ROOTS else ""
     print(
         f"regexp: interrupted; finished runs are kept{where}. To continue a sweep, run the "

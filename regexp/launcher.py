@@ -252,8 +252,9 @@ class BatchedLauncher(Launcher):
             sweep_dir.check_distinct([_output_dir(c) for c in sweep_configs.values()])
         except sweep_dir.SweepDirError as err:
             errors.fail(str(err))
+        root = Path(os.path.abspath(str(self.config.hydra.sweep.dir)))
         jobs = [
-            stacks.StackJob(idx, _task_config(config), _output_dir(config))
+            stacks.StackJob(idx, _task_config(config), _output_dir(config), sweep_dir=root)
             for idx, config in sweep_configs.items()
         ]
         groups, alone = stacks.plan(jobs)

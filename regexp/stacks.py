@@ -38,6 +38,7 @@ class StackJob:
     rng_state: Any = None  # the global RNG state right after the model's init
     result: FitResult | None = None  # once trained
     group: list[int] = field(default_factory=list)  # job numbers of its stack
+    sweep_dir: Path | None = None  # where resume finds finished runs set aside
 
 
 def ids(idx: Sequence[int]) -> str:
@@ -70,7 +71,8 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
             if job.cfg is None:
                 raise ValueError("it does not resolve")
             validate_objectives(job.cfg["objectives"])
-            if job.cfg.get("resume") and sweep_dir.has_reusable(job.run_dir, job.cfg):
+            root = job.sweep_dir or job.run_dir.parent
+            if job.cfg.get("resume") and sweep_dir.has_reusable(root, job.cfg):
                 alone.append(job)  # the task skips it
                 continue
             validate(job.cfg)

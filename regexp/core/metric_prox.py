@@ -1,9 +1,10 @@
 """Proximal steps in the optimizer's own diagonal metric (adaptive proximal Adam).
 
-After an Adam step ``z``, the plain step ``w ← prox_{lr·R}(z)`` of :func:`regexp.penalties.prox_`
-is the proximal step of gradient descent: Adam moved each weight by ``lr·m̂/D`` but the prox
-shrinks it by ``lr·λ``, which is tiny next to ``lr·m̂/D`` when ``D`` is small. The consistent
-step solves the prox in Adam's metric ``D = diag(√v̂ + ε)``::
+After an Adam step ``z``, the plain step ``w ← prox_{lr·R}(z)`` of
+:func:`regexp.core.penalties.prox_` is the proximal step of gradient descent: Adam moved
+each weight by ``lr·m̂/D`` but the prox shrinks it by ``lr·λ``, which is tiny next to
+``lr·m̂/D`` when ``D`` is small. The consistent step solves the prox in Adam's metric
+``D = diag(√v̂ + ε)``::
 
     w⁺ = argmin_x  (1/(2·lr))·(x − z)ᵀ D (x − z) + R(x)
 
@@ -36,7 +37,7 @@ The same argument covers l1 then the p = 2 norm. It does *not* cover group then 
 norm: the norm step scales coordinates by unequal factors, which changes the direction
 ``x_g/‖x_g‖`` of a column, so one model carrying both raises a ``ValueError``.
 
-With ``d ≡ 1`` every operator is :func:`regexp.penalties.prox_` up to float rounding;
+With ``d ≡ 1`` every operator is :func:`regexp.core.penalties.prox_` up to float rounding;
 ``d=None`` calls it (identity metric, exactly today's step).
 """
 
@@ -86,9 +87,9 @@ def prox_metric_(
         Step size, a float or per model (broadcastable to ``w.shape[:-2]``).
     d : Tensor or None
         The metric's diagonal, positive, broadcastable to ``w``; ``None`` is the identity
-        metric and calls :func:`regexp.penalties.prox_`.
+        metric and calls :func:`regexp.core.penalties.prox_`.
     l1, l2, group, norm, p
-        The coefficients of :func:`regexp.penalties.penalty` (python zeros are skipped).
+        The coefficients of :func:`regexp.core.penalties.penalty` (python zeros are skipped).
 
     The solution is computed in float64 and written back in ``w``'s dtype. See the module
     docstring for the formulas and why the composition is exact.

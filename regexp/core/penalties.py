@@ -5,7 +5,7 @@ leading dims are a stack of models, so the batched engine calls the same formula
 per-model coefficients that are python floats or tensors broadcastable to
 ``w.shape[:-2]``. Every reduction is over the last two dims, so results have shape
 ``w.shape[:-2]``. A column ``W[..., :, j]`` holds all outgoing weights of input unit ``j``
-and is one group (Scardapane et al. 2017). :mod:`regexp.regularizers` wraps these in
+and is one group (Scardapane et al. 2017). :mod:`regexp.core.regularizers` wraps these in
 classes that hold λ.
 """
 

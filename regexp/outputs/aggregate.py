@@ -3,7 +3,7 @@
 Pure functions over the *results* frame, one row per job with the columns of
 ``metrics.csv`` plus ``job`` (and ``source`` when several sweeps are read together). Config
 and metric columns are told apart by :mod:`regexp.outputs.schema`. Reading and writing files is
-:mod:`regexp.sweep`'s work.
+:mod:`regexp.outputs.sweep`'s work.
 """
 
 from __future__ import annotations

@@ -13,6 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 
+class _Console(Console):
+    """A rich console whose closed pipe (``regexp compare ... | head``) raises
+    ``BrokenPipeError`` for the command to end quietly, not rich's ``SystemExit(1)``."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 @contextmanager
 def epoch_progress(total: int, enabled: bool = True) -> Iterator[object]:
     """A rich progress bar over ``total`` epochs, on stderr, removed when done.
@@ -89,7 +97,7 @@ def print_summary(row: Mapping, layers: pd.DataFrame | None, run_dir: Path | Non
             table.add_row(key, fmt(row[key]))
     for layer in layers.itertuples() if layers is not None else ():
         table.add_row(f"units removed: {layer.layer}", f"{layer.removed}/{layer.units}")
-    Console().print(table)
+    _Console().print(table)
 
 
 def print_comparison(summary: pd.DataFrame, by: Sequence[str], metric: str) -> None:
@@ -108,7 +116,7 @@ def print_comparison(summary: pd.DataFrame, by: Sequence[str], metric: str) -> N
         cells.append(f"{fmt(row[f'{metric}_mean'])} ± {fmt(row[f'{metric}_std'])}")
         cells += [fmt(row[f"{c}_mean"]) for c in extra]
         table.add_row(*cells)
-    Console().print(table)
+    _Console().print(table)
 
 
 def print_best(best: pd.DataFrame) -> None:
@@ -136,7 +144,7 @@ def print_best(best: pd.DataFrame) -> None:
             units,
             _mean_std(row, "params_kept"),
         )
-    Console().print(table)
+    _Console().print(table)
 
 
 def _mean_std(row: Mapping, column: str) -> str:

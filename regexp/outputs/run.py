@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from torch import nn
+from torch import Tensor, nn
 
 from regexp.core import sparsity
 from regexp.engine.build import resolve_prox_metric
@@ -121,7 +121,7 @@ class RunOutputs:
 
     ``model`` is on the CPU (thresholded if ``row["status"] == "ok"``); ``layers`` is the
     per-layer table of ``sparsity.csv`` and ``features`` the arguments of
-    :func:`regexp.run_plots.plot_features`: both are ``None`` unless the run is ok.
+    :func:`regexp.outputs.run_plots.plot_features`: both are ``None`` unless the run is ok.
     """
 
     cfg: dict
@@ -130,6 +130,17 @@ class RunOutputs:
     model: nn.Module
     layers: pd.DataFrame | None = None
     features: dict | None = None
+
+
+def feature_map(first: Tensor, names: list[str], image_shape: tuple | None) -> dict:
+    """The arguments of :func:`run_plots.plot_features` from the first layer's weight
+    ``[hidden, inputs]``: which inputs keep a nonzero outgoing weight, and its L2 norm."""
+    return {
+        "alive": (~sparsity.dead_units([first])[0]).numpy(),
+        "names": names,
+        "image_shape": image_shape,
+        "importance": first.norm(dim=0).numpy(),
+    }
 
 
 def outputs(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) -> RunOutputs:
@@ -159,12 +170,7 @@ def outputs(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
             [vars(layer) for layer in layers], columns=["layer", "units", "removed", "fraction"]
         )
         first = sparsity.linear_weights(model)[0].detach()
-        out.features = {
-            "alive": (~sparsity.dead_units([first])[0]).numpy(),
-            "names": data.feature_names,
-            "image_shape": data.image_shape,
-            "importance": first.norm(dim=0).numpy(),
-        }
+        out.features = feature_map(first, data.feature_names, data.image_shape)
     return out
 
 
@@ -256,19 +262,17 @@ def plot_run(run_dir: Path) -> list[Path]:
         first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
         dataset = ckpt["config"]["dataset"]
         table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
-        features = {
-            "alive": (~sparsity.dead_units([first])[0]).numpy(),
-            "names": table.feature_names,
-            "image_shape": table.image_shape,
-            "importance": first.norm(dim=0).numpy(),
-        }
+        features = feature_map(first, table.feature_names, table.image_shape)
     return draw_figures(run_dir, history, layers, features, run_plots.run_title(row))
 
 
 def _mark_incomplete(run_dir: Path) -> None:
-    """Create ``run_dir`` without a ``metrics.csv`` (or a killed writer's temporaries)."""
+    """Create ``run_dir`` without any file of an earlier run (``metrics.csv`` first, so a
+    failure midway leaves an incomplete run, never a mix of two) or a killed writer's
+    temporaries."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.csv").unlink(missing_ok=True)
+    for name in ("metrics.csv", *RUN_FILES):
+        (run_dir / name).unlink(missing_ok=True)
     remove_temporaries(run_dir, RUN_FILES)
 
 

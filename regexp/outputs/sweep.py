@@ -236,7 +236,8 @@ def compare(
     plotted = metric
     metric = metric or selection.selection_metric(results)
     summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
-    best = selection.best(results, select, rule) if "lambda" in results.columns else None
+    chosen = "lambda" in results.columns and results["status"].eq("ok").any()
+    best = selection.best(results, select, rule) if chosen else None
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out '{out_dir}' is a file; name a directory to write into")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -250,6 +251,8 @@ def compare(
 def _with_run_dirs(results: pd.DataFrame, path: Path) -> pd.DataFrame:
     """``results`` plus ``_run``: the absolute run directory of each row, so that a run
     named twice (a sweep and one of its jobs, or one path given twice) counts once."""
+    if path.is_file() and path.name == METRICS_FILE:
+        return results.assign(_run=str(path.parent.resolve()))  # one run, named by its file
     base = path if path.is_dir() else path.parent
     if path.is_dir() and job_dirs(path) == [path]:
         base = path.parent  # a run directory: its job is its own name
@@ -279,6 +282,9 @@ class AggregateResults(Callback):
         return {**self.__dict__, "_lock": None}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Bad input ends here, before an earlier run in hydra.run.dir is set aside and
+        # before Hydra creates the directory.
+        self._refuse_errors(lambda: _validate_task(config))
         run_dir = Path(str(config.hydra.run.dir))
         self._refuse_errors(lambda: writable_dir(run_dir, "hydra.run.dir"))
         OUTPUT_ROOTS.append(run_dir)
@@ -368,16 +374,36 @@ def sweep_size(config: DictConfig) -> int | None:
     if "n_trials" in sweeper:
         return int(sweeper.n_trials)
     params = sweeper.get("params") or {}
-    overrides = [*config.hydra.overrides.task, *(f"{k}={v}" for k, v in params.items())]
+    overrides = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
+        by_key = {o.get_key_element(): o for o in parsed}  # the command line wins, as in Hydra
         total = 1
-        for override in parsed:
+        for override in by_key.values():
             if override.is_sweep_override():
                 total *= len(list(override.sweep_iterator()))
     except Exception:  # a sweep this count does not understand: progress without a total
         return None
     return total
+
+
+def _validate_task(config: DictConfig) -> None:
+    """:func:`regexp.config.validate` of the task config (``config`` less ``hydra``);
+    a config that does not resolve without Hydra's runtime is left to the task."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from regexp.config import validate
+
+    try:
+        HydraConfig.instance().set_config(config)
+        task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        resolved = OmegaConf.to_container(task, resolve=True)
+    except (OmegaConfBaseException, ValueError):
+        return
+    try:
+        validate(resolved)
+    except ValueError as err:
+        raise ValueError(errors.one_line(err)) from None
 
 
 def _resume(config: DictConfig) -> bool:

@@ -35,6 +35,7 @@ STATE_DIR = ".regexp"
 LOCK_FILE = "sweep.lock"
 JOBS_FILE = "jobs.txt"
 DONE_FILE = "done.txt"  # one line per finished job: for the progress lines
+STARTED_FILE = "started.txt"  # the time the sweep started (seconds since the epoch)
 REUSABLE = "reusable"
 SUPERSEDED = "superseded"
 ORIGIN_FILE = "origin.json"  # in a reusable run: the subdirectory it came from
@@ -50,12 +51,27 @@ def state(sweep_dir: Path) -> Path:
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
-    """Run directories directly or deeper under ``sweep_dir`` (outside ``.regexp/``): those
-    with a ``metrics.csv`` or Hydra's ``.hydra/config.yaml``."""
+    """Run directories directly or deeper under ``sweep_dir``: those with a ``metrics.csv``
+    or Hydra's ``.hydra/config.yaml``, outside ``.regexp/`` and outside any other sweep
+    nested in it (a folder below the root with its own ``.regexp/`` or ``multirun.yaml``),
+    which belongs to that sweep."""
     root = Path(sweep_dir)
     found = {p.parent for p in root.rglob("metrics.csv")}
     found |= {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
-    return sorted(d for d in found if STATE_DIR not in d.relative_to(root).parts)
+    return sorted(d for d in found if not _in_other_sweep(root, d))
+
+
+def _in_other_sweep(root: Path, run_dir: Path) -> bool:
+    """Whether ``run_dir`` lies in ``root``'s state folder, or in a folder strictly between
+    ``root`` and it that is a sweep of its own."""
+    parts = run_dir.relative_to(root).parts
+    if STATE_DIR in parts:
+        return True
+    for depth in range(1, len(parts)):
+        folder = root.joinpath(*parts[:depth])
+        if (folder / STATE_DIR).is_dir() or (folder / "multirun.yaml").is_file():
+            return True
+    return False
 
 
 def lock(sweep_dir: Path) -> FileLock:
@@ -106,6 +122,7 @@ def start(sweep_dir: Path, resume: bool) -> None:
     state(root).mkdir(parents=True, exist_ok=True)
     (state(root) / JOBS_FILE).unlink(missing_ok=True)
     (state(root) / DONE_FILE).unlink(missing_ok=True)
+    write_text(state(root) / STARTED_FILE, f"{time.time()}\n")
     _set_aside(root, runs, resume)
     if runs:
         log.info("resume: %d earlier run(s) in %s set aside, reused by identity", len(runs), root)
@@ -165,13 +182,16 @@ def add_job(sweep_dir: Path, run_dir: Path) -> None:
 
 def job_done(sweep_dir: Path) -> tuple[int, float]:
     """Count a finished job: how many jobs of this sweep have finished, and the seconds
-    since the sweep started (the job list's first entry)."""
+    since the sweep started (:func:`start` wrote the time)."""
     home = state(sweep_dir)
     with FileLock(home / f"{DONE_FILE}.lock"):
         with (home / DONE_FILE).open("a") as file:
             file.write("1\n")
         done = len((home / DONE_FILE).read_text().splitlines())
-    started = (home / LOCK_FILE).stat().st_mtime if (home / LOCK_FILE).exists() else time.time()
+    try:
+        started = float((home / STARTED_FILE).read_text())
+    except (OSError, ValueError):
+        started = time.time()
     return done, time.time() - started
 
 
@@ -197,10 +217,10 @@ def sweep_jobs(sweep_dir: Path) -> list[Path] | None:
     return [Path(sweep_dir) / line for line in path.read_text().splitlines() if line]
 
 
-def _reusable_path(run_dir: Path, cfg: Mapping) -> Path | None:
-    """Where a finished run of ``cfg`` would be set aside for ``run_dir``'s sweep."""
-    sweep_dir = _sweep_root(run_dir)
-    if sweep_dir is None:
+def _reusable_path(sweep_dir: Path, cfg: Mapping) -> Path | None:
+    """Where a finished run of ``cfg`` would be set aside in ``sweep_dir`` (a sweep's
+    directory, or a single run's)."""
+    if not state(sweep_dir).is_dir():
         return None
     try:
         key = f"{config_id(cfg)}-{_safe(data_id(cfg['dataset']))}"
@@ -209,13 +229,13 @@ def _reusable_path(run_dir: Path, cfg: Mapping) -> Path | None:
     return state(sweep_dir) / REUSABLE / key
 
 
-def has_reusable(run_dir: Path, cfg: Mapping) -> bool:
-    """Whether :func:`reuse` would find a finished run of ``cfg`` for ``run_dir``."""
-    path = _reusable_path(run_dir, cfg)
+def has_reusable(sweep_dir: Path, cfg: Mapping) -> bool:
+    """Whether :func:`reuse` would find a finished run of ``cfg`` in ``sweep_dir``."""
+    path = _reusable_path(sweep_dir, cfg)
     return path is not None and path.is_dir()
 
 
-def reuse(run_dir: Path, cfg: Mapping) -> dict | None:
+def reuse(run_dir: Path, cfg: Mapping, sweep_dir: Path) -> dict | None:
     """Take over a finished run of ``cfg`` (same ``config_id`` and ``data_id``) set aside by
     :func:`start` into ``run_dir``; its metrics row, or ``None`` if there is none.
 
@@ -223,10 +243,9 @@ def reuse(run_dir: Path, cfg: Mapping) -> dict | None:
     kept as ``train.previous.log``). If the run came from this very subdirectory, its own
     ``.hydra/`` files are restored too, so resuming never rewrites them.
     """
-    source = _reusable_path(run_dir, cfg)
+    source = _reusable_path(sweep_dir, cfg)
     if source is None:
         return None
-    sweep_dir = source.parents[2]
     claimed = source.with_name(f"{source.name}.claimed-{os.getpid()}")
     try:
         os.replace(source, claimed)  # atomic: one job takes it
@@ -250,14 +269,22 @@ def reuse(run_dir: Path, cfg: Mapping) -> dict | None:
     return read_metrics(Path(run_dir))
 
 
-def _sweep_root(run_dir: Path) -> Path | None:
-    """The sweep directory of ``run_dir`` (or ``run_dir`` itself, for a single run): the
-    nearest directory holding ``.regexp/``."""
-    here = Path(run_dir).resolve()
-    for parent in (here, *here.parents):
-        if (parent / STATE_DIR).is_dir():
-            return parent
-    return None
+def restore_unclaimed(sweep_dir: Path) -> None:
+    """After an interrupted resume: put each run still set aside in ``reusable/`` back in
+    the folder it came from, when that folder holds no run now."""
+    home = state(sweep_dir)
+    if not (home / REUSABLE).is_dir():
+        return
+    for run in sorted((home / REUSABLE).iterdir()):
+        try:
+            origin = json.loads((run / ORIGIN_FILE).read_text())["job"]
+        except (OSError, ValueError, KeyError):
+            continue
+        target = Path(sweep_dir) / origin
+        if (target / "metrics.csv").exists():
+            continue
+        (run / ORIGIN_FILE).unlink()
+        _move_run(run, target)
 
 
 def finish(sweep_dir: Path) -> None:

@@ -19,7 +19,7 @@ NAMES = ("adam", "adamw", "sgd")
 
 
 class StackedOptimizer:
-    """One optimizer for the parameters of a :class:`regexp.stacked.StackedMLP`.
+    """One optimizer for the parameters of a :class:`regexp.engine.stacked.model.StackedMLP`.
 
     Parameters
     ----------
