@@ -56,6 +56,7 @@ def config_row(cfg: Mapping, n_in: int, n_out: int) -> dict:
         "lr": cfg["optimizer"]["lr"],
         "epochs": cfg["trainer"]["epochs"],
         "batch_size": cfg["trainer"]["batch_size"],
+        "drop_last": bool(cfg["trainer"].get("drop_last", False)),
         "threshold": cfg["threshold"],
     }
     return row
