@@ -149,7 +149,7 @@ def fit_stacked(
     takes the optimizer step on ``data_loss`` and then the proximal step with the model's
     ``lr`` (proximal mode); minibatches are slices of
     ``torch.randperm(n, generator=Generator().manual_seed(seed))`` per epoch (with
-``drop_last``, the partial last minibatch is skipped, as in ``fit``). History rows,
+    ``drop_last``, the partial last minibatch is skipped, as in ``fit``). History rows,
     divergence (non-finite loss: that model stops, status ``diverged``) and early stopping
     (best weights restored) are per model. Each member's ``model`` receives its final
     weights; ``seconds`` is the stack's training time divided by N. Internally the models
