@@ -33,8 +33,8 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/bench.py
 
-# Scardapane et al. 2017 on digits → docs/reproduction.md and docs/figures/ (about N minutes
-# on 2 cores). The sweeps write outputs/reproduce/<experiment>/ (conf/experiment/scardapane2017*.yaml),
+# Scardapane et al. 2017 on digits → docs/reproduction.md and docs/figures/ (12 minutes of
+# CPU time). The sweeps write outputs/reproduce/<experiment>/ (conf/experiment/scardapane2017*.yaml),
 # REPRO_JOBS of them at a time (one per core), on the batched engine (hydra/launcher=batched;
 # REPRO_LAUNCHER=basic runs the jobs one by one); resume=true skips jobs already finished
 # there, so delete outputs/reproduce to start over. Then the baselines (magnitude pruning,

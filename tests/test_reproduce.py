@@ -53,6 +53,15 @@ def table_row(text: str, first_cell: str, after: str = "") -> list[str]:
     return [c.strip() for c in rows[0].strip("|").split("|")]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread, as ``regexp train`` sets it (trainer.num_threads): tiny networks."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
     """24 two-epoch runs of the experiment (``JOBS`` × ``SEEDS``), plus one twin."""
@@ -369,3 +378,18 @@ def test_report_has_every_section_and_figure(report):
     assert "so does this run (`trainer.drop_last=true`)" in text
     assert "LassoNet did not run" in text
     assert re.search(r"Of the \d+ parts of the claim at matched sparsity: ", text)
+
+
+def test_lassonet_path_selects_ever_fewer_inputs(make_config):
+    pytest.importorskip("lassonet")
+    from regexp.engine.data import load_dataset
+    from regexp.paper.baselines import lassonet_path
+
+    cfg = make_config("experiment=scardapane2017", "seed=1")
+    data = load_dataset(**cfg["dataset"])
+    path = lassonet_path(cfg, data, path_multiplier=2.0)
+    kept = path["kept_input"].to_numpy()
+    assert kept[0] == 64 and kept[-1] == 0  # dense first, then until no input is left
+    assert (np.diff(kept) <= 0).all()
+    assert path["test_accuracy"].iloc[0] > 0.9  # the dense network has learned digits
+    assert path["test_accuracy"].between(0, 1).all() and (path["seed"] == 1).all()

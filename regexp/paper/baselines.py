@@ -182,7 +182,6 @@ def lassonet_path(
     """
     from lassonet import LassoNetClassifier
 
-    torch.set_num_threads(1)
     start = time.perf_counter()
     seed = int(cfg["seed"])
     model = LassoNetClassifier(
@@ -214,7 +213,13 @@ def lassonet_path(
     return pd.DataFrame(rows)
 
 
+def _pruning_job(run_dir: Path, finetune_epochs: int) -> pd.DataFrame:
+    torch.set_num_threads(1)  # a worker process per core: one thread each
+    return pruning_front([run_dir], FRACTIONS, finetune_epochs)
+
+
 def _lassonet_job(run_dir: Path, path_multiplier: float) -> pd.DataFrame:
+    torch.set_num_threads(1)
     _, cfg = load_checkpoint(Path(run_dir) / "model.pt")
     return lassonet_path(cfg, SplitCache().get(cfg["dataset"]), path_multiplier)
 
@@ -247,9 +252,7 @@ def write_baselines(
     out.mkdir(parents=True, exist_ok=True)
     if force or not (out / PRUNING_FILE).is_file():
         start = time.perf_counter()
-        prune = Parallel(n_jobs=n_jobs)(
-            delayed(pruning_front)([d], FRACTIONS, finetune_epochs) for d in dirs
-        )
+        prune = Parallel(n_jobs=n_jobs)(delayed(_pruning_job)(d, finetune_epochs) for d in dirs)
         write_csv(out / PRUNING_FILE, pd.concat(prune, ignore_index=True))
         log.info("pruned %d dense runs: %.0f s", len(dirs), time.perf_counter() - start)
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from regexp.core import sparsity
 from regexp.engine.build import resolve_prox_metric
@@ -63,7 +64,8 @@ def add_details(runs: pd.DataFrame, splits: SplitCache | None = None) -> pd.Data
     ``split_seed``, ``method`` (:func:`method_key`, ``prox_metric``
     resolved for the run's optimizer), ``constant_inputs`` (how many inputs are constant in
     the training rows of its split), ``removed_input_constant`` and
-    ``removed_input_beyond`` (its removed inputs among / not among those), and the bool
+    ``removed_input_beyond`` (its removed inputs among / not among those),
+    ``constant_max_weight`` (the largest ``|w|`` left on them), and the bool
     masks ``alive`` (kept inputs) and ``constant``. Runs that are not ok get NaN
     (``method`` is still set).
     """
@@ -76,14 +78,16 @@ def add_details(runs: pd.DataFrame, splits: SplitCache | None = None) -> pd.Data
         row: dict = {"method": method_key(r["regularizer"], r["mode"], metric)}
         if r["status"] == "ok":
             model, cfg = load_checkpoint(Path(r["run_dir"]) / "model.pt")
-            dead = sparsity.dead_units([w.detach() for w in sparsity.linear_weights(model)])[0]
-            alive = (~dead).numpy()
+            first = sparsity.linear_weights(model)[0].detach()
+            alive = (first != 0).any(dim=0).numpy()
             const = constant_inputs(splits.get(cfg["dataset"]))
+            left = first[:, torch.from_numpy(const)].abs()
             row |= {
                 "split_seed": cfg["dataset"]["split_seed"],
                 "constant_inputs": int(const.sum()),
                 "removed_input_constant": int((~alive & const).sum()),
                 "removed_input_beyond": int((~alive & ~const).sum()),
+                "constant_max_weight": float(left.max()) if left.numel() else 0.0,
                 "alive": alive,
                 "constant": const,
             }

@@ -159,17 +159,25 @@ def constants(s: Study) -> list[str]:
         f"{s.units()}); {len(every)} are constant in every split (pixel indices {every}, "
         f"index = 8·row + column), {int(info['some'].sum())} in at least one. Such an "
         "input is the same number in every training row after scaling, so the data loss "
-        "gives its weights no gradient and any penalty drives them to 0: "
+        "gives its weights no gradient and any penalty pulls them to 0: "
         f"{all_gone} of the {len(reg)} regularized penalty-mode runs removed all of their "
         "split's constant inputs"
         + (
-            f", and the unregularized runs {none['removed_input_constant'].mean():.1f} on average"
+            f"; in the others the largest weight left on one is "
+            f"{reg['constant_max_weight'].max():.2g}, just above the threshold (Adam moves a "
+            "weight by about lr per step, so a penalty alone leaves it hovering near 0)"
+            if all_gone < len(reg)
+            else ""
+        )
+        + (
+            f"; the unregularized runs removed {none['removed_input_constant'].mean():.1f} of "
+            "them on average"
             if len(none)
             else ""
         )
         + (
-            " (proximal runs in the identity metric at the demo's λ: "
-            f"{ident['removed_input_constant'].mean():.1f}: their steps are too small to reach 0)"
+            "; proximal runs in the identity metric at the demo's λ: "
+            f"{ident['removed_input_constant'].mean():.1f} (their steps are too small)"
             if len(ident)
             else ""
         )
@@ -449,7 +457,7 @@ def _matched_lines(s: Study, methods: list[str], ref: str = REFERENCE) -> list[s
     fronts = s.fronts()
     out = []
     for m in [m for m in methods if m in fronts and ref in fronts]:
-        names = (label(m), label(ref))
+        names = (label(m), f"{label(ref)} in penalty mode")
         out += [f"{names[0]} against {names[1]}, at matched sparsity and accuracy:", ""]
         if m not in analysis.BASELINE_AXES:
             d, a, b = mt.accuracy("params_kept", m, ref, t["params"])
