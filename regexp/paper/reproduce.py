@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from regexp.outputs.files import write_text
-from regexp.paper import sections
+from regexp.paper import comparisons, fronts, sections
 from regexp.paper.study import load_study
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,10 @@ def write_report(root: Path, out: Path, lam: float, baselines: Path | None = Non
         *sections.header(study),
         *sections.constants(study),
         *sections.same_lambda(study, figs),
-        *sections.claim(study),
-        *sections.proximal(study),
-        *sections.baselines(study),
-        *sections.fronts(study, figs),
+        *comparisons.claim(study),
+        *comparisons.proximal(study),
+        *comparisons.baselines(study),
+        *fronts.fronts(study, figs),
         *sections.runs_and_times(study),
     ]
     path = out / "reproduction.md"
