@@ -44,6 +44,7 @@ SEED_LIMIT = 2**32
 class TrainerConf:
     epochs: int = 200
     batch_size: int = 32
+    drop_last: bool = False
     early_stopping_patience: int | None = None
     device: str = "cpu"
     num_threads: int = 1

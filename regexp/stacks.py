@@ -122,6 +122,7 @@ def train(group: Sequence[StackJob], on_epoch: EpochCallback | None = None) -> b
             tr["batch_size"],
             group[0].setup.patience,
             on_epoch,
+            tr.get("drop_last", False),
         )
     except Exception as err:
         if errors.debug():

@@ -1,155 +1,395 @@
+"""The reproduction report against independent computations from the runs' own files.
+
+A tiny sweep (2 epochs; threshold 0.3, so that kept counts differ between seeds) of the
+experiment's protocol is written with :func:`regexp.job.run`; the report's numbers are then
+recomputed here from ``metrics.csv``, ``model.pt`` and the raw digits data with pandas,
+numpy (``numpy.interp``) and scipy (``scipy.stats``).
+"""
+
+import math
+import re
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.nn.utils import prune
 
 from regexp.job import run
-from regexp.paper.claims import front_notes, lam_label, paper_checks, ranking_note
-from regexp.paper.reproduce import experiment_lambda, keep_fraction, write_report
+from regexp.outputs import run_plots
+from regexp.paper import matched
+from regexp.paper.analysis import Matched
+from regexp.paper.baselines import keep_columns, prune_, pruning_front, write_baselines
+from regexp.paper.claims import accuracy_check, lam_label, removal_check, tally
+from regexp.paper.protocol import constant_inputs, keep_fraction
+from regexp.paper.reproduce import experiment_lambda, write_report
 
-# Two epochs; threshold 0.3 zeroes most weights, so that kept counts differ between seeds.
 TINY = ("trainer.epochs=2", "threshold=0.3")
+LAM = 10**-3.5
+SEEDS = (0, 1, 2)
+# (regularizer, mode, prox_metric, lambda) of the tiny sweep, each for every seed
+JOBS = [
+    ("none", "penalty", "auto", LAM),
+    ("l1", "penalty", "auto", LAM),
+    ("l1", "penalty", "auto", 1e-2),
+    ("sgl", "penalty", "auto", LAM),
+    ("sgl", "penalty", "auto", 1e-2),
+    ("sgl", "proximal", "adaptive", LAM),
+    ("sgl", "proximal", "adaptive", 1e-2),
+    ("sgl", "proximal", "identity", LAM),
+]
 
 
-def table_row(text: str, first_cell: str) -> list[str]:
+def table_row(text: str, first_cell: str, after: str = "") -> list[str]:
+    """The cells of the Markdown table row starting with ``first_cell`` (the first such row
+    after the line containing ``after``)."""
+    text = text[text.index(after) :] if after else text
     rows = [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
-    assert len(rows) == 1, rows
+    assert rows, first_cell
     return [c.strip() for c in rows[0].strip("|").split("|")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread, as ``regexp train`` sets it (trainer.num_threads): tiny networks."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
-    """Four 2-epoch runs (SGL and L1, seeds 0 and 1) of the experiment, plus one twin."""
-    from hydra import compose, initialize_config_module
-    from omegaconf import OmegaConf
-
+    """24 two-epoch runs of the experiment (``JOBS`` × ``SEEDS``), plus one twin."""
     root = tmp_path_factory.mktemp("sweeps")
-    jobs = [("sgl", 0), ("sgl", 1), ("l1", 0), ("l1", 1)]
-    for i, (reg, seed) in enumerate(jobs):
-        with initialize_config_module("regexp.conf", version_base="1.3"):
-            overrides = ["experiment=scardapane2017", f"regularizer={reg}", f"seed={seed}"]
-            cfg = compose("config", overrides=[*overrides, *TINY])
-        run(OmegaConf.to_container(cfg, resolve=True), root / "tiny" / str(i))
+    with pytest.MonkeyPatch.context() as mp:  # the report reads no run figure: skip them
+        for name in ("plot_learning_curves", "plot_sparsity", "plot_features"):
+            mp.setattr(run_plots, name, lambda *args, **kwargs: None)
+        write_runs(root)
     # the same job in a second sweep directory is counted once
     shutil.copytree(root / "tiny" / "0", root / "again" / "0")
+    write_baselines(root, finetune_epochs=2, lassonet=False, n_jobs=1)
     return root
 
 
-def test_experiment_sets_the_papers_lambda():
+def write_runs(root) -> None:
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    i = 0
+    for seed in SEEDS:
+        for reg, mode, metric, lam in JOBS:
+            overrides = [
+                "experiment=scardapane2017",
+                f"regularizer={reg}",
+                f"regularizer.mode={mode}",
+                f"regularizer.prox_metric={metric}",
+                f"lambda={lam}",
+                f"seed={seed}",
+            ]
+            with initialize_config_module("regexp.conf", version_base="1.3"):
+                cfg = compose("config", overrides=[*overrides, *TINY])
+            run(OmegaConf.to_container(cfg, resolve=True), root / "tiny" / str(i))
+            i += 1
+
+
+@pytest.fixture(scope="module")
+def report(tiny_sweep, tmp_path_factory):
+    out = tmp_path_factory.mktemp("docs")
+    return write_report(tiny_sweep, out, LAM).read_text(), out
+
+
+@pytest.fixture(scope="module")
+def metrics(tiny_sweep):
+    frame = pd.concat(
+        [
+            pd.read_csv(p).assign(run_dir=p.parent)
+            for p in sorted((tiny_sweep / "tiny").rglob("metrics.csv"))
+        ],
+        ignore_index=True,
+    )
+    frame["prox_metric"] = frame["prox_metric"].where(frame["mode"] == "proximal", "")
+    return frame
+
+
+def digits_split(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw digits pixels and the training row indices of the experiment's split, by hand."""
+    x, y = load_digits(return_X_y=True)
+    rows = np.arange(len(y))
+    rest, _ = train_test_split(rows, test_size=0.25, random_state=seed, stratify=y)
+    train, _ = train_test_split(rest, test_size=0.05 / 0.75, random_state=seed, stratify=y[rest])
+    return x, train
+
+
+def constant_pixels(seed: int) -> np.ndarray:
+    x, train = digits_split(seed)
+    return np.ptp(x[train], axis=0) == 0
+
+
+def test_experiment_sets_the_demos_lambda_and_a_split_per_seed(make_config):
     assert experiment_lambda() == pytest.approx(10**-3.5, rel=1e-12)
     assert lam_label(10**-3.5) == "10^-3.5" and lam_label(1e-2) == "10^-2"
     assert lam_label(2e-3) == "0.002"
+    cfg = make_config("experiment=scardapane2017", "seed=3")
+    assert cfg["dataset"]["split_seed"] == 3 and cfg["trainer"]["drop_last"] is True
 
 
-def test_report_tables_equal_a_pandas_computation_from_metrics_csv(tiny_sweep, tmp_path):
-    path = write_report(tiny_sweep, tmp_path / "docs", experiment_lambda())
-    text = path.read_text()
-    assert (tmp_path / "docs" / "figures" / "pixel_maps.png").stat().st_size > 0
-    metrics = pd.concat(
-        [pd.read_csv(p) for p in sorted((tiny_sweep / "tiny").rglob("metrics.csv"))]
-    )
+def test_constant_inputs_are_those_of_numpy_on_the_training_rows(metrics, report):
+    from regexp.engine.data import load_dataset
+
+    text, _ = report
+    counts = []
+    for seed in SEEDS:
+        expected = constant_pixels(seed)
+        data = load_dataset("digits", "classification", 0.05, 0.25, seed, "minmax")
+        np.testing.assert_array_equal(constant_inputs(data), expected)
+        counts.append(f"{seed}: {expected.sum()}")
+    assert f"per split seed: {', '.join(counts)} (of 64)" in text
+    every = np.flatnonzero(np.all([constant_pixels(s) for s in SEEDS], axis=0)).tolist()
+    assert f"constant in every split (pixel indices {every}" in text
+
+
+def removed_beyond(run_dir, seed: int) -> int:
+    w = torch.load(run_dir / "model.pt", weights_only=False)["state_dict"]["0.weight"]
+    dead = (w == 0).all(dim=0).numpy()
+    return int((dead & ~constant_pixels(seed)).sum())
+
+
+def test_same_lambda_table_equals_a_pandas_computation(metrics, report):
+    text, out = report
+    assert (out / "figures" / "pixel_maps.png").stat().st_size > 0
     sizes = [int(s) for s in metrics["architecture"].iloc[0].split("-")]
-    for reg, label in (("sgl", "sparse group Lasso (SGL)"), ("l1", "L1")):
-        m = metrics[metrics["regularizer"] == reg]
-        assert len(m) == 2
-        expected = [label, "2"]
+    at = np.isclose(metrics["lambda"], LAM) & (metrics["mode"] == "penalty")
+    for reg, label in (("sgl", "SGL"), ("l1", "L1"), ("none", "none")):
+        m = metrics[at & (metrics["regularizer"] == reg)]
+        assert len(m) == len(SEEDS)
         acc = 100 * m["test_accuracy"]
-        expected.append(f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f}")
+        expected = [label, str(len(SEEDS)), f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f}"]
         layers = ["input", *(f"hidden{i}" for i in range(1, len(sizes) - 1))]
         for units, layer in zip(sizes[:-1], layers, strict=True):
             kept = (units * (1 - m[f"neuron_sparsity_{layer}"])).round()
             expected.append(f"{kept.mean():.1f} ± {kept.std(ddof=1):.1f}")
         p = m["params_kept"]
         expected.append(f"{p.mean():.1f} ± {p.std(ddof=1):.1f}")
+        beyond = pd.Series([removed_beyond(r.run_dir, r.seed) for r in m.itertuples()])
+        expected.append(f"{beyond.mean():.1f} ± {beyond.std(ddof=1):.1f}")
         assert table_row(text, label) == expected
     assert "1 configurations ran in two sweeps; 1 of them gave identical metrics" in text
 
 
-def test_pixel_map_is_the_mean_over_seeds_of_inputs_with_a_nonzero_outgoing_weight(tiny_sweep):
+def test_same_lambda_paired_line_is_scipys_t_interval(metrics, report):
+    text, _ = report
+    at = np.isclose(metrics["lambda"], LAM) & (metrics["mode"] == "penalty")
+    a = metrics[at & (metrics["regularizer"] == "sgl")].set_index("seed")["test_accuracy"]
+    b = metrics[at & (metrics["regularizer"] == "l1")].set_index("seed")["test_accuracy"]
+    ci = stats.ttest_rel(a.loc[list(SEEDS)], b.loc[list(SEEDS)]).confidence_interval(0.95)
+    d = 100 * (a - b).mean()
+    line = (
+        f"- L1, test accuracy (%): {100 * a.mean():.2f} against {100 * b.mean():.2f}; "
+        f"difference {d:+.2f} [{100 * ci.low:+.2f}, {100 * ci.high:+.2f}] (n = 3)"
+    )
+    assert line in text
 
-    dirs = sorted(d for d in (tiny_sweep / "tiny").iterdir() if d.name != ".regexp")[
-        :2
-    ]  # the SGL runs
+
+def test_pixel_map_is_the_mean_over_seeds_of_inputs_with_a_nonzero_outgoing_weight(metrics):
+    m = metrics[(metrics["regularizer"] == "sgl") & (metrics["mode"] == "penalty")]
     alive = [
         (torch.load(d / "model.pt", weights_only=False)["state_dict"]["0.weight"] != 0)
         .any(dim=0)
         .numpy()
-        for d in dirs
+        for d in m["run_dir"]
     ]
     expected = np.mean(alive, axis=0)
     assert 0 < expected.sum() < expected.size
-    np.testing.assert_array_equal(keep_fraction(dirs), expected)
+    np.testing.assert_array_equal(keep_fraction(pd.Series(alive)), expected)
 
 
-def summary_frame(acc: dict, kept_in: dict, kept_hidden: dict) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "regularizer": list(acc),
-            "test_accuracy_mean": list(acc.values()),
-            "test_accuracy_std": [0.004] * len(acc),
-            "kept_input_mean": [kept_in[r] for r in acc],
-            "kept_hidden_mean": [kept_hidden[r] for r in acc],
-        }
-    )
+def test_matched_cells_are_numpy_interp_along_each_seeds_front(metrics, report):
+    """The accuracy at SGL's mean parameter count, read off each seed's λ front."""
+    text, _ = report
+    pen = metrics[metrics["mode"] == "penalty"]
+    sgl_at = pen[(pen["regularizer"] == "sgl") & np.isclose(pen["lambda"], LAM)]
+    target = sgl_at["params_kept"].mean()
+    for reg, label in (("sgl", "SGL"), ("l1", "L1")):
+        vals = []
+        for seed in SEEDS:
+            f = pen[(pen["regularizer"] == reg) & (pen["seed"] == seed)]
+            f = f.groupby("params_kept")["test_accuracy"].mean()  # equal x: mean y
+            x, y = f.index.to_numpy(float), f.to_numpy()
+            inside = x.min() <= target <= x.max()
+            vals.append(np.interp(target, x, y) if inside else math.nan)
+        v = 100 * pd.Series(vals).dropna()
+        if v.empty:
+            expected = "not reached"
+        else:
+            expected = f"{v.mean():.2f}" + (f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else "")
+            expected += f" (n = {len(v)})" if len(v) < len(SEEDS) else ""
+        row = table_row(text, label, "## The paper's claim at matched sparsity")
+        assert row[1] == expected
+    assert f"accuracy (%) at {target:.0f} parameters" in text
 
 
-def test_paper_checks_follow_the_stated_definitions():
-    runs = pd.DataFrame({"units_input": [64], "units_hidden1": [40], "units_hidden2": [20]})
-    # SGL removes 30 inputs (L1: 15, exactly half: far more) and 20 neurons (L1: 11: more,
-    # not far more; L2: 0 removed: far more)
-    kept_in, kept_hidden = {"l1": 49, "l2": 64, "sgl": 34}, {"l1": 49, "l2": 60, "sgl": 40}
-    acc = {"l1": 0.97, "l2": 0.97, "sgl": 0.965}
-    checks = paper_checks(summary_frame(acc, kept_in, kept_hidden), runs)
-    assert {c.claim: c.verdict for c in checks} == {
-        "SGL removes far more input features than L1": "agrees",
-        "SGL removes far more hidden neurons than L1": "partly agrees",
-        "SGL's accuracy is equal to or slightly below L1's": "agrees",
-        "SGL removes far more input features than L2": "agrees",
-        "SGL removes far more hidden neurons than L2": "agrees",
-        "SGL's accuracy is equal to or slightly below L2's": "agrees",
+HAND_FRONT = pd.DataFrame(
+    {  # two methods, two seeds, three λ each; seed 1 of "b" has two points at x = 20
+        "method": ["a"] * 6 + ["b"] * 6,
+        "seed": [0, 0, 0, 1, 1, 1] * 2,
+        "lambda": [1, 2, 3] * 4,
+        "x": [30, 20, 10, 32, 18, 8, 28, 16, 6, 20, 20, 5],
+        "y": [0.97, 0.95, 0.90, 0.96, 0.94, 0.88, 0.96, 0.93, 0.80, 0.95, 0.91, 0.70],
     }
-    assert checks[1].detail == "20.0 against 11.0 of 60 removed on average, 1.82×"
-    assert checks[2].detail == (
-        "96.50% against 97.00% (-0.50 points, beyond one seed-to-seed std of 0.40)"
-    )
-    acc["sgl"] = 0.955  # 1.5 points below: more than "slightly"
-    kept_hidden["sgl"] = 55  # 5 removed against L1's 11
-    checks = paper_checks(summary_frame(acc, kept_in, kept_hidden), runs)
-    assert checks[1].verdict == checks[2].verdict == "disagrees"
+)
 
 
-def test_front_notes_count_the_lambdas_where_sgl_is_sparser():
-
-    front = pd.DataFrame(
-        {
-            "regularizer": ["l1", "l1", "sgl", "sgl"],
-            "lambda": [1e-4, 1e-3, 1e-4, 1e-3],
-            "kept_input_mean": [60.0, 40.0, 50.0, 45.0],
-            "params_kept_mean": [3000.0, 2000.0, 2500.0, 1500.0],
-            "test_accuracy_mean": [0.97, 0.95, 0.965, 0.93],
-        }
-    )
-    (note,) = front_notes(front)
-    assert note == (
-        "- Against L1 at the same λ, SGL keeps fewer input features at 1 of 2 values of λ "
-        "and fewer parameters at 2; its accuracy is at most 1 point below at 1 of 2 "
-        "(differences from -2.00 to -0.50 points)."
-    )
+def test_value_at_is_numpy_interp_on_the_hand_made_front():
+    for _, g in HAND_FRONT.groupby(["method", "seed"]):
+        xs = sorted(set(g["x"]))
+        ys = [g.loc[g["x"] == x, "y"].mean() for x in xs]  # equal x: mean y
+        targets = [4, 5, 12, 19.5, 20, 27, 40]
+        got = matched.value_at(g["x"], g["y"], targets)
+        for t, v in zip(targets, got, strict=True):
+            if xs[0] <= t <= xs[-1]:
+                assert v == pytest.approx(np.interp(t, xs, ys), abs=1e-12)
+            else:
+                assert math.isnan(v)
 
 
-def test_ranking_note_names_the_method_with_the_fewest_kept_units_and_ties():
-    summary = pd.DataFrame(
-        {
-            "regularizer": ["l1", "sgl", "group_lasso"],
-            "kept_input_mean": [50.0, 45.0, 45.0],
-            "kept_hidden_mean": [30.0, 20.0, 25.0],
-            "params_kept_mean": [2000.0, 1500.5, 1800.0],
-        }
+def test_x_at_level_is_the_sparsest_point_reaching_the_accuracy():
+    x, y = [10, 20, 30], [0.90, 0.95, 0.97]
+    assert matched.x_at_level(x, y, 0.80) == 10  # the sparsest point is good enough
+    assert matched.x_at_level(x, y, 0.92) == pytest.approx(10 + 10 * 0.02 / 0.05)
+    assert matched.x_at_level(x, y, 0.96) == pytest.approx(25.0)
+    assert math.isnan(matched.x_at_level(x, y, 0.98))
+    # a dip: the first crossing from the sparse end counts
+    assert matched.x_at_level([5, 10, 15], [0.95, 0.90, 0.96], 0.94) == 5
+
+
+def test_paired_interval_is_scipys_t_interval():
+    rng = np.random.default_rng(0)
+    a, b = pd.Series(rng.normal(1, 1, 7)), pd.Series(rng.normal(0, 1, 7))
+    d = matched.paired_interval(a, b)
+    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert (d.low, d.high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert d.mean == pytest.approx((a - b).mean()) and d.n == 7
+    half = stats.t.ppf(0.975, 6) * (a - b).std(ddof=1) / math.sqrt(7)
+    assert d.high - d.mean == pytest.approx(half)
+    b[3] = math.nan  # an unpaired seed is left out
+    assert matched.paired_interval(a, b).n == 6
+
+
+def test_matched_comparison_on_the_hand_made_front():
+    points = HAND_FRONT.rename(columns={"x": "params_kept", "y": "test_accuracy"}).assign(
+        kept_input=math.nan, kept_hidden=math.nan
     )
-    assert ranking_note(summary)[0] == (
-        "Fewest kept on average, of the 3 methods: input features: sparse group Lasso (SGL) "
-        "and group Lasso (GL) (45.0); hidden neurons: sparse group Lasso (SGL) (20.0); "
-        "parameters: sparse group Lasso (SGL) (1500.5)."
+    mt = Matched(points, {"params_kept": [19.0]}, [0.92])
+    d, a, b = mt.accuracy("params_kept", "a", "b", 19.0)
+    ya = [
+        np.interp(19, [10, 20, 30], [0.90, 0.95, 0.97]),
+        np.interp(19, [8, 18, 32], [0.88, 0.94, 0.96]),
+    ]
+    yb = [np.interp(19, [6, 16, 28], [0.80, 0.93, 0.96]), np.interp(19, [5, 20], [0.70, 0.93])]
+    diff = np.subtract(ya, yb)
+    ci = stats.t.interval(0.95, 1, loc=diff.mean(), scale=diff.std(ddof=1) / math.sqrt(2))
+    assert (a, b) == pytest.approx((np.mean(ya), np.mean(yb)))
+    assert (d.mean, d.low, d.high) == pytest.approx((diff.mean(), *ci))
+    # units kept at 92% accuracy: the crossing of the first segment that climbs to 0.92
+    d, a, b = mt.kept("params_kept", "a", "b", 0.92)
+    ka = [10 + 10 * 0.02 / 0.05, 8 + 10 * 0.04 / 0.06]
+    kb = [6 + 10 * 0.12 / 0.13, 5 + 15 * 0.22 / 0.23]
+    assert (a, b) == pytest.approx((np.mean(ka), np.mean(kb)))
+    assert d.mean == pytest.approx(np.mean(np.subtract(kb, ka)))  # how many more a removes
+
+
+def test_verdicts_follow_the_stated_rules():
+    iv = matched.Interval
+    acc = accuracy_check("c", iv(-0.002, -0.008, 0.004, 5), 0.97, 0.972)
+    assert acc.verdict == "agrees" and "within noise: the interval holds 0" in acc.detail
+    assert accuracy_check("c", iv(-0.02, -0.03, -0.012, 5), 0.95, 0.97).verdict == "disagrees"
+    assert accuracy_check("c", iv(-0.01, -0.02, 0.0, 5), 0.96, 0.97).verdict == "undecided"
+    rem = removal_check("r", iv(8.0, 5.0, 11.0, 5), 16.0, 8.0, "of 60")
+    assert rem.verdict == "agrees"
+    assert (
+        rem.detail
+        == "16.0 against 8.0 of 60 removed, 2.00×; paired difference +8.0 [+5.0, +11.0] (n = 5)"
     )
+    assert removal_check("r", iv(4.0, 1.0, 7.0, 5), 12.0, 8.0, "of 60").verdict == "partly agrees"
+    assert removal_check("r", iv(1.0, -2.0, 4.0, 5), 9.0, 8.0, "of 60").verdict == "within noise"
+    assert removal_check("r", iv(-3.0, -5.0, -1.0, 5), 5.0, 8.0, "of 60").verdict == "disagrees"
+    checks = [acc, rem, removal_check("r", iv(1.0, -2.0, 4.0, 5), 9.0, 8.0, "of 60")]
+    assert tally(checks) == "2 agrees, 1 within noise"
+
+
+def test_pruning_keeps_exactly_the_k_columns_of_largest_l2_norm():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(12, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    w0 = net[0].weight.detach().numpy().copy()
+    w1 = net[2].weight.detach().numpy().copy()
+    masks = prune_(net, [5, 2])
+    for w, k, mask, lin in ((w0, 5, masks[0], net[0]), (w1, 2, masks[1], net[2])):
+        top = np.argsort(np.linalg.norm(w, axis=0))[::-1][:k]
+        expected = np.zeros(w.shape[1], bool)
+        expected[top] = True
+        np.testing.assert_array_equal(mask.numpy(), expected)
+        np.testing.assert_array_equal(lin.weight.detach().numpy(), w * expected)
+    # torch's own structured pruning by the L2 norm of columns agrees
+    lin = torch.nn.Linear(12, 6)
+    ref = torch.nn.Linear(12, 6)
+    ref.load_state_dict(lin.state_dict())
+    prune.ln_structured(ref, "weight", amount=7, n=2, dim=1)
+    assert torch.equal(keep_columns(lin.weight, 5), ref.weight_mask[0].bool())
+    with pytest.raises(ValueError, match=r"k must be in \[0, 12\], got 13"):
+        keep_columns(lin.weight, 13)
+
+
+def test_pruning_front_from_the_dense_runs(metrics, tiny_sweep):
+    dense = metrics[metrics["regularizer"] == "none"].sort_values("seed")
+    table = pd.read_csv(tiny_sweep / "baselines" / "pruning.csv")
+    assert len(table) == len(SEEDS) * 2 * 10 * 2  # seeds × schedules × fractions × fine-tune
+    whole = table[(table["fraction"] == 1.0) & (table["finetune_epochs"] == 0)]
+    for r in dense.itertuples():  # q = 1 without fine-tuning is the dense run itself
+        row = whole[(whole["seed"] == r.seed) & (whole["schedule"] == "all")].iloc[0]
+        assert row["test_accuracy"] == pytest.approx(r.test_accuracy)
+        assert row["params_kept"] == r.params_kept
+    # fine-tuning keeps the pruned columns at 0: at q = 0.5 at most half the inputs remain
+    half = table[(table["fraction"] == 0.5) & (table["schedule"] == "inputs")]
+    assert (half["kept_input"] <= 32).all()
+    one = pruning_front([dense["run_dir"].iloc[0]], [0.5], finetune_epochs=3)
+    ft = one[(one["schedule"] == "all") & (one["finetune_epochs"] == 3)].iloc[0]
+    assert ft["kept_input"] <= 32 and ft["kept_hidden"] <= 20 + 10
+
+
+def test_report_has_every_section_and_figure(report):
+    text, out = report
+    for heading in (
+        "## Protocol",
+        "## Constant inputs",
+        "## The paper's claim at matched sparsity",
+        "## Penalty against proximal mode",
+        "## Baselines at matched sparsity",
+        "## Accuracy–sparsity fronts",
+    ):
+        assert heading in text
+    for name in ("pixel_maps.png", "front.png", "front_proximal.png", "front_baselines.png"):
+        assert (out / "figures" / name).stat().st_size > 0
+    assert "authors' demo" in text and "not from the paper's text" in text
+    assert "so does this run (`trainer.drop_last=true`)" in text
+    assert "LassoNet did not run" in text
+    assert re.search(r"Of the \d+ parts of the claim at matched sparsity: ", text)
+
+
+def test_lassonet_path_selects_ever_fewer_inputs(make_config):
+    import lassonet  # noqa: F401  (the dev extra installs it: never skipped)
+    from regexp.engine.data import load_dataset
+    from regexp.paper.baselines import lassonet_path
+
+    cfg = make_config("experiment=scardapane2017", "seed=1")
+    data = load_dataset(**cfg["dataset"])
+    path = lassonet_path(cfg, data, path_multiplier=2.0)
+    kept = path["kept_input"].to_numpy()
+    assert kept[0] == 64 and kept[-1] == 0  # dense first, then until no input is left
+    assert (np.diff(kept) <= 0).all()
+    assert path["test_accuracy"].iloc[0] > 0.9  # the dense network has learned digits
+    assert path["test_accuracy"].between(0, 1).all() and (path["seed"] == 1).all()

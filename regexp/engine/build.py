@@ -34,9 +34,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def validate_trainer(tr: Mapping) -> None:
-    """Check the ``trainer`` group: epochs, batch_size, patience, device, num_threads."""
+    """Check the ``trainer`` group: epochs, batch_size, drop_last, patience, device, threads."""
     check_int("trainer.epochs", tr["epochs"], 1)
     check_int("trainer.batch_size", tr["batch_size"], 1)
+    if not isinstance(tr.get("drop_last", False), bool):
+        raise ValueError(f"trainer.drop_last must be true or false, got {tr['drop_last']!r}")
     patience = tr.get("early_stopping_patience")
     if patience is not None and (
         isinstance(patience, bool) or not isinstance(patience, int) or patience < 1

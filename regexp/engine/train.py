@@ -59,6 +59,7 @@ def fit(
     patience: int | None = None,
     on_epoch: EpochCallback | None = None,
     prox_metric: str = "identity",
+    drop_last: bool = False,
 ) -> FitResult:
     """Minibatch training of ``model`` on ``data.x_train``.
 
@@ -71,8 +72,12 @@ def fit(
     not improved for that many epochs and the best weights are restored.
     ``prox_metric="adaptive"``: the proximal step is taken in the optimizer's metric
     (:meth:`Regularizer.prox_metric_` with :func:`regexp.core.metric_prox.optimizer_metric`).
+    ``drop_last``: each epoch takes ``n // batch_size`` steps and skips the last
+    ``n % batch_size`` rows of the permutation (a partial minibatch), as the authors' demo
+    of Scardapane et al. 2017 does; otherwise ``ceil(n / batch_size)`` steps.
     """
     n = len(data.y_train)
+    stop = epoch_rows(n, batch_size, drop_last)
     lr = optimizer.param_groups[0]["lr"]
     gen = torch.Generator().manual_seed(seed)
     rows, status, best = [], "ok", (math.inf, None, 0)
@@ -83,7 +88,7 @@ def fit(
         order = torch.randperm(n, generator=gen).to(data.x_train.device)
         total_data = torch.zeros((), device=data.x_train.device)
         steps = 0
-        for i in range(0, n, batch_size):
+        for i in range(0, stop, batch_size):
             idx = order[i : i + batch_size]
             loss = data_loss(model(data.x_train[idx]), data.y_train[idx], data.task)
             total_data += loss.detach()
@@ -130,6 +135,25 @@ def fit(
         model.load_state_dict(best[1])
     seconds = time.perf_counter() - start
     return FitResult(pd.DataFrame(rows), status, seconds, {"best_epoch": best[2], "events": events})
+
+
+def epoch_rows(n: int, batch_size: int, drop_last: bool) -> int:
+    """Rows of each epoch's permutation that are trained on: ``n``, or with ``drop_last``
+    the ``batch_size · (n // batch_size)`` rows of the full minibatches.
+
+    Raises
+    ------
+    ValueError
+        If ``drop_last`` leaves no minibatch (``batch_size > n``).
+    """
+    if not drop_last:
+        return n
+    if batch_size > n:
+        raise ValueError(
+            f"trainer.drop_last=true leaves no minibatch: batch_size {batch_size} > "
+            f"{n} training rows; lower trainer.batch_size or set trainer.drop_last=false"
+        )
+    return n - n % batch_size
 
 
 @dataclass
@@ -193,4 +217,5 @@ def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> 
         s.patience,
         on_epoch,
         s.prox_metric,
+        tr.get("drop_last", False),
     )

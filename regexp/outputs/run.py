@@ -65,6 +65,7 @@ def short_columns(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
         "lr": opt["lr"],
         "epochs": cfg["trainer"]["epochs"],
         "batch_size": cfg["trainer"]["batch_size"],
+        "drop_last": bool(cfg["trainer"].get("drop_last", False)),
         "threshold": cfg["threshold"],
     }
     if mode == "proximal":

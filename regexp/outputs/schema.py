@@ -35,6 +35,7 @@ SHORT = {
     "lr": "optimizer.lr",
     "epochs": "trainer.epochs",
     "batch_size": "trainer.batch_size",
+    "drop_last": "trainer.drop_last",
     "threshold": "threshold",
 }
 # Keys at the config's top level (undotted when flattened).

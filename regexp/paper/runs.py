@@ -76,24 +76,28 @@ def markdown_table(
     summary: pd.DataFrame,
     runs: pd.DataFrame,
     labels: Mapping[str, Callable[[object], str]],
+    extra: Mapping[str, str] | None = None,
 ) -> str:
     """A :func:`regexp.outputs.aggregate.summarize` frame as a Markdown table.
 
     ``labels`` maps each ``by`` column to its cell formatter. Then: runs (``n_ok``), test accuracy
     in % (2 decimals), and kept units per layer and kept parameters (1 decimal), each
-    header naming the total from ``runs`` (``units_<layer>``, ``params_total``).
+    header naming the total from ``runs`` (``units_<layer>``, ``params_total``), and last
+    the metrics of ``extra`` (``{metric: header}``, mean ± std, 1 decimal).
     """
+    extra = dict(extra or {})
     layers = [c.removeprefix("units_") for c in runs if c.startswith("units_")]
     head = [*labels, "runs", "test accuracy (%)"]
     head += [f"{layer} kept (of {int(runs[f'units_{layer}'].max())})" for layer in layers]
     head.append(f"parameters kept (of {int(runs['params_total'].max())})")
+    head += list(extra.values())
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary.to_dict("records"):
         cells = [fmt(r[c]) for c, fmt in labels.items()]
         cells += [str(r["n_ok"]), mean_std(r["test_accuracy_mean"], r["test_accuracy_std"], 100, 2)]
         cells += [
             mean_std(r[f"{m}_mean"], r[f"{m}_std"])
-            for m in [*(f"kept_{layer}" for layer in layers), "params_kept"]
+            for m in [*(f"kept_{layer}" for layer in layers), "params_kept", *extra]
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

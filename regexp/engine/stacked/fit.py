@@ -32,7 +32,7 @@ from regexp.engine.stacked.model import (
     terms,
 )
 from regexp.engine.stacked.optim import StackedOptimizer
-from regexp.engine.train import EpochCallback, FitResult, Setup
+from regexp.engine.train import EpochCallback, FitResult, Setup, epoch_rows
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ def fit_stacked(
     batch_size: int,
     patience: int | None = None,
     on_epoch: EpochCallback | None = None,
+    drop_last: bool = False,
 ) -> list[FitResult]:
     """Train ``members`` (same architecture, ``activation`` and data) together.
 
@@ -147,7 +148,8 @@ def fit_stacked(
     :func:`regexp.engine.train.fit`: each step minimizes ``data_loss + penalty`` (penalty mode) or
     takes the optimizer step on ``data_loss`` and then the proximal step with the model's
     ``lr`` (proximal mode); minibatches are slices of
-    ``torch.randperm(n, generator=Generator().manual_seed(seed))`` per epoch. History rows,
+    ``torch.randperm(n, generator=Generator().manual_seed(seed))`` per epoch (with
+    ``drop_last``, the partial last minibatch is skipped, as in ``fit``). History rows,
     divergence (non-finite loss: that model stops, status ``diverged``) and early stopping
     (best weights restored) are per model. Each member's ``model`` receives its final
     weights; ``seconds`` is the stack's training time divided by N. Internally the models
@@ -164,6 +166,7 @@ def fit_stacked(
         batch_size,
         patience,
         on_epoch,
+        drop_last,
     )
     out: list[FitResult] = [None] * len(members)  # type: ignore[list-item]
     for k, i in enumerate(order):
@@ -180,8 +183,10 @@ def _fit(
     batch_size: int,
     patience: int | None = None,
     on_epoch: EpochCallback | None = None,
+    drop_last: bool = False,
 ) -> list[FitResult]:
     n_models, n = len(members), len(data.y_train)
+    stop = epoch_rows(n, batch_size, drop_last)
     dev = data.x_train.device
     hidden = [lin.out_features for lin in members[0].model if isinstance(lin, nn.Linear)][:-1]
     stack = StackedMLP([m.model for m in members], activation)
@@ -215,7 +220,7 @@ def _fit(
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
         total_data = torch.zeros(n_models, device=dev)
         steps = 0
-        for i in range(0, n, batch_size):
+        for i in range(0, stop, batch_size):
             idx = order[:, i : i + batch_size]
             out = stack.forward(_gather(data.x_train, idx), masks.draw(idx.shape[1]))
             loss = per_model_loss(out, _gather(data.y_train, idx), data.task)
