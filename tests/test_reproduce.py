@@ -382,6 +382,7 @@ def test_report_has_every_section_and_figure(report):
 
 def test_lassonet_path_selects_ever_fewer_inputs(make_config):
     import lassonet  # noqa: F401  (the dev extra installs it: never skipped)
+
     from regexp.engine.data import load_dataset
     from regexp.paper.baselines import lassonet_path
 
