@@ -287,6 +287,19 @@ def test_stack_threads_share_the_launchers_cores():
     assert stack_threads(cores=1, trainings=5, workers=1) == 1
 
 
+def test_a_stack_that_fails_to_train_hands_its_jobs_back(tmp_path, monkeypatch, caplog):
+    from regexp import stacks
+    from regexp.launcher import _train_stack
+
+    monkeypatch.delenv("REGEXP_DEBUG", raising=False)
+    cfgs = configs([[*SMALL, "trainer.epochs=1", f"seed={s}"] for s in (0, 1)])
+    groups, alone = stacks.plan([stacks.StackJob(i, c, tmp_path) for i, c in enumerate(cfgs)])
+    assert len(groups) == 1 and not alone
+    groups[0][1].setup.model = torch.nn.Sequential(torch.nn.Linear(64, 10))  # cannot stack
+    assert _train_stack(None, groups[0], torch.get_num_threads(), False) is None
+    assert "stacked training failed (RuntimeError" in caplog.text  # the launcher runs them alone
+
+
 def job_metrics(sweep: Path) -> pd.DataFrame:
     """:func:`metrics` indexed by job directory name."""
     out = metrics(sweep)
