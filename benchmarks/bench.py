@@ -289,7 +289,9 @@ def main() -> None:
         f"- machine: {cpu_model()}, {cores} cores; load average at start {' '.join(load)}"
         " (the machine is shared: timings are noisy)",
         f"- torch {torch.__version__}, Python {platform.python_version()}, one torch thread "
-        "for every training run",
+        "for every engine timing unless a row says otherwise; the CLI sweeps' threads are "
+        "the launchers' (basic: `trainer.num_threads` = 1; batched: its one stack on every "
+        "core)",
         f"- peak matmul (float32 2048³ `torch.mm`, best of 10): {gf1:.1f} GFLOP/s at 1 "
         f"thread, {gf_all:.1f} GFLOP/s at {cores} threads",
         "",

@@ -5,13 +5,16 @@
 Jobs that share everything but ``regularizer``, ``lambda``, ``seed``, ``threshold``,
 ``model.dropout`` and ``optimizer.lr`` train together (:mod:`regexp.stacks`); each then
 gets, through Hydra's own ``run_job``, the run directory, ``.hydra`` files, log and outputs
-that ``hydra/launcher=basic`` gives it. The others run one by one, as with ``basic``, with
-a log line saying why. Hydra discovers the launcher through the thin plugin module
-``hydra_plugins/regexp_launcher/batched_launcher.py``.
+that ``hydra/launcher=basic`` gives it. The others run alone, through Hydra's task
+function as with ``basic``, with a log line saying why. Hydra discovers the launcher
+through the thin plugin module ``hydra_plugins/regexp_launcher/batched_launcher.py``.
 
-Sweeps of at least ``hydra.launcher.parallel_from`` jobs load the jobs' configs and write
-their run directories in ``hydra.launcher.n_jobs`` worker processes (joblib's loky backend,
-as Hydra's joblib launcher uses); the stacked training itself runs in this process.
+The launcher may use ``hydra.launcher.n_jobs`` CPU cores (-1: all). Sweeps of at least
+``hydra.launcher.parallel_from`` jobs run in that many worker processes (joblib's loky
+backend, as Hydra's joblib launcher uses): the jobs' configs are loaded there; then the
+stacks train side by side with the jobs that run alone, each stack at its share of the
+cores (:func:`stack_threads`); then the stacks' run directories are written there. A sweep
+with a single training (one stack, nothing alone) trains it in this process on every core.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class BatchedLauncherConf:
     _target_: str = "hydra_plugins.regexp_launcher.batched_launcher.BatchedLauncher"
-    # Worker processes that load the jobs' configs and write their run directories
-    # (-1: one per CPU core; 1: everything in this process).
+    # CPU cores the sweep may use: worker processes (configs, trainings side by side, run
+    # directories), and the torch threads of the stacks (-1: every core; 1: everything in
+    # this process, stacks at one thread). On a shared machine, the cores that are yours.
     n_jobs: int = -1
     # Sweeps with fewer jobs do everything in this process: starting the workers (each
     # imports torch and matplotlib) takes a few seconds.
@@ -157,11 +161,56 @@ def _run_job(hydra_context: HydraContext, config: DictConfig, task: TaskFunction
     )
 
 
-def _in_worker(fn: Callable, hydra_context: HydraContext, items: list[tuple], state: dict) -> list:
-    """``[fn(hydra_context, *item) for item in items]`` in a worker process.
+def stack_threads(cores: int, trainings: int, workers: int) -> int:
+    """Torch threads of each stack: ``max(1, cores // min(workers, trainings))``.
 
-    One call per chunk of jobs: the Hydra context and global state (config repository,
+    ``trainings`` (stacks and jobs that train alone) run ``min(workers, trainings)`` at a
+    time in ``workers`` processes (``workers = 1``: one after another in this process), so
+    a stack that trains by itself gets every core and ``k`` trainings side by side get
+    ``cores // k`` each; a job that trains alone uses its own ``trainer.num_threads``. A
+    deterministic function of the sweep's plan and the launcher's cores, never of the
+    machine's load; stacked numbers do not depend on it (``tests/test_batched.py`` checks
+    bit-identical results at 1 and 2 threads).
+    """
+    return max(1, cores // max(1, min(workers, trainings)))
+
+
+def _train_stack(
+    _: HydraContext, group: list[StackJob], threads: int, progress: bool
+) -> list[_WriteTask] | None:
+    """Train ``group`` as one stack at ``threads`` torch threads, here or in a worker.
+
+    Returns the tasks that write its jobs' run directories (each job evaluated here, at
+    its own ``trainer.num_threads``, as its sequential run evaluates), or ``None`` if
+    stacked training failed (its jobs then run alone). ``progress``: an epoch bar on a
+    terminal.
+    """
+    import torch
+
+    from regexp import stacks
+    from regexp.outputs import console
+
+    keep_freed_memory()
+    tr = group[0].cfg["trainer"]
+    torch.set_num_threads(threads)
+    with console.epoch_progress(tr["epochs"], enabled=progress and sys.stderr.isatty()) as bar:
+        trained = stacks.train(group, bar)
+    if not trained:
+        return None
+    _log_stack(group)
+    torch.set_num_threads(tr["num_threads"])
+    return [_WriteTask(job) for job in group]
+
+
+def _in_worker(
+    calls: list[tuple[Callable, tuple]], hydra_context: HydraContext, state: dict, logs: tuple
+) -> list:
+    """``[fn(hydra_context, *args) for fn, args in calls]`` in a worker process.
+
+    One task per chunk of calls: the Hydra context and global state (config repository,
     plugins) are large, and pickling them for every job would cost more than the job.
+    ``logs``: Hydra's own logging (``hydra.hydra_logging``, ``hydra.verbose``), set before
+    each call so that a job's log file never receives the next call's lines.
     """
     # Import torch, pandas and matplotlib in the first call (which loads configs): loky
     # takes a worker's reference memory after its first call and restarts a worker that
@@ -170,7 +219,12 @@ def _in_worker(fn: Callable, hydra_context: HydraContext, items: list[tuple], st
 
     setup_globals()
     Singleton.set_state(state)
-    return [fn(hydra_context, *item) for item in items]
+    out = []
+    for fn, args in calls:
+        configure_log(*logs)
+        out.append(fn(hydra_context, *args))
+    configure_log(*logs)
+    return out
 
 
 class BatchedLauncher(Launcher):
@@ -192,19 +246,27 @@ class BatchedLauncher(Launcher):
         self.task_function = task_function
 
     def _in_workers(self, fn: Callable, items: list[tuple]) -> list:
-        """``[fn(self.hydra_context, *item) for item in items]``, in the workers if any.
+        """``[fn(self.hydra_context, *item) for item in items]``, in the workers if any."""
+        return self._calls([(fn, item) for item in items])
 
-        The items go in contiguous chunks, 4 per worker. If the workers fail (one dies, or
-        a task does not pickle), says so and runs the calls in this process; an exception
-        that ``fn`` raises propagates as it would in this process.
+    def _calls(self, calls: list[tuple[Callable, tuple]], own: int = 0) -> list:
+        """``[fn(self.hydra_context, *args) for fn, args in calls]``, in the workers if any.
+
+        The first ``own`` calls (long ones: trainings) go one per worker task, first; the
+        rest in contiguous chunks, 4 per worker. If the workers fail (one dies, or a task
+        does not pickle), says so and runs the calls in this process; an exception that a
+        call raises propagates as it would in this process.
         """
-        if self.parallel is not None:
+        if self.parallel is not None and calls:
             state = Singleton.get_state()
-            n = min(len(items), 4 * self.parallel.n_jobs)
-            chunks = [items[len(items) * k // n : len(items) * (k + 1) // n] for k in range(n)]
+            logs = (self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            rest = calls[own:]
+            n = min(len(rest), 4 * self.parallel.n_jobs)
+            chunks = [[c] for c in calls[:own]]
+            chunks += [rest[len(rest) * k // n : len(rest) * (k + 1) // n] for k in range(n)]
             try:
                 done = self.parallel(
-                    delayed(_in_worker)(fn, self.hydra_context, c, state) for c in chunks
+                    delayed(_in_worker)(c, self.hydra_context, state, logs) for c in chunks
                 )
                 return [x for chunk in done for x in chunk]
             except (BrokenProcessPool, TerminatedWorkerError, pickle.PicklingError) as err:
@@ -215,8 +277,8 @@ class BatchedLauncher(Launcher):
                 )
                 self.parallel = None
         out = []
-        for item in items:
-            out.append(fn(self.hydra_context, *item))
+        for fn, args in calls:
+            out.append(fn(self.hydra_context, *args))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return out
 
@@ -227,7 +289,8 @@ class BatchedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         # joblib's count honours CPU affinity and container quotas; never more than jobs.
-        workers = min(cpu_count() if self.n_jobs == -1 else self.n_jobs, len(job_overrides))
+        cores = cpu_count() if self.n_jobs == -1 else self.n_jobs
+        workers = min(cores, len(job_overrides))
         self.parallel = None  # a sweeper may call launch again, with a smaller batch
         if workers > 1 and len(job_overrides) >= self.parallel_from:
             self.parallel = Parallel(n_jobs=workers, backend="loky")
@@ -241,10 +304,8 @@ class BatchedLauncher(Launcher):
             idx = initial_job_idx + i
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             args.append((self.config, list(overrides), idx))
-        import torch
-
         from regexp import stacks
-        from regexp.outputs import console, sweep_dir
+        from regexp.outputs import sweep_dir
 
         configs = self._in_workers(_load_config, args)
         sweep_configs = {a[2]: config for a, config in zip(args, configs, strict=True)}
@@ -258,25 +319,40 @@ class BatchedLauncher(Launcher):
             for idx, config in sweep_configs.items()
         ]
         groups, alone = stacks.plan(jobs)
-        runs: dict[int, JobReturn] = {}
-        if groups:
-            keep_freed_memory()
-        for group in groups:
-            tr = group[0].cfg["trainer"]
-            torch.set_num_threads(tr["num_threads"])
-            with console.epoch_progress(tr["epochs"], enabled=sys.stderr.isatty()) as on_epoch:
-                trained = stacks.train(group, on_epoch)
-            if trained:
-                _log_stack(group)
-                tasks = [(sweep_configs[job.idx], _WriteTask(job)) for job in group]
-                for job, ret in zip(group, self._in_workers(_run_job, tasks), strict=True):
-                    runs[job.idx] = ret
+        # Jobs that train alone first; invalid and finished ones (no setup) are quick.
+        alone.sort(key=lambda j: (j.setup is None, j.idx))
+        trainings = len(groups) + sum(j.setup is not None for j in alone)
+        side_by_side = self.parallel is not None and trainings > 1
+        at_once = self.parallel.n_jobs if side_by_side else 1
+        threads = stack_threads(cores, trainings, at_once)
+        stack_calls = [(_train_stack, (g, threads, not side_by_side)) for g in groups]
+        alone_calls = [(_run_job, (sweep_configs[j.idx], self.task_function)) for j in alone]
+        if side_by_side:
+            log.info(
+                "%d stacks and %d jobs alone train side by side in %d processes, each stack "
+                "at %d torch thread(s)",
+                len(groups),
+                trainings - len(groups),
+                self.parallel.n_jobs,
+                threads,
+            )
+            done = self._calls([*stack_calls, *alone_calls], own=len(stack_calls))
+        else:  # in this process, each stack on the launcher's cores
+            done = [fn(self.hydra_context, *a) for fn, a in stack_calls]
+            done += self._calls(alone_calls)
+        runs: dict[int, JobReturn] = {
+            job.idx: ret for job, ret in zip(alone, done[len(groups) :], strict=True)
+        }
+        writes: list[tuple[StackJob, tuple]] = []
+        for group, tasks in zip(groups, done[: len(groups)], strict=True):
+            if tasks is None:  # stacked training failed: the jobs run alone
+                writes += [(job, (sweep_configs[job.idx], self.task_function)) for job in group]
             else:
-                alone += group
-        for job in sorted(alone, key=lambda j: j.idx):
-            config = sweep_configs[job.idx]
-            runs[job.idx] = _run_job(self.hydra_context, config, self.task_function)
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                writes += [
+                    (j, (sweep_configs[j.idx], t)) for j, t in zip(group, tasks, strict=True)
+                ]
+        rets = self._in_workers(_run_job, [a for _, a in writes])
+        runs |= {job.idx: ret for (job, _), ret in zip(writes, rets, strict=True)}
         return [runs[idx] for idx in sorted(runs)]
 
 

@@ -111,7 +111,12 @@ def train(group: Sequence[StackJob], on_epoch: EpochCallback | None = None) -> b
     cfg = group[0].cfg
     tr = cfg["trainer"]
     members = [Member.from_setup(j.cfg, j.setup, j.rng_state) for j in group]
-    log.info("training %d jobs (%s) as one stacked model", len(group), ids([j.idx for j in group]))
+    log.info(
+        "training %d jobs (%s) as one stacked model, %d torch thread(s)",
+        len(group),
+        ids([j.idx for j in group]),
+        torch.get_num_threads(),
+    )
     try:
         results = fit_stacked(
             members,

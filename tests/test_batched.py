@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import joblib
 import pandas as pd
 import pytest
 import torch
@@ -251,3 +252,126 @@ def test_launcher_rejects_a_bad_worker_count():
 
     with pytest.raises(ValueError, match=re.escape("n_jobs must be -1 or >= 1, got 0")):
         BatchedLauncher(n_jobs=0)
+
+
+def test_stacked_training_is_bit_identical_at_one_and_two_threads():
+    # The launcher gives a stack its share of the cores; that must not change its numbers.
+    # Wide layers, so that the stack's tensors are large enough for torch to split them.
+    base = ["model.hidden=[128,64]", "trainer.batch_size=256", "trainer.epochs=1"]
+    cfgs = configs(every_regularizer(base))
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            members, results = stacked(cfgs)
+            params = [torch.cat([p.flatten() for p in m.model.parameters()]) for m in members]
+            runs.append((params, [r.history for r in results]))
+    finally:
+        torch.set_num_threads(threads)
+    (p1, h1), (p2, h2) = runs
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2, strict=True))
+    for a, b in zip(h1, h2, strict=True):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_stack_threads_share_the_launchers_cores():
+    from regexp.launcher import stack_threads
+
+    assert stack_threads(cores=2, trainings=1, workers=2) == 2  # a stack by itself
+    assert stack_threads(cores=2, trainings=1, workers=1) == 2
+    assert stack_threads(cores=2, trainings=4, workers=1) == 2  # one after another
+    assert stack_threads(cores=2, trainings=4, workers=2) == 1  # two at a time
+    assert stack_threads(cores=16, trainings=3, workers=16) == 5  # 3 side by side
+    assert stack_threads(cores=16, trainings=40, workers=16) == 1
+    assert stack_threads(cores=1, trainings=5, workers=1) == 1
+
+
+def test_a_stack_that_fails_to_train_hands_its_jobs_back(tmp_path, monkeypatch, caplog):
+    from regexp import stacks
+    from regexp.launcher import _train_stack
+
+    monkeypatch.delenv("REGEXP_DEBUG", raising=False)
+    cfgs = configs([[*SMALL, "trainer.epochs=1", f"seed={s}"] for s in (0, 1)])
+    groups, alone = stacks.plan([stacks.StackJob(i, c, tmp_path) for i, c in enumerate(cfgs)])
+    assert len(groups) == 1 and not alone
+    groups[0][1].setup.model = torch.nn.Sequential(torch.nn.Linear(64, 10))  # cannot stack
+    assert _train_stack(None, groups[0], torch.get_num_threads(), False) is None
+    assert "stacked training failed (RuntimeError" in caplog.text  # the launcher runs them alone
+
+
+def job_metrics(sweep: Path) -> pd.DataFrame:
+    """:func:`metrics` indexed by job directory name."""
+    out = metrics(sweep)
+    out.index = sorted(d.name for d in sweep.iterdir() if d.is_dir() and d.name != ".regexp")
+    return out
+
+
+def _messages(log: Path, run_dir: Path) -> list[str]:
+    """A job's log lines less their timestamps, run directory, training time and sweep
+    progress line."""
+    lines = [re.sub(r"^\[[^]]*\]", "", x) for x in log.read_text().splitlines()]
+    lines = [re.sub(r"train_seconds=[^;,]*", "", x) for x in lines]
+    return [x.replace(str(run_dir), "RUN") for x in lines if "regexp.outputs.sweep" not in x]
+
+
+def test_batched_sweep_trains_stacks_of_two_shapes_and_lone_jobs_side_by_side(tmp_path):
+    # Per model.hidden: adam with prox_metric identity and adaptive stack; sgd identity is
+    # the only job of its settings (it runs alone); sgd adaptive is invalid (it fails).
+    sweep = [
+        "model.hidden=[16,8],[8]",
+        "optimizer=adam,sgd",
+        "regularizer=l1",
+        "regularizer.mode=proximal",
+        "regularizer.prox_metric=identity,adaptive",
+        "trainer.epochs=5",
+    ]
+    stacked_jobs, alone_jobs, failed_jobs = ["0", "1", "4", "5"], ["2", "6"], ["3", "7"]
+    seq, side, here = tmp_path / "seq", tmp_path / "side", tmp_path / "here"
+    regexp_train(*sweep, f"hydra.sweep.dir={seq}", cwd=tmp_path)  # the basic launcher
+    workers = ["hydra.launcher.n_jobs=2", "hydra.launcher.parallel_from=2"]
+    out = regexp_train(
+        "hydra/launcher=batched", *sweep, *workers, f"hydra.sweep.dir={side}", cwd=tmp_path
+    )
+    assert "2 stacks and 2 jobs alone train side by side in 2 processes, each stack at 1" in out
+    assert "training 2 jobs (#0-1) as one stacked model, 1 torch thread(s)" in out
+    assert "training 2 jobs (#4-5) as one stacked model, 1 torch thread(s)" in out
+    assert "job #2 runs alone: no other job shares" in out
+    assert "worker processes failed" not in out  # the lone jobs ran in the workers
+    # The same sweep in this process, one training after another, each stack on every core.
+    out = regexp_train("hydra/launcher=batched", *sweep, f"hydra.sweep.dir={here}", cwd=tmp_path)
+    cores = joblib.cpu_count()
+    assert f"training 2 jobs (#4-5) as one stacked model, {cores} torch thread(s)" in out
+    assert "side by side" not in out
+
+    files = {p.relative_to(seq) for p in seq.rglob("*")}
+    assert files == {p.relative_to(side) for p in side.rglob("*")}
+    assert files == {p.relative_to(here) for p in here.rglob("*")}
+    for job in stacked_jobs + alone_jobs + failed_jobs:
+        for name in (".hydra/config.yaml", ".hydra/overrides.yaml"):
+            assert (side / job / name).read_bytes() == (seq / job / name).read_bytes()
+    # Jobs alone: their sequential runs, to the last bit, with the same log.
+    m_seq, m_side, m_here = job_metrics(seq), job_metrics(side), job_metrics(here)
+    pd.testing.assert_frame_equal(
+        m_side.loc[alone_jobs + failed_jobs], m_seq.loc[alone_jobs + failed_jobs]
+    )
+    assert (m_seq.loc[failed_jobs, "status"] == "failed").all()
+    assert (m_seq.loc[alone_jobs, "status"] == "ok").all()
+    for job in alone_jobs:
+        for name in ("history.csv", "sparsity.csv"):
+            assert (side / job / name).read_bytes() == (seq / job / name).read_bytes(), name
+        a, b = (torch.load(d / job / "model.pt", weights_only=True) for d in (side, seq))
+        assert a.keys() == b.keys() and a["config"] == b["config"]
+        for k, w in a["state_dict"].items():
+            assert torch.equal(w, b["state_dict"][k])
+    for job in alone_jobs + failed_jobs:
+        assert _messages(side / job / "train.log", side / job) == _messages(
+            seq / job / "train.log", seq / job
+        )
+    # Stacks trained side by side at 1 thread: what one after another on every core gives.
+    pd.testing.assert_frame_equal(m_side, m_here)
+    for job in stacked_jobs:
+        for name in ("history.csv", "sparsity.csv"):
+            assert (side / job / name).read_bytes() == (here / job / name).read_bytes(), name
+    ok = m_seq.loc[stacked_jobs, "test_accuracy"]
+    assert (m_side.loc[stacked_jobs, "test_accuracy"] - ok).abs().max() <= 0.01

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,9 +28,10 @@ def epoch_progress(total: int, enabled: bool = True) -> Iterator[object]:
 
     Yields the callback that training calls after each epoch with a status text
     (``on_epoch`` of :func:`regexp.engine.train.fit`), or ``None`` when ``enabled`` is
-    false (e.g. stderr is not a terminal).
+    false (e.g. stderr is not a terminal) or in a worker process (the batched launcher's:
+    workers share the terminal, and their bars would overwrite each other).
     """
-    if not enabled:
+    if not enabled or multiprocessing.parent_process() is not None:
         yield None
         return
     progress = Progress(
