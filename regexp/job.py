@@ -40,11 +40,5 @@ def run(cfg: Mapping, run_dir: Path, summary: bool = True, sweep: bool = False) 
         result = fit_setup(cfg, s, on_epoch)
     figures = wants_figures(cfg, sweep)
     row = finish(cfg, run_dir, s.model, s.data, result, summary=summary, figures=figures)
-    shown = ("status", "test_accuracy", "val_accuracy", "test_r2", "val_r2", "weight_sparsity")
-    shown += ("params_kept", "params_total", "train_seconds")
-    log.info(
-        "metrics: %s; run directory: %s",
-        ", ".join(f"{k}={console.fmt(row[k])}" for k in shown if k in row),
-        run_dir,
-    )
+    log.info(console.metrics_line(row, run_dir))
     return row

@@ -97,6 +97,7 @@ class _WriteTask:
             self.error = f"{type(err).__name__}: {err}"  # text: any exception pickles so
 
     def __call__(self, _: DictConfig) -> float | list[float] | None:
+        from regexp.outputs.console import metrics_line
         from regexp.outputs.objectives import objective_values
         from regexp.outputs.run import failed_row, wants_figures, write
         from regexp.stacks import ids
@@ -107,6 +108,7 @@ class _WriteTask:
         if error is None:
             try:
                 row = write(run_dir, self.outputs, figures=wants_figures(self.cfg, sweep=True))
+                _to_log_file([metrics_line(row, run_dir)])  # as a sequential run ends its log
                 return objective_values(row, self.cfg["objectives"])
             except Exception as err:
                 if errors.debug():
@@ -119,11 +121,12 @@ class _WriteTask:
 
 def _job_lines(job: StackJob) -> list[str]:
     """What a sequential run of ``job`` logs, in order; the last line is the training one."""
+    from regexp.engine.data import describe
+
     data, cfg, reg = job.setup.data, job.cfg, job.setup.reg
     sizes = [data.n_features, *cfg["model"]["hidden"], data.n_outputs]
-    rows = "/".join(str(len(y)) for y in (data.y_train, data.y_val, data.y_test))
     return [
-        f"dataset {data.name}: {data.n_features} features, train/val/test = {rows} rows",
+        describe(data),
         *job.result.notes.get("events", []),
         f"trained {'-'.join(map(str, sizes))} with {reg!r} ({job.setup.mode} mode)",
     ]

@@ -193,7 +193,8 @@ def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
     assert out.count("trained 4 jobs (#0, #2-3, #5) in one stack: 4 ok") == 1  # once a stack
     for job in (0, 2, 3, 5):  # each job's own log says what its sequential run would say
         log = (tmp_path / "bat" / str(job) / "train.log").read_text()
-        assert "dataset digits: 64 features, train/val/test = 1077/360/360 rows" in log
+        assert "dataset digits: 64 features, 10 classes (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), " in log
+        assert "train/val/test = 1077/360/360 rows" in log and "metrics: status=ok" in log
         assert "in a stack of jobs #0, #2-3, #5" in log
     assert "job #1 runs alone: its config is invalid" in out
     seq, bat = metrics(tmp_path / "seq"), metrics(tmp_path / "bat")

@@ -251,16 +251,7 @@ def load_dataset(
     else:
         yt = torch.as_tensor(y, dtype=torch.int64)
     xt = torch.from_numpy(xs)
-    log.info(
-        "dataset %s: %d features, %s, train/val/test = %d/%d/%d rows",
-        name,
-        x.shape[1],
-        f"{len(classes)} classes ({_listed(classes)})" if classes else "regression",
-        len(train),
-        len(val),
-        len(test),
-    )
-    return Dataset(
+    data = Dataset(
         name=name,
         task=task,
         feature_names=table.feature_names,
@@ -276,3 +267,13 @@ def load_dataset(
         y_std=y_std,
         image_shape=table.image_shape,
     )
+    log.info(describe(data))
+    return data
+
+
+def describe(data: Dataset) -> str:
+    """The log line of a loaded data set: features, classes (or regression) and rows."""
+    classes = data.classes
+    kind = f"{len(classes)} classes ({_listed(classes)})" if classes else "regression"
+    rows = "/".join(str(len(y)) for y in (data.y_train, data.y_val, data.y_test))
+    return f"dataset {data.name}: {data.n_features} features, {kind}, train/val/test = {rows} rows"

@@ -78,6 +78,14 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
+def metrics_line(row: Mapping, run_dir: Path) -> str:
+    """The last line of a run's log: its main metrics and its directory."""
+    shown = ("status", "test_accuracy", "val_accuracy", "test_r2", "val_r2", "weight_sparsity")
+    shown += ("params_kept", "params_total", "train_seconds")
+    values = ", ".join(f"{k}={fmt(row[k])}" for k in shown if k in row)
+    return f"metrics: {values}; run directory: {run_dir}"
+
+
 def fmt(value: object) -> str:
     """A table cell: floats to 4 significant digits (``nan`` for NaN), the rest as text."""
     if isinstance(value, float):
