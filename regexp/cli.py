@@ -166,7 +166,7 @@ def compare_main(argv: list[str]) -> None:
 
 
 def _register_plugins() -> None:
-    """Register regexp's Hydra plugins (``hydra/launcher=batched``) with Hydra.
+    """Register regexp's Hydra plugins (``hydra/launcher=batched``, ``hydra/sweeper=regexp``).
 
     Hydra finds plugins by scanning the ``hydra_plugins`` namespace package, which an
     editable install (``pip install -e``) hides from it; registering by hand always works.
@@ -174,8 +174,10 @@ def _register_plugins() -> None:
     from hydra.core.plugins import Plugins
 
     from hydra_plugins.regexp_launcher.batched_launcher import BatchedLauncher
+    from hydra_plugins.regexp_launcher.regexp_sweeper import RegexpSweeper
 
     Plugins.instance().register(BatchedLauncher)
+    Plugins.instance().register(RegexpSweeper)
 
 
 def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
