@@ -4,36 +4,54 @@ The regularizers and sparsity measures are a small library for any PyTorch train
 
     from regexp import SparseGroupLasso, neuron_sparsity, threshold_
 
-Importing regexp has no side effects: no matplotlib backend, no torch thread count.
+Importing regexp has no side effects: no matplotlib backend, no torch thread count. It is
+also cheap: each name below imports its module (and torch) on first use, so that
+``regexp --help`` and ``regexp train --help`` answer without loading torch.
 """
 
-from regexp.core.penalties import add_penalty_grad_, group_norms, penalty, prox_
-from regexp.core.regularizers import (
-    L1,
-    L2,
-    REGULARIZERS,
-    Coefficients,
-    ElasticNet,
-    GroupLasso,
-    NoRegularizer,
-    Norm,
-    Regularizer,
-    SparseGroupLasso,
-    WeightDecay,
-    make_regularizer,
-    selected_parameters,
-)
-from regexp.core.sparsity import (
-    LayerSparsity,
-    dead_units,
-    kept_params,
-    layer_sparsity,
-    neuron_sparsity,
-    params_kept,
-    params_total,
-    threshold_,
-    weight_sparsity,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Each public name and the module that defines it.
+_EXPORTS = {
+    **dict.fromkeys(
+        ["add_penalty_grad_", "group_norms", "penalty", "prox_"], "regexp.core.penalties"
+    ),
+    **dict.fromkeys(
+        [
+            "L1",
+            "L2",
+            "REGULARIZERS",
+            "Coefficients",
+            "ElasticNet",
+            "GroupLasso",
+            "NoRegularizer",
+            "Norm",
+            "Regularizer",
+            "SparseGroupLasso",
+            "WeightDecay",
+            "make_regularizer",
+            "selected_parameters",
+        ],
+        "regexp.core.regularizers",
+    ),
+    **dict.fromkeys(
+        [
+            "LayerSparsity",
+            "dead_units",
+            "kept_params",
+            "layer_sparsity",
+            "neuron_sparsity",
+            "params_kept",
+            "params_total",
+            "threshold_",
+            "weight_sparsity",
+        ],
+        "regexp.core.sparsity",
+    ),
+}
 
 __all__ = [
     "L1",
@@ -63,3 +81,46 @@ __all__ = [
     "threshold_",
     "weight_sparsity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``regexp.<name>``: import the module that defines ``name`` on first use (PEP 562)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'regexp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from regexp.core.penalties import add_penalty_grad_, group_norms, penalty, prox_
+    from regexp.core.regularizers import (
+        L1,
+        L2,
+        REGULARIZERS,
+        Coefficients,
+        ElasticNet,
+        GroupLasso,
+        NoRegularizer,
+        Norm,
+        Regularizer,
+        SparseGroupLasso,
+        WeightDecay,
+        make_regularizer,
+        selected_parameters,
+    )
+    from regexp.core.sparsity import (
+        LayerSparsity,
+        dead_units,
+        kept_params,
+        layer_sparsity,
+        neuron_sparsity,
+        params_kept,
+        params_total,
+        threshold_,
+        weight_sparsity,
+    )

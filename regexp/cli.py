@@ -6,6 +6,7 @@ traceback; set ``REGEXP_DEBUG=1`` to see the full traceback instead.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -184,6 +185,10 @@ def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
     _register_plugins()
     sys.argv = [prog, *argv]
     app()
+    # The interpreter's final garbage collections would walk every object that torch,
+    # pandas and the others created (about a second); frozen objects are skipped. Exit
+    # handlers and flushing still run.
+    gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> None:
