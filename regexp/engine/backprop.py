@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from regexp.core.penalties import add_penalty_grad_, prox_
-from regexp.core.regularizers import Regularizer
+from regexp.core.regularizers import Coefficients, Regularizer
 from regexp.engine.data import Dataset
 from regexp.engine.evaluation import evaluate
 
@@ -186,7 +186,7 @@ class _PenaltyGrad:
     layer with :func:`~regexp.core.penalties.add_penalty_grad_` itself.
     """
 
-    def __init__(self, params: _Params, c) -> None:
+    def __init__(self, params: _Params, c: Coefficients) -> None:
         self.params, self.c = params, c
         w = params.flat[: params.n_weights]
         self.w, self.g = w, params.grad[: params.n_weights]
@@ -319,7 +319,7 @@ def fit_mlp(
     c = reg.coefficients()
     params = _Params(linears)
     pen = _PenaltyGrad(params, c) if mode == "penalty" and not c.is_zero else None
-    prox = mode == "proximal" and not c.is_zero
+    prox = asdict(c) if mode == "proximal" and not c.is_zero else None
     step = _Step(params, opt_cfg, weight_decay)
     lr = float(opt_cfg["lr"])
     wt, gwt, bs, gbs = params.wt, params.gwt, params.b, params.gb
@@ -381,9 +381,9 @@ def fit_mlp(
                 if pen is not None:
                     pen.add_()
                 step()
-                if prox:
+                if prox is not None:
                     for w in wt:
-                        prox_(w.t(), lr, **asdict(c))
+                        prox_(w.t(), lr, **prox)
             # Mean over steps of each step's mean loss: Σ_rows loss_row / B_step / steps.
             total = torch.dot(picked.view(-1), inv_b).item() / steps
             d_loss = -total if task == "classification" else total
