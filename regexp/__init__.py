@@ -9,62 +9,62 @@ The notebook API trains configurations of ``regexp train`` and reads results bac
     result = regexp.run(["regularizer=l1", "lambda=1e-3"])  # the metrics row, a dict
     frame = regexp.load_results("outputs/multirun/...")  # sweep dir, run dir or CSV
     regexp.summarize(frame)  # mean and std over seeds per group
+    regexp.best(frame)  # the λ of each group chosen on the validation metric
 
-Importing regexp has no side effects: no matplotlib backend, no torch thread count; and
-it imports only torch: the notebook API (Hydra, pandas, matplotlib) loads on first use.
+Importing regexp has no side effects: no matplotlib backend, no torch thread count. It is
+also cheap: each name below imports its module (and torch) on first use, so that
+``regexp --help`` and ``regexp train --help`` answer without loading torch.
 """
 
+from __future__ import annotations
+
 import importlib
+from typing import TYPE_CHECKING, Any
 
-from regexp.core.penalties import add_penalty_grad_, group_norms, penalty, prox_
-from regexp.core.regularizers import (
-    L1,
-    L2,
-    REGULARIZERS,
-    Coefficients,
-    ElasticNet,
-    GroupLasso,
-    NoRegularizer,
-    Norm,
-    Regularizer,
-    SparseGroupLasso,
-    WeightDecay,
-    make_regularizer,
-    selected_parameters,
-)
-from regexp.core.sparsity import (
-    LayerSparsity,
-    dead_units,
-    kept_params,
-    layer_sparsity,
-    neuron_sparsity,
-    params_kept,
-    params_total,
-    threshold_,
-    weight_sparsity,
-)
-
-# The notebook API, imported by __getattr__ on first use (pandas and Hydra load only then).
-_LAZY = {
+# Each public name and the module that defines it.
+_EXPORTS = {
+    **dict.fromkeys(
+        ["add_penalty_grad_", "group_norms", "penalty", "prox_"], "regexp.core.penalties"
+    ),
+    **dict.fromkeys(
+        [
+            "L1",
+            "L2",
+            "REGULARIZERS",
+            "Coefficients",
+            "ElasticNet",
+            "GroupLasso",
+            "NoRegularizer",
+            "Norm",
+            "Regularizer",
+            "SparseGroupLasso",
+            "WeightDecay",
+            "make_regularizer",
+            "selected_parameters",
+        ],
+        "regexp.core.regularizers",
+    ),
+    **dict.fromkeys(
+        [
+            "LayerSparsity",
+            "dead_units",
+            "kept_params",
+            "layer_sparsity",
+            "neuron_sparsity",
+            "params_kept",
+            "params_total",
+            "threshold_",
+            "weight_sparsity",
+        ],
+        "regexp.core.sparsity",
+    ),
+    # The notebook API (Hydra, pandas and matplotlib load with it).
     "run": "regexp.api",
     "RunResult": "regexp.api",
     "load_results": "regexp.outputs.sweep",
     "summarize": "regexp.outputs.aggregate",
     "best": "regexp.outputs.selection",
 }
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'regexp' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
 
 __all__ = [
     "L1",
@@ -99,3 +99,46 @@ __all__ = [
     "threshold_",
     "weight_sparsity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``regexp.<name>``: import the module that defines ``name`` on first use (PEP 562)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'regexp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from regexp.core.penalties import add_penalty_grad_, group_norms, penalty, prox_
+    from regexp.core.regularizers import (
+        L1,
+        L2,
+        REGULARIZERS,
+        Coefficients,
+        ElasticNet,
+        GroupLasso,
+        NoRegularizer,
+        Norm,
+        Regularizer,
+        SparseGroupLasso,
+        WeightDecay,
+        make_regularizer,
+        selected_parameters,
+    )
+    from regexp.core.sparsity import (
+        LayerSparsity,
+        dead_units,
+        kept_params,
+        layer_sparsity,
+        neuron_sparsity,
+        params_kept,
+        params_total,
+        threshold_,
+        weight_sparsity,
+    )

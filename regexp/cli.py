@@ -6,6 +6,7 @@ traceback; set ``REGEXP_DEBUG=1`` to see the full traceback instead.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -224,7 +225,7 @@ def plot_main(argv: list[str]) -> None:
 
 
 def _register_plugins() -> None:
-    """Register regexp's Hydra plugins (``hydra/launcher=batched``) with Hydra.
+    """Register regexp's Hydra plugins (``hydra/launcher=batched``, ``hydra/sweeper=regexp``).
 
     Hydra finds plugins by scanning the ``hydra_plugins`` namespace package, which an
     editable install (``pip install -e``) hides from it; registering by hand always works.
@@ -232,14 +233,20 @@ def _register_plugins() -> None:
     from hydra.core.plugins import Plugins
 
     from hydra_plugins.regexp_launcher.batched_launcher import BatchedLauncher
+    from hydra_plugins.regexp_launcher.regexp_sweeper import RegexpSweeper
 
     Plugins.instance().register(BatchedLauncher)
+    Plugins.instance().register(RegexpSweeper)
 
 
 def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
     _register_plugins()
     sys.argv = [prog, *argv]
     app()
+    # The interpreter's final garbage collections would walk every object that torch,
+    # pandas and the others created (about a second); frozen objects are skipped. Exit
+    # handlers and flushing still run.
+    gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -145,8 +145,11 @@ def _to_log_file(lines: Sequence[str]) -> None:
 def _load_config(
     hydra_context: HydraContext, master: DictConfig, overrides: list[str], idx: int
 ) -> DictConfig:
-    """Job ``idx``'s sweep config, as Hydra's basic launcher loads it."""
-    config = hydra_context.config_loader.load_sweep_config(master, overrides)
+    """Job ``idx``'s sweep config, as Hydra's basic launcher loads it, composed once per
+    shape of job (:func:`regexp.sweeper.job_config`)."""
+    from regexp.sweeper import job_config
+
+    config = job_config(hydra_context.config_loader, master, overrides)
     with open_dict(config):
         config.hydra.job.id = idx
         config.hydra.job.num = idx

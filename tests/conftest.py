@@ -1,9 +1,23 @@
+import os
 import subprocess
 import sys
 
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """Keep the prepared data sets of this session (regexp.engine.datacache) in a fresh
+    folder, not the user's cache; subprocesses inherit it."""
+    old = os.environ.get("REGEXP_CACHE_DIR")
+    os.environ["REGEXP_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield os.environ["REGEXP_CACHE_DIR"]
+    if old is None:
+        del os.environ["REGEXP_CACHE_DIR"]
+    else:
+        os.environ["REGEXP_CACHE_DIR"] = old
 
 
 @pytest.fixture

@@ -50,8 +50,20 @@ def every_regularizer(base: list[str]) -> list[list[str]]:
 
 
 def sequential(cfg: dict) -> tuple[torch.nn.Module, FitResult]:
+    """The reference run: ``prepare``, then autograd ``fit`` with the torch.optim optimizer."""
     s = train.prepare(cfg)
-    result = train.fit_setup(cfg, s)
+    tr = cfg["trainer"]
+    result = train.fit(
+        s.model,
+        s.data,
+        s.reg,
+        s.mode,
+        s.optimizer,
+        tr["epochs"],
+        tr["batch_size"],
+        cfg["seed"],
+        s.patience,
+    )
     return s.model, result
 
 

@@ -1,1 +1,1 @@
-"""Hydra plugins shipped with regexp: the ``batched`` launcher."""
+"""Hydra plugins shipped with regexp: the ``batched`` launcher and the ``regexp`` sweeper."""

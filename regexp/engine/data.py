@@ -7,17 +7,22 @@ and the test split is never used for training or model selection.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 
+from regexp.engine import datacache, tables
 from regexp.engine.tables import BUILTIN_TASKS, LOADERS
+
+if TYPE_CHECKING:
+    from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,8 @@ def split_indices(
 
     ``val_size`` and ``test_size`` are fractions of all rows.
     """
+    from sklearn.model_selection import train_test_split
+
     _check_sizes(val_size, test_size)
     rows = np.arange(len(y))
     strat = y if task == "classification" else None
@@ -162,6 +169,8 @@ def make_scaler(kind: str) -> StandardScaler | MinMaxScaler | FunctionTransforme
     ddof 0); ``minmax``: :class:`~sklearn.preprocessing.MinMaxScaler` (train min and range,
     to [0, 1]); ``none``: the identity. Both scalers give constant columns scale 1.
     """
+    from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
+
     if kind == "standard":
         return StandardScaler()
     if kind == "minmax":
@@ -219,8 +228,54 @@ def load_dataset(
     scaler: str = "standard",
     **options: object,
 ) -> Dataset:
-    """Load data set ``name``, split it and scale features with training statistics."""
+    """Load data set ``name``, split it and scale features with training statistics.
+
+    A built-in data set, once prepared, is kept in :mod:`regexp.engine.datacache` and read
+    back from there (the same tensors, without importing scikit-learn).
+    """
     validate_dataset(name, task, val_size, test_size, split_seed, scaler, **options)
+    cache_key = None
+    if name in BUILTIN_TASKS:
+        settings = [name, task, val_size, test_size, split_seed, scaler, options]
+        cache_key = f"{name}-{datacache.key(settings, _versions())}"
+        cached = datacache.load(cache_key)
+        if cached is not None and set(cached) == {f.name for f in fields(Dataset)}:
+            data = Dataset(**cached)
+            log.info(describe(data))
+            return data
+    data = _prepare(name, task, val_size, test_size, split_seed, scaler, **options)
+    log.info(describe(data))
+    if cache_key is not None:
+        datacache.save(cache_key, {f.name: getattr(data, f.name) for f in fields(Dataset)})
+    return data
+
+
+def _versions() -> list:
+    """What a prepared built-in data set depends on besides its options: the installed
+    scikit-learn (its data files, split and scalers; found without importing it, by its
+    ``__init__.py``, which every install rewrites), NumPy and torch, and the source of this
+    module and :mod:`regexp.engine.tables`."""
+    spec = importlib.util.find_spec("sklearn")
+    origin = Path(spec.origin) if spec is not None and spec.origin else None
+    stat = origin.stat() if origin is not None else None
+    code = Path(__file__).read_bytes() + Path(tables.__file__).read_bytes()
+    return [
+        [str(origin), stat.st_size, stat.st_mtime_ns] if stat is not None else None,
+        np.__version__,
+        torch.__version__,
+        hashlib.sha256(code).hexdigest(),
+    ]
+
+
+def _prepare(
+    name: str,
+    task: str,
+    val_size: float,
+    test_size: float,
+    split_seed: int,
+    scaler: str,
+    **options: object,
+) -> Dataset:
     table = LOADERS[name](task=task, **options)
     x = np.asarray(table.x, dtype=np.float64)
     classes: tuple = ()
@@ -267,7 +322,6 @@ def load_dataset(
         y_std=y_std,
         image_shape=table.image_shape,
     )
-    log.info(describe(data))
     return data
 
 

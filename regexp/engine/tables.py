@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn import datasets as skdatasets
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +48,13 @@ class Table:
     image_shape: tuple[int, int] | None = None
 
 
-def _sklearn(loader: Callable, task: str, image_shape=None) -> Callable[..., Table]:
+def _sklearn(loader: str, task: str, image_shape=None) -> Callable[..., Table]:
+    """The Table of ``sklearn.datasets.<loader>()`` (scikit-learn imported when called)."""
+
     def load(**_: object) -> Table:
-        bunch = loader()
+        from sklearn import datasets as skdatasets
+
+        bunch = getattr(skdatasets, loader)()
         names = [str(n) for n in getattr(bunch, "feature_names", [])] or [
             f"x{i}" for i in range(bunch.data.shape[1])
         ]
@@ -246,9 +249,9 @@ def load_csv(
 
 
 LOADERS: dict[str, Callable[..., Table]] = {
-    "digits": _sklearn(skdatasets.load_digits, BUILTIN_TASKS["digits"], (8, 8)),
-    "diabetes": _sklearn(skdatasets.load_diabetes, BUILTIN_TASKS["diabetes"]),
-    "breast_cancer": _sklearn(skdatasets.load_breast_cancer, BUILTIN_TASKS["breast_cancer"]),
-    "wine": _sklearn(skdatasets.load_wine, BUILTIN_TASKS["wine"]),
+    "digits": _sklearn("load_digits", BUILTIN_TASKS["digits"], (8, 8)),
+    "diabetes": _sklearn("load_diabetes", BUILTIN_TASKS["diabetes"]),
+    "breast_cancer": _sklearn("load_breast_cancer", BUILTIN_TASKS["breast_cancer"]),
+    "wine": _sklearn("load_wine", BUILTIN_TASKS["wine"]),
     "csv": load_csv,
 }

@@ -1,8 +1,11 @@
 """One run's training: config → data, seeded model, regularizer, optimizer → :func:`fit`.
 
-:func:`prepare` builds what a configuration trains with and :func:`fit` trains it. The
-pieces are public so that the stacked engine (:mod:`regexp.engine.stacked`), the launcher
-and notebooks reuse them; :func:`regexp.job.run` adds validation and the run directory.
+:func:`prepare` builds what a configuration trains with and :func:`fit_setup` trains it:
+with :func:`regexp.engine.backprop.fit_mlp` (hand-written backpropagation, several times
+faster) where it applies, else with :func:`fit`, the autograd loop that trains any model
+with any ``torch.optim`` optimizer. The pieces are public so that the stacked engine
+(:mod:`regexp.engine.stacked`), the launcher and notebooks reuse them;
+:func:`regexp.job.run` adds validation and the run directory.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from regexp.engine.build import (
     make_optimizer,
     resolve_device,
     resolve_prox_metric,
+    validate_optimizer,
 )
 from regexp.engine.data import Dataset, load_dataset
 from regexp.engine.evaluation import evaluate
@@ -158,20 +162,37 @@ def epoch_rows(n: int, batch_size: int, drop_last: bool) -> int:
 
 @dataclass
 class Setup:
-    """Everything :func:`fit` needs for one configuration, built by :func:`prepare`."""
+    """Everything :func:`fit` needs for one configuration, built by :func:`prepare`.
+
+    ``optimizer`` (the ``torch.optim`` optimizer of config group ``optimizer``, with the
+    regularizer's ``weight_decay`` on the weights) is built on first use: constructing
+    one imports ``torch._dynamo``, about a second that :func:`fit_setup` does not need.
+    """
 
     data: Dataset
     model: nn.Module
     reg: Regularizer
     mode: str
-    optimizer: torch.optim.Optimizer
+    opt_cfg: Mapping
     patience: int | None
     device: torch.device
     prox_metric: str = "identity"  # identity | adaptive (resolved, see resolve_prox_metric)
+    drop_last: bool = False
+    _optimizer: torch.optim.Optimizer | None = field(default=None, repr=False)
+
+    @property
+    def weight_decay(self) -> float:
+        return getattr(self.reg, "weight_decay", 0.0)
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        if self._optimizer is None:
+            self._optimizer = make_optimizer(self.model, self.opt_cfg, self.weight_decay)
+        return self._optimizer
 
 
 def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
-    """Build the data, seeded model, regularizer and optimizer of a resolved config.
+    """Build the data, seeded model, regularizer and optimizer settings of a resolved config.
 
     ``cfg`` should have passed :func:`regexp.config.validate`, which checks every key with
     a one-line message; the builders called here check their own arguments too.
@@ -185,6 +206,7 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
     device = resolve_device(tr["device"])
 
     reg, mode = build_regularizer(cfg["regularizer"], lam)
+    validate_optimizer(cfg["optimizer"])
     if data is None:
         data = load_dataset(**cfg["dataset"]).to(device)
     torch.manual_seed(cfg["seed"])
@@ -197,14 +219,44 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
         m["dropout"],
         m.get("init", "default"),
     ).to(device)
-    opt = make_optimizer(model, cfg["optimizer"], getattr(reg, "weight_decay", 0.0))
     metric = resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
-    return Setup(data, model, reg, mode, opt, patience, device, metric)
+    drop_last = bool(cfg["trainer"].get("drop_last", False))
+    return Setup(data, model, reg, mode, cfg["optimizer"], patience, device, metric, drop_last)
 
 
 def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> FitResult:
-    """:func:`fit` the model of ``s = prepare(cfg)`` with ``cfg``'s trainer settings."""
+    """Train the model of ``s = prepare(cfg)`` with ``cfg``'s trainer settings.
+
+    With :func:`regexp.engine.backprop.fit_mlp` unless
+    :func:`regexp.engine.backprop.unsupported` says why not (then with :func:`fit`); the
+    two give the same results up to float reordering.
+    """
+    from regexp.engine import backprop
+
     tr = cfg["trainer"]
+    why = backprop.unsupported(s.model, s.reg, s.mode, s.opt_cfg)
+    if why is None and s.mode == "proximal" and s.prox_metric == "adaptive":
+        why = "the proximal step in the optimizer's metric (regularizer.prox_metric)"
+    if why is None and s.drop_last:
+        why = "trainer.drop_last=true"
+    if why is None:
+        r = backprop.fit_mlp(
+            s.model,
+            s.data,
+            s.reg,
+            s.mode,
+            s.opt_cfg,
+            s.weight_decay,
+            tr["epochs"],
+            tr["batch_size"],
+            cfg["seed"],
+            s.patience,
+            on_epoch,
+        )
+        history = pd.DataFrame(r.rows)
+        notes = {"best_epoch": r.best_epoch, "events": r.events}
+        return FitResult(history, r.status, r.seconds, notes)
+    log.debug("training with autograd: %s", why)
     return fit(
         s.model,
         s.data,
@@ -217,5 +269,5 @@ def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> 
         s.patience,
         on_epoch,
         s.prox_metric,
-        tr.get("drop_last", False),
+        s.drop_last,
     )
