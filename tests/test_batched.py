@@ -63,6 +63,8 @@ def sequential(cfg: dict) -> tuple[torch.nn.Module, FitResult]:
         tr["batch_size"],
         cfg["seed"],
         s.patience,
+        prox_metric=s.prox_metric,
+        drop_last=s.drop_last,
     )
     return s.model, result
 

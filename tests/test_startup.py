@@ -8,11 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import regexp
-import regexp.core.penalties
-import regexp.core.regularizers
-import regexp.core.sparsity
-
 
 def python(code: str) -> str:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -32,7 +27,20 @@ def test_importing_regexp_and_its_help_load_no_torch():
 
 
 def test_every_public_name_is_its_modules_object():
-    modules = (regexp.core.penalties, regexp.core.regularizers, regexp.core.sparsity)
+    import regexp.api
+    import regexp.outputs.aggregate
+    import regexp.outputs.selection
+    import regexp.outputs.sweep
+
+    modules = (
+        regexp.core.penalties,
+        regexp.core.regularizers,
+        regexp.core.sparsity,
+        regexp.api,
+        regexp.outputs.aggregate,
+        regexp.outputs.selection,
+        regexp.outputs.sweep,
+    )
     for name in regexp.__all__:
         found = {id(vars(m)[name]): vars(m)[name] for m in modules if name in vars(m)}
         assert len(found) == 1, name  # one object, wherever core re-exports it

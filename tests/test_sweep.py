@@ -159,7 +159,7 @@ def test_compare_two_sweeps(grid, joblib_sweep, tmp_path, capsys):
     assert "regexp compare (sorted on val_accuracy)" in table
     comparison = pd.read_csv(out / "comparison.csv")
     assert comparison["n"].sum() == 8 + 3
-    means = comparison["test_accuracy_mean"].dropna().tolist()
+    means = comparison["val_accuracy_mean"].dropna().tolist()  # sorted on validation
     assert means == sorted(means, reverse=True)
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == PNG
