@@ -331,6 +331,7 @@ def config_loading(n: int = 108) -> dict[str, float]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
+    import hydra_plugins.regexp_launcher.batched_launcher  # noqa: F401  (hydra/launcher=batched)
     from regexp.sweeper import ConfigCache
 
     args = [
