@@ -78,6 +78,6 @@ def data_id(dataset: Mapping) -> str:
         path = Path(str(dataset["path"])).expanduser().resolve()
         stat = path.stat()
         return f"csv:{_file_digest(str(path), stat.st_size, stat.st_mtime_ns)}"
-    import sklearn
+    from importlib.metadata import version  # the installed version, without importing it
 
-    return f"sklearn-{sklearn.__version__}:{dataset['name']}"
+    return f"sklearn-{version('scikit-learn')}:{dataset['name']}"
