@@ -51,10 +51,10 @@ reproduce-runs: install
 
 reproduce-baselines: reproduce-runs
 	$(BIN)/python -m pip install --quiet -e ".[paper]" || echo "lassonet did not install: the report leaves LassoNet out"
-	$(BIN)/python -m regexp.paper.baselines outputs/reproduce
+	$(BIN)/python -m regexp.reproduction.baselines outputs/reproduce
 
 reproduce: reproduce-baselines
-	$(BIN)/python -m regexp.paper.reproduce outputs/reproduce docs
+	$(BIN)/python -m regexp.reproduction.reproduce outputs/reproduce docs
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

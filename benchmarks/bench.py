@@ -31,14 +31,14 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from regexp.engine import train
-from regexp.engine.data import load_dataset
-from regexp.engine.evaluation import evaluate
-from regexp.engine.stacked import fit as batched
-from regexp.engine.stacked.model import StackedMLP
-from regexp.engine.stacked.optim import StackedOptimizer
-from regexp.launcher import keep_freed_memory
-from regexp.outputs import run as results
+from regexp.data.prepare import load_dataset
+from regexp.hydra_app.launcher import keep_freed_memory
+from regexp.runs import run_files as results
+from regexp.train import loop as train
+from regexp.train.evaluate import evaluate
+from regexp.train.stacked import fit as batched
+from regexp.train.stacked.model import StackedMLP
+from regexp.train.stacked.optim import StackedOptimizer
 
 REGS = ["l1", "l2", "group_lasso", "sgl"]
 LAMBDAS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
@@ -174,9 +174,9 @@ def parts(n: int = 108, reps: int = 5) -> dict:
 def sequential() -> dict[str, dict[str, float]]:
     """Seconds of one full sequential run per regularizer (λ=1e-3, seed 0, 200 epochs).
 
-    ``autograd``: :func:`regexp.engine.train.fit`, the autograd loop with the
+    ``autograd``: :func:`regexp.train.loop.fit`, the autograd loop with the
     ``torch.optim`` optimizer (the sequential path before issue 15, and the stacked
-    engine's reference); ``closed_form``: :func:`regexp.engine.train.fit_setup`, what a
+    engine's reference); ``closed_form``: :func:`regexp.train.loop.fit_setup`, what a
     single ``regexp train`` runs now (hand-written backpropagation).
     """
     seconds: dict[str, dict[str, float]] = {"autograd": {}, "closed_form": {}}
@@ -205,7 +205,7 @@ def default_run() -> dict:
     fit_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        results.finish(cfg, Path(tmp), s.model, s.data, result)
+        results.finish_run(cfg, Path(tmp), s.model, s.data, result)
         finish_s = time.perf_counter() - t
     return {
         "fit": fit_s,
@@ -322,7 +322,7 @@ def config_loading(n: int = 108) -> dict[str, float]:
 
     ``hydra``: ``config_loader.load_sweep_config`` (Hydra's basic sweeper validates every
     job with it, and Hydra's basic launcher, and the batched launcher before issue 15,
-    load every job with it: twice per job); ``cache``: :class:`regexp.sweeper.ConfigCache`
+    load every job with it: twice per job); ``cache``: :class:`regexp.hydra_app.sweeper.ConfigCache`
     on a fresh cache (one composition per regularizer, then copies), and
     ``cache_again``: the launcher's second load of each job from the same cache.
     """
@@ -332,7 +332,7 @@ def config_loading(n: int = 108) -> dict[str, float]:
     from hydra.types import RunMode
 
     import hydra_plugins.regexp_launcher.batched_launcher  # noqa: F401  (hydra/launcher=batched)
-    from regexp.sweeper import ConfigCache
+    from regexp.hydra_app.sweeper import ConfigCache
 
     args = [
         f"regularizer={','.join(REGS)}",
@@ -403,7 +403,7 @@ def median_pair(pairs: list, ratio) -> tuple[int, list[float]]:
 def main() -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
-    # Prepared data sets (regexp.engine.datacache) in a folder of this benchmark: the first
+    # Prepared data sets (regexp.data.cache) in a folder of this benchmark: the first
     # load prepares them, every later one (in this process and its children) reads them.
     cache = tempfile.TemporaryDirectory()
     os.environ["REGEXP_CACHE_DIR"] = cache.name
@@ -535,10 +535,11 @@ def main() -> None:
         "|---|---:|",
         f"| config loading, Hydra's (`load_sweep_config`, which Hydra's basic sweeper and "
         f"launcher each call: twice per job) | 2 × {configs['hydra']:.3f} |",
-        f"| config loading, regexp's sweeper and launcher (`regexp.sweeper.ConfigCache`: one "
+        f"| config loading, regexp's sweeper and launcher "
+        f"(`regexp.hydra_app.sweeper.ConfigCache`: one "
         f"composition per regularizer, then copies) | {configs['cache']:.3f} + "
         f"{configs['cache_again']:.3f} |",
-        "| writing the run directory (`regexp.outputs.run.finish`: metrics, checkpoint, "
+        "| writing the run directory (`regexp.runs.run_files.finish_run`: metrics, checkpoint, "
         f"three figures) | {default['finish']:.2f} |",
         "",
         "With `basic` each job also pays one Hydra config load (the launcher's); the "

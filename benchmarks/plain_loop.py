@@ -4,7 +4,7 @@ Digits, standard scaling, a 64-40-20-10 ReLU MLP, ``torch.optim.Adam`` with its 
 (lr 1e-3), minibatches of 32 from a fresh permutation each epoch, 200 epochs, one thread;
 no penalty and no validation. The training rows are those of regexp's default split
 (stratified train/val/test = 60/20/20 with ``random_state=0``, as
-``regexp.engine.data.split_indices``). Prints the training seconds as JSON.
+``regexp.data.prepare.split_indices``). Prints the training seconds as JSON.
 
     python benchmarks/plain_loop.py
 """

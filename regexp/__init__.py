@@ -2,7 +2,9 @@
 
 The regularizers and sparsity measures are a small library for any PyTorch training loop::
 
-    from regexp import SparseGroupLasso, neuron_sparsity, threshold_
+    from regexp import SparseGroupLasso
+    from regexp import neuron_sparsity
+    from regexp import threshold_
 
 The notebook API trains configurations of ``regexp train`` and reads results back::
 
@@ -61,9 +63,9 @@ _EXPORTS = {
     # The notebook API (Hydra, pandas and matplotlib load with it).
     "run": "regexp.api",
     "RunResult": "regexp.api",
-    "load_results": "regexp.outputs.sweep",
-    "summarize": "regexp.outputs.aggregate",
-    "best": "regexp.outputs.selection",
+    "load_results": "regexp.runs.collect",
+    "summarize": "regexp.results.aggregate",
+    "best": "regexp.results.selection",
 }
 
 __all__ = [

@@ -6,9 +6,10 @@
     result["test_accuracy"], result.history, result.model
 
 :func:`run` composes the shipped config (``regexp.conf``) with Hydra's compose API and runs
-it through the code of ``regexp train`` (:func:`regexp.job.run`), so its numbers and files
+it through the code of ``regexp train`` (:func:`regexp.hydra_app.task.run_task`), so its numbers
+and files
 are those of the command line. ``regexp.load_results`` and ``regexp.summarize`` read runs
-and sweeps back (:mod:`regexp.outputs.sweep`, :mod:`regexp.outputs.aggregate`).
+and sweeps back (:mod:`regexp.hydra_app.lifecycle`, :mod:`regexp.results.aggregate`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import torch
 from torch import nn
 
 from regexp.config import validate
-from regexp.engine.models import load_checkpoint
-from regexp.job import run as run_job
-from regexp.outputs.run import read_metrics
+from regexp.hydra_app.task import run_task
+from regexp.model.mlp import load_checkpoint
+from regexp.runs.run_files import read_metrics
 
 
 class RunResult(dict):
@@ -124,7 +125,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
         where = Path(run_dir) if run_dir is not None else temporary
         with torch.random.fork_rng(devices=devices):
             torch.set_num_threads(tr["num_threads"])
-            run_job(cfg, where, summary=False)
+            run_task(cfg, where, summary=False)
             model, _ = load_checkpoint(where / "model.pt")  # builds, so draws, then loads
         row = read_metrics(where)  # as on disk: a missing value is NaN, as in load_results
         history = pd.read_csv(where / "history.csv")

@@ -58,7 +58,7 @@ def _remove_if_empty(run_dir: Path) -> None:
 def train_app(cfg: DictConfig) -> float | list[float] | None:
     """Hydra task: one run. Returns its ``objectives`` for the sweeper.
 
-    See :func:`regexp.outputs.objectives.objective_values`: one float (by default the validation
+    See :func:`regexp.hydra_app.objectives.objective_values`: one float (by default the validation
     metric), a list for a multi-objective search, ``None`` for a job that is not ``ok``.
 
     In a sweep (``-m``) a failing job writes a ``metrics.csv`` row with
@@ -69,10 +69,10 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
     import torch
 
     from regexp.config import validate
-    from regexp.job import run
-    from regexp.outputs import sweep_dir
-    from regexp.outputs.objectives import objective_values, validate_objectives
-    from regexp.outputs.run import failed_row
+    from regexp.hydra_app.objectives import objective_values, validate_objectives
+    from regexp.hydra_app.task import run_task
+    from regexp.runs import sweep_dir
+    from regexp.runs.run_files import failed_row
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -88,7 +88,7 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
             return objective_values(row, objectives)
         validate(config)
         torch.set_num_threads(config["trainer"]["num_threads"])  # the process's, not the library's
-        row = run(config, run_dir, summary=not multirun, sweep=multirun)
+        row = run_task(config, run_dir, summary=not multirun, sweep=multirun)
     except Exception as err:
         if debug():
             raise
@@ -172,8 +172,8 @@ def compare_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     from datetime import datetime
 
-    from regexp.outputs.console import print_best, print_comparison
-    from regexp.outputs.sweep import compare
+    from regexp.hydra_app.report import compare
+    from regexp.runs.console import print_best, print_comparison
 
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:
@@ -202,8 +202,8 @@ def plot_main(argv: list[str]) -> None:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directory")
     args = parser.parse_args(argv)
-    from regexp.outputs.run import plot_run
-    from regexp.outputs.sweep import job_dirs
+    from regexp.runs.collect import job_dirs
+    from regexp.runs.run_files import plot_run
 
     runs = []
     for path in map(Path, args.paths):
@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _interrupted() -> None:
     """Ctrl-C: remove half-written temporaries, say what is kept, exit 130 (no traceback)."""
-    from regexp.outputs.files import OUTPUT_ROOTS, remove_all_temporaries
-    from regexp.outputs.sweep_dir import restore_unclaimed
+    from regexp.io.atomic import OUTPUT_ROOTS, remove_all_temporaries
+    from regexp.runs.sweep_dir import restore_unclaimed
 
     for root in OUTPUT_ROOTS:
         remove_all_temporaries(root)

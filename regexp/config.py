@@ -2,8 +2,8 @@
 
 :func:`validate` is the one place that checks a resolved config (the dict that
 ``regexp train`` composes with Hydra). It checks the top-level keys and calls the
-validators of the library that build each part (:func:`regexp.engine.data.validate_dataset`,
-:func:`regexp.engine.models.validate_mlp`, :func:`regexp.engine.build.build_regularizer`,
+validators of the library that build each part (:func:`regexp.data.prepare.validate_dataset`,
+:func:`regexp.model.mlp.validate_mlp`, :func:`regexp.train.build.build_regularizer`,
 ``validate_optimizer`` and ``validate_trainer``). Every error is a ``ValueError`` whose
 message names the config key, the bad value and what is allowed, e.g.
 ``lambda must be a finite number >= 0, got -1``.
@@ -20,16 +20,16 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regexp.core.checks import check_choice, check_int, check_real
-from regexp.engine.build import (
+from regexp.data.prepare import validate_dataset
+from regexp.model.mlp import validate_mlp
+from regexp.train.build import (
     build_regularizer,
     resolve_prox_metric,
     validate_optimizer,
     validate_trainer,
 )
-from regexp.engine.data import validate_dataset
-from regexp.engine.models import validate_mlp
 
-# Config key ``figures``: whether a run draws its three figures (regexp.outputs.run).
+# Config key ``figures``: whether a run draws its three figures (regexp.runs.run_files).
 FIGURES = ("auto", "always", "never")
 # torch.manual_seed takes seeds modulo 2**32: larger ones would alias smaller ones.
 SEED_LIMIT = 2**32

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory):
-    """Keep the prepared data sets of this session (regexp.engine.datacache) in a fresh
+    """Keep the prepared data sets of this session (regexp.data.cache) in a fresh
     folder, not the user's cache; subprocesses inherit it."""
     old = os.environ.get("REGEXP_CACHE_DIR")
     os.environ["REGEXP_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regexp.outputs import aggregate, objectives, selection, sweep
+from regexp.hydra_app import objectives
+from regexp.results import aggregate, selection
+from regexp.runs import collect as sweep
 
 RNG = np.random.default_rng(0)
 

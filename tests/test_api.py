@@ -88,7 +88,7 @@ def test_run_matches_the_command_line_and_returns_history_and_model(regexp_cli, 
     assert result.run_dir == tmp_path / "api"
     assert result.config["regularizer"]["name"] == "group_lasso"
     # The returned model is the thresholded one: its accuracy, by numpy, is test_accuracy.
-    from regexp.engine.data import load_dataset
+    from regexp.data.prepare import load_dataset
 
     data = load_dataset(**result.config["dataset"])
     with torch.no_grad():

@@ -1,6 +1,6 @@
-"""Hand-written backpropagation (regexp.engine.backprop) against the autograd loop.
+"""Hand-written backpropagation (regexp.train.backprop) against the autograd loop.
 
-Every reference is :func:`regexp.engine.train.fit`: autograd, ``torch.optim``'s own
+Every reference is :func:`regexp.train.loop.fit`: autograd, ``torch.optim``'s own
 optimizer and the regularizer's own penalty and prox on ``nn.Module`` parameters.
 """
 
@@ -13,9 +13,10 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from regexp.core.regularizers import L1
-from regexp.engine import backprop, train
-from regexp.job import run
-from regexp.outputs.run import finish
+from regexp.hydra_app.task import run_task as run
+from regexp.runs.run_files import finish_run as finish
+from regexp.train import backprop
+from regexp.train import loop as train
 
 SMALL = ["model.hidden=[16,8]", "trainer.batch_size=64"]
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from regexp import job
 from regexp.cli import main
-from regexp.engine import train as engine_train
-from regexp.engine.tables import load_csv
+from regexp.data.sources import load_csv
+from regexp.hydra_app import task as job
+from regexp.train import loop as engine_train
 
 FAST = ["trainer.epochs=1", "model.hidden=[4]"]
 
@@ -167,7 +167,7 @@ def test_validation_happens_before_data_loading(monkeypatch):
         "trainer": {"epochs": 1, "batch_size": 0, "device": "cpu"},
     }  # fmt: skip
     with pytest.raises(ValueError, match=r"trainer\.batch_size must be an integer >= 1, got 0"):
-        job.run(cfg, Path("/nonexistent/run"))
+        job.run_task(cfg, Path("/nonexistent/run"))
 
 
 def test_csv_encode_categorical_one_hot_encodes_text_columns(tmp_path):

@@ -1,6 +1,6 @@
 """The stacked engine and ``hydra/launcher=batched`` against sequential reference runs.
 
-Every reference is the ordinary sequential path (``regexp.engine.train.prepare`` + ``fit``, or
+Every reference is the ordinary sequential path (``regexp.train.loop.prepare`` + ``fit``, or
 ``regexp train -m`` with Hydra's basic launcher), run here independently of the stack.
 """
 
@@ -21,10 +21,10 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from regexp.engine import train
-from regexp.engine.stacked import fit as batched
-from regexp.engine.stacked.model import StackedMLP
-from regexp.engine.train import FitResult
+from regexp.train import loop as train
+from regexp.train.loop import FitResult
+from regexp.train.stacked import fit as batched
+from regexp.train.stacked.model import StackedMLP
 
 SMALL = ["model.hidden=[16,8]", "trainer.batch_size=64"]
 REGS = ["none", "l1", "l2", "elastic_net", "group_lasso", "sgl", "norm"]
@@ -291,7 +291,7 @@ def test_stacked_training_is_bit_identical_at_one_and_two_threads():
 
 
 def test_stack_threads_share_the_launchers_cores():
-    from regexp.launcher import stack_threads
+    from regexp.hydra_app.launcher import stack_threads
 
     assert stack_threads(cores=2, trainings=1, workers=2) == 2  # a stack by itself
     assert stack_threads(cores=2, trainings=1, workers=1) == 2
@@ -303,8 +303,8 @@ def test_stack_threads_share_the_launchers_cores():
 
 
 def test_a_stack_that_fails_to_train_hands_its_jobs_back(tmp_path, monkeypatch, caplog):
-    from regexp import stacks
-    from regexp.launcher import _train_stack
+    from regexp.hydra_app import stack_plan as stacks
+    from regexp.hydra_app.launcher import _train_stack
 
     monkeypatch.delenv("REGEXP_DEBUG", raising=False)
     cfgs = configs([[*SMALL, "trainer.epochs=1", f"seed={s}"] for s in (0, 1)])
@@ -327,7 +327,7 @@ def _messages(log: Path, run_dir: Path) -> list[str]:
     progress line."""
     lines = [re.sub(r"^\[[^]]*\]", "", x) for x in log.read_text().splitlines()]
     lines = [re.sub(r"train_seconds=[^;,]*", "", x) for x in lines]
-    return [x.replace(str(run_dir), "RUN") for x in lines if "regexp.outputs.sweep" not in x]
+    return [x.replace(str(run_dir), "RUN") for x in lines if "regexp.hydra_app.lifecycle" not in x]
 
 
 def test_batched_sweep_trains_stacks_of_two_shapes_and_lone_jobs_side_by_side(tmp_path):

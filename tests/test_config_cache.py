@@ -1,4 +1,4 @@
-"""Job configs composed once per shape of job (regexp.sweeper) against Hydra's own loader.
+"""Job configs composed once per shape of job (regexp.hydra_app.sweeper) against Hydra's own loader.
 
 The reference for every job is ``config_loader.load_sweep_config(master, overrides)``, what
 Hydra's sweeper and basic launcher call, and, end to end, the ``.hydra`` files that
@@ -21,7 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from regexp.sweeper import ConfigCache
+from regexp.hydra_app.sweeper import ConfigCache
 
 # Group choices (regularizer, optimizer, experiment files) mixed with value overrides,
 # among them an interpolation, a list, and values inside a chosen group.

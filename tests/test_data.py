@@ -5,7 +5,7 @@ import torch
 from sklearn import datasets as skdatasets
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from regexp.engine.data import fit_scaler, load_dataset, split_indices
+from regexp.data.prepare import fit_scaler, load_dataset, split_indices
 
 SKLEARN = {
     "digits": (skdatasets.load_digits, "classification", 10),

@@ -17,7 +17,7 @@ from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardSca
 
 from regexp.cli import main
 from regexp.config import validate
-from regexp.engine.data import encode_classes, load_dataset, make_scaler, split_indices
+from regexp.data.prepare import encode_classes, load_dataset, make_scaler, split_indices
 
 N = 30
 
@@ -208,7 +208,7 @@ def test_classes_keep_their_labels_and_the_log_lists_them(tmp_path, caplog):
     names = np.array(["setosa", "versicolor", "virginica"])
     text = "a,b,species\n" + "".join(f"{i},{i % 5},{names[i % 3]}\n" for i in range(N))
     path = write(tmp_path / "iris.csv", text)
-    with caplog.at_level(logging.INFO, logger="regexp.engine.data"):
+    with caplog.at_level(logging.INFO, logger="regexp.data.prepare"):
         data = csv_load(path, target="species")
     assert data.classes == ("setosa", "versicolor", "virginica")
     assert [data.classes[i] for i in data.y_train.tolist()] == [

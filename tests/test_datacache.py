@@ -1,6 +1,6 @@
-"""The cache of prepared built-in data sets (regexp.engine.datacache) against fresh loads.
+"""The cache of prepared built-in data sets (regexp.data.cache) against fresh loads.
 
-The reference is :func:`regexp.engine.data.load_dataset` with the cache off
+The reference is :func:`regexp.data.prepare.load_dataset` with the cache off
 (``REGEXP_CACHE_DIR=``): scikit-learn's loader, split and scaler, every time.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import fields
 import pytest
 import torch
 
-from regexp.engine.data import Dataset, load_dataset
+from regexp.data.prepare import Dataset, load_dataset
 
 BUILTIN = [("digits", "classification"), ("diabetes", "regression"), ("wine", "classification")]
 
@@ -65,7 +65,7 @@ def test_an_unwritable_cache_does_not_stop_a_run(monkeypatch, tmp_path):
 def test_a_second_run_does_not_import_scikit_learn(tmp_path):
     code = (
         "import sys\n"
-        "from regexp.engine.data import load_dataset\n"
+        "from regexp.data.prepare import load_dataset\n"
         "load_dataset('digits', 'classification')\n"
         "print('sklearn' in sys.modules)\n"
     )

@@ -1,7 +1,7 @@
 """``trainer.drop_last``: the partial last minibatch of each epoch is skipped, in both engines.
 
 The reference is a training loop written here from torch primitives (the permutation of
-``regexp.engine.train.fit``'s seeded generator, full minibatches only); the stacked engine
+``regexp.train.loop.fit``'s seeded generator, full minibatches only); the stacked engine
 is checked against the sequential one with the option on.
 """
 
@@ -13,9 +13,9 @@ import torch
 
 from regexp import config
 from regexp.core.metrics import data_loss
-from regexp.engine import train
-from regexp.engine.stacked import fit as batched
-from regexp.job import run
+from regexp.hydra_app.task import run_task as run
+from regexp.train import loop as train
+from regexp.train.stacked import fit as batched
 
 SMALL = ["model.hidden=[16,8]", "trainer.batch_size=100", "trainer.drop_last=true"]
 

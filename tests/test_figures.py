@@ -18,9 +18,11 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.text import Annotation
 from torch import nn
 
-from regexp.outputs import plot_style, run_plots, sweep_plots
-from regexp.outputs.run import RunOutputs, write
-from regexp.outputs.sweep import write_plots
+from regexp.hydra_app.report import write_plots
+from regexp.plots import run as run_plots
+from regexp.plots import style as plot_style
+from regexp.plots import sweep as sweep_plots
+from regexp.runs.run_files import RunOutputs, write
 
 IDENTITY = "digits, sgl (penalty), λ = 1e-3, seed 0"
 LAMBDAS = [1e-4, 1e-3, 1e-2]

@@ -22,8 +22,9 @@ from regexp import config
 from regexp.core.metric_prox import adam_metric, optimizer_metric, prox_metric_
 from regexp.core.penalties import prox_
 from regexp.core.regularizers import L1, SparseGroupLasso
-from regexp.engine import build, train
-from regexp.engine.stacked import fit as batched
+from regexp.train import build
+from regexp.train import loop as train
+from regexp.train.stacked import fit as batched
 
 # ---------------------------------------------------------------- numpy references
 

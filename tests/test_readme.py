@@ -49,8 +49,8 @@ def test_readme_stacked_example_prints_each_models_validation_accuracy(capsys):
 def test_readme_notebook_example_prints_the_saved_models_numpy_accuracy(
     capsys, tmp_path, monkeypatch
 ):
-    from regexp.engine.data import load_dataset
-    from regexp.engine.models import load_checkpoint
+    from regexp.data.prepare import load_dataset
+    from regexp.model.mlp import load_checkpoint
 
     monkeypatch.chdir(tmp_path)  # the example writes outputs/notebook/l1
     ns, out = run_block("regexp.run(", capsys)

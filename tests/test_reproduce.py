@@ -1,7 +1,8 @@
 """The reproduction report against independent computations from the runs' own files.
 
 A tiny sweep (2 epochs; threshold 0.3, so that kept counts differ between seeds) of the
-experiment's protocol is written with :func:`regexp.job.run`; the report's numbers are then
+experiment's protocol is written with :func:`regexp.hydra_app.task.run_task`; the report's numbers
+are then
 recomputed here from ``metrics.csv``, ``model.pt`` and the raw digits data with pandas,
 numpy (``numpy.interp``) and scipy (``scipy.stats``).
 """
@@ -19,14 +20,14 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.nn.utils import prune
 
-from regexp.job import run
-from regexp.outputs import run_plots
-from regexp.paper import matched
-from regexp.paper.analysis import Matched
-from regexp.paper.baselines import keep_columns, prune_, pruning_front, write_baselines
-from regexp.paper.claims import accuracy_check, lam_label, removal_check, tally
-from regexp.paper.protocol import constant_inputs, keep_fraction
-from regexp.paper.reproduce import experiment_lambda, write_report
+from regexp.hydra_app.task import run_task as run
+from regexp.plots import run as run_plots
+from regexp.reproduction import matched
+from regexp.reproduction.analysis import Matched
+from regexp.reproduction.baselines import keep_columns, prune_, pruning_front, write_baselines
+from regexp.reproduction.claims import accuracy_check, lam_label, removal_check, tally
+from regexp.reproduction.protocol import constant_inputs, keep_fraction
+from regexp.reproduction.reproduce import experiment_lambda, write_report
 
 TINY = ("trainer.epochs=2", "threshold=0.3")
 LAM = 10**-3.5
@@ -139,7 +140,7 @@ def test_experiment_sets_the_demos_lambda_and_a_split_per_seed(make_config):
 
 
 def test_constant_inputs_are_those_of_numpy_on_the_training_rows(metrics, report):
-    from regexp.engine.data import load_dataset
+    from regexp.data.prepare import load_dataset
 
     text, _ = report
     counts = []
@@ -383,8 +384,8 @@ def test_report_has_every_section_and_figure(report):
 def test_lassonet_path_selects_ever_fewer_inputs(make_config):
     import lassonet  # noqa: F401  (the dev extra installs it: never skipped)
 
-    from regexp.engine.data import load_dataset
-    from regexp.paper.baselines import lassonet_path
+    from regexp.data.prepare import load_dataset
+    from regexp.reproduction.baselines import lassonet_path
 
     cfg = make_config("experiment=scardapane2017", "seed=1")
     data = load_dataset(**cfg["dataset"])

@@ -16,9 +16,10 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from regexp import job
 from regexp.cli import main
-from regexp.outputs import files, run_plots
+from regexp.hydra_app import task as job
+from regexp.io import atomic as files
+from regexp.plots import run as run_plots
 
 
 def test_sweep_survives_divergence_and_a_failed_job(tmp_path, monkeypatch):
@@ -130,7 +131,7 @@ def test_same_config_and_seed_give_identical_metrics(make_config, tmp_path):
     )  # fmt: skip
     rows = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        job.run(cfg | {"seed": seed}, tmp_path / name)
+        job.run_task(cfg | {"seed": seed}, tmp_path / name)
         rows.append(pd.read_csv(tmp_path / name / "metrics.csv").drop(columns="train_seconds"))
     pd.testing.assert_frame_equal(rows[0], rows[1], check_exact=True)
     for file in ("history.csv", "sparsity.csv"):

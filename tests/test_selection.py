@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regexp.outputs import selection
+from regexp.results import selection
 
 LAMBDAS = (1e-4, 1e-3, 1e-2)
 # val/test accuracy per (regularizer, λ) for seeds 0, 1, 2. For l1, λ = 1e-3 is best on

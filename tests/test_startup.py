@@ -28,18 +28,18 @@ def test_importing_regexp_and_its_help_load_no_torch():
 
 def test_every_public_name_is_its_modules_object():
     import regexp.api
-    import regexp.outputs.aggregate
-    import regexp.outputs.selection
-    import regexp.outputs.sweep
+    import regexp.results.aggregate
+    import regexp.results.selection
+    import regexp.runs.collect
 
     modules = (
         regexp.core.penalties,
         regexp.core.regularizers,
         regexp.core.sparsity,
         regexp.api,
-        regexp.outputs.aggregate,
-        regexp.outputs.selection,
-        regexp.outputs.sweep,
+        regexp.results.aggregate,
+        regexp.results.selection,
+        regexp.runs.collect,
     )
     for name in regexp.__all__:
         found = {id(vars(m)[name]): vars(m)[name] for m in modules if name in vars(m)}
@@ -55,7 +55,7 @@ def test_a_run_never_imports_torch_dynamo(tmp_path):
         "from pathlib import Path\n"
         "from hydra import compose, initialize_config_module\n"
         "from omegaconf import OmegaConf\n"
-        "from regexp.job import run\n"
+        "from regexp.hydra_app.task import run_task as run\n"
         "with initialize_config_module('regexp.conf', version_base='1.3'):\n"
         "    cfg = compose('config', ['trainer.epochs=1', 'model.hidden=[8]'])\n"
         f"run(OmegaConf.to_container(cfg, resolve=True), Path({str(tmp_path)!r}), summary=False)\n"

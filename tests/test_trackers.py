@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from regexp.config import validate
-from regexp.job import run
-from regexp.outputs.trackers import flat_params
+from regexp.hydra_app.task import run_task as run
+from regexp.runs.trackers import flat_params
 
 FAST = ("trainer.epochs=3", "model.hidden=[8]")
 
@@ -213,7 +213,7 @@ def test_batched_sweep_logs_each_job_as_its_own_mlflow_run(make_config, tmp_path
 def test_default_mlflow_store_is_an_sqlite_file_under_the_working_directory(
     make_config, tmp_path, monkeypatch
 ):
-    from regexp.outputs.trackers import _sqlite_store
+    from regexp.runs.trackers import _sqlite_store
 
     uri = make_config("logger=mlflow")["logger"]["tracking_uri"]
     assert uri == "sqlite:///outputs/mlruns/mlflow.db"

@@ -6,10 +6,10 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, mean_squared_error, r2_score
 
-from regexp.engine.data import load_dataset
-from regexp.engine.evaluation import evaluate
-from regexp.engine.models import load_checkpoint, mlp
-from regexp.job import run
+from regexp.data.prepare import load_dataset
+from regexp.hydra_app.task import run_task as run
+from regexp.model.mlp import load_checkpoint, mlp
+from regexp.train.evaluate import evaluate
 
 FAST = ("trainer.epochs=3", "model.hidden=[16,8]")
 RUN_FILES = {
@@ -175,7 +175,7 @@ def test_early_stopping_restores_the_best_validation_weights(make_config, tmp_pa
 
 
 def test_run_returns_the_validation_metric_for_sweepers(make_config, tmp_path):
-    from regexp.outputs.objectives import objective
+    from regexp.hydra_app.objectives import objective
 
     row = run(make_config(*FAST), tmp_path)
     model, saved = load_checkpoint(tmp_path / "model.pt")  # the thresholded model

@@ -1,6 +1,6 @@
 """The data loss and the evaluation metrics of one model's outputs (accuracy, R², RMSE).
 
-Pure functions of output and target tensors; :func:`regexp.engine.evaluation.evaluate`
+Pure functions of output and target tensors; :func:`regexp.train.evaluate.evaluate`
 applies them to a data split, and the stacked engine computes the same quantities for N
 models at once (its tests check it against these definitions).
 """

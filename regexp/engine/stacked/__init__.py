@@ -1,6 +1,0 @@
-"""The stacked engine: N MLPs of one architecture trained as one model.
-
-:mod:`~regexp.engine.stacked.model` holds the stacked parameters and the per-model maths,
-:mod:`~regexp.engine.stacked.optim` Adam/AdamW/SGD with a learning rate per model, and
-:mod:`~regexp.engine.stacked.fit` the training loop (:func:`fit_stacked`).
-"""

@@ -1,0 +1,175 @@
+"""The sweep's lifecycle as a Hydra callback (``hydra.callbacks`` in ``conf/config.yaml``):
+:class:`SweepLifecycle` validates, takes the sweep's lock, resumes, keeps the job list,
+prints one progress line per finished job and writes the report when the sweep ends
+(:func:`regexp.hydra_app.report.write_sweep_report`), under any launcher.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from regexp import errors
+from regexp.hydra_app.report import write_sweep_report
+from regexp.io.atomic import OUTPUT_ROOTS, writable_dir, write_text
+from regexp.runs import console, sweep_dir
+from regexp.runs.run_files import read_metrics
+
+log = logging.getLogger(__name__)
+
+
+class SweepLifecycle(Callback):
+    """Hydra callback (``hydra.callbacks`` in ``conf/config.yaml``) that keeps run and sweep
+    directories honest and aggregates a sweep, under any launcher.
+
+    - a run (``on_run_start``): an earlier run in ``hydra.run.dir`` is set aside, never
+      overwritten (:func:`sweep_dir.start_run`);
+    - a sweep (``on_multirun_start``): takes the sweep directory's lock and refuses a
+      directory that holds another sweep's runs unless ``resume=true``
+      (:func:`sweep_dir.start`); each job adds itself to the job list (``on_job_start``);
+    - when the sweep ends: ``results.csv``, ``summary.csv`` and the plots at its root
+      (:func:`write_sweep_report`), from exactly this sweep's jobs.
+    """
+
+    def __init__(self) -> None:
+        self._lock: Any = None
+        self._total: int | None = None  # jobs in the sweep, when the sweeper says
+
+    def __getstate__(self) -> dict:
+        """Worker processes get the callback without the sweep's lock (held here)."""
+        return {**self.__dict__, "_lock": None}
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Bad input ends here, before an earlier run in hydra.run.dir is set aside and
+        # before Hydra creates the directory.
+        self._refuse_errors(lambda: _validate_task(config))
+        run_dir = Path(str(config.hydra.run.dir))
+        self._refuse_errors(lambda: writable_dir(run_dir, "hydra.run.dir"))
+        OUTPUT_ROOTS.append(run_dir)
+        self._refuse_errors(lambda: sweep_dir.start_run(run_dir, _resume(config)))
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir.finish_sweep(Path(str(config.hydra.run.dir)))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        root = Path(str(config.hydra.sweep.dir))
+        self._refuse_errors(lambda: writable_dir(root, "hydra.sweep.dir"))
+        OUTPUT_ROOTS.append(root)
+        self._lock = self._refuse_errors(lambda: sweep_dir.lock(root))
+        self._total = sweep_size(config)
+        self._refuse_errors(lambda: sweep_dir.start(root, _resume(config)))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            root, run_dir = Path(str(config.hydra.sweep.dir)), config.hydra.runtime.output_dir
+            self._refuse_errors(lambda: sweep_dir.add_job(root, Path(run_dir)))
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            return
+        root = Path(str(config.hydra.sweep.dir))
+        run_dir = Path(str(config.hydra.runtime.output_dir))
+        done, seconds = sweep_dir.job_done(root)
+        log.info(console.job_line(run_dir, read_metrics(run_dir), done, self._total, seconds))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        root = Path(str(config.hydra.sweep.dir))
+        try:
+            sweep_dir.finish_sweep(root)
+            write_sweep_report(root)
+            label_objectives(root, list(OmegaConf.select(config, "objectives", default=[])))
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    @staticmethod
+    def _refuse_errors(action: Any) -> Any:
+        """``action()``; a ``ValueError`` (e.g. :class:`sweep_dir.SweepDirError`) ends regexp
+        with its one line."""
+        try:
+            return action()
+        except ValueError as err:
+            if errors.debug():
+                raise
+            errors.fail(str(err))
+
+
+OPTUNA_FILE = "optimization_results.yaml"
+
+
+def label_objectives(sweep_dir: Path, names: Sequence[str]) -> None:
+    """Name the values in Optuna's ``optimization_results.yaml``: each solution gains
+    ``objectives: {val_metric: ..., params_kept: ...}`` next to its bare ``values`` list
+    (or ``best_objective`` next to ``best_value``), and the file gains
+    ``objective_meaning`` (what each name measures, and its direction)."""
+    import yaml
+
+    path = Path(sweep_dir) / OPTUNA_FILE
+    if not path.is_file():
+        return
+    doc = yaml.safe_load(path.read_text()) or {}
+    for solution in doc.get("solutions") or []:
+        solution["objectives"] = dict(zip(names, solution.get("values", []), strict=False))
+    if "best_value" in doc and names:
+        doc["best_objective"] = names[0]
+    doc["objective_meaning"] = {n: OBJECTIVE_MEANING[n] for n in names if n in OBJECTIVE_MEANING}
+    write_text(path, yaml.safe_dump(doc, sort_keys=False))
+
+
+OBJECTIVE_MEANING = {
+    "val_metric": "validation accuracy (R² for regression) after thresholding; maximize",
+    "params_kept": "weights and biases left once dead units are removed; minimize",
+}
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """How many jobs the basic (or regexp's) sweeper will run: the product of the lengths
+    of the sweep overrides (command line and ``hydra.sweeper.params``); ``None`` for
+    sweepers that decide as they go (Optuna's ``n_trials`` is read when set)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeper = config.hydra.sweeper
+    if "n_trials" in sweeper:
+        return int(sweeper.n_trials)
+    params = sweeper.get("params") or {}
+    overrides = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        by_key = {o.get_key_element(): o for o in parsed}  # the command line wins, as in Hydra
+        total = 1
+        for override in by_key.values():
+            if override.is_sweep_override():
+                total *= len(list(override.sweep_iterator()))
+    except Exception:  # a sweep this count does not understand: progress without a total
+        return None
+    return total
+
+
+def _validate_task(config: DictConfig) -> None:
+    """:func:`regexp.config.validate` of the task config (``config`` less ``hydra``);
+    a config that does not resolve without Hydra's runtime is left to the task."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from regexp.config import validate
+
+    try:
+        HydraConfig.instance().set_config(config)
+        task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        resolved = OmegaConf.to_container(task, resolve=True)
+    except (OmegaConfBaseException, ValueError):
+        return
+    try:
+        validate(resolved)
+    except ValueError as err:
+        raise ValueError(errors.one_line(err)) from None
+
+
+def _resume(config: DictConfig) -> bool:
+    return bool(OmegaConf.select(config, "resume", default=False))

@@ -1,0 +1,141 @@
+"""A sweep's report: ``results.csv``, ``summary.csv``, ``best.csv`` and the sweep figures,
+written when a sweep ends (:class:`regexp.hydra_app.lifecycle.SweepLifecycle`), and
+``regexp compare`` over several sweeps (:func:`compare`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from regexp.io.atomic import write_csv
+from regexp.plots import sweep as sweep_plots
+from regexp.results import aggregate, selection
+from regexp.runs import console
+from regexp.runs.collect import (
+    BEST_FILE,
+    COMPARISON_FILE,
+    METRICS_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    collect,
+    job_dirs,
+    load_results,
+    order_columns,
+    task_metrics,
+)
+
+log = logging.getLogger(__name__)
+
+
+def write_plots(
+    results: pd.DataFrame,
+    out_dir: Path,
+    by: Sequence[str] | None = None,
+    metric: str | None = None,
+) -> list[Path]:
+    """``<metric>_vs_lambda.png`` (``accuracy`` or ``r2`` by default), ``sparsity_vs_lambda.png``
+    and ``pareto.png`` of ``results`` into ``out_dir``.
+
+    A point per group (mean ± std over seeds), a panel per dataset, a line per value of the
+    ``by`` columns other than dataset and λ (default: :func:`aggregate.group_columns`).
+    ``metric`` (default: each dataset's test accuracy or R²) is the y of the first plot and
+    of the Pareto plot. Returns the paths written.
+    """
+    if not {"dataset", "lambda"} <= set(results.columns):
+        return []
+    series = [c for c in (by or aggregate.group_columns(results)) if c not in ("dataset", "lambda")]
+    summary = aggregate.summarize(results, ["dataset", *series, "lambda"])
+    metrics = task_metrics(results)
+    if metric and not metric.endswith("_metric"):
+        metrics = {d: metric for d in metrics}
+    metrics = {d: m for d, m in metrics.items() if f"{m}_mean" in summary.columns}
+    written = []
+    for metric in sorted(set(metrics.values())):
+        path = out_dir / f"{metric.removeprefix('test_')}_vs_lambda.png"
+        sweep_plots.plot_metric_vs_lambda(summary, metric, series, path)
+        written.append(path)
+    if any(c.startswith("neuron_sparsity_") for c in summary.columns):
+        written.append(out_dir / "sparsity_vs_lambda.png")
+        sweep_plots.plot_sparsity_vs_lambda(summary, series, written[-1])
+    if metrics and f"{aggregate.PARAMS_FRACTION}_mean" in summary.columns:
+        written.append(out_dir / "pareto.png")
+        sweep_plots.plot_pareto(summary, metrics, series, written[-1])
+    return written
+
+
+def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
+    """Write ``results.csv``, ``summary.csv`` and the plots at ``sweep_dir``'s root."""
+    results = collect(sweep_dir)
+    if results.empty:
+        log.warning("no job results under %s: nothing to aggregate", sweep_dir)
+        return None
+    write_csv(sweep_dir / RESULTS_FILE, results)
+    write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(results))
+    if "dataset" in results.columns and "lambda" in results.columns:
+        write_plots(results, sweep_dir)
+        try:
+            best = selection.best(results)
+        except ValueError as err:  # e.g. every job failed: nothing to choose from
+            log.warning("no best λ: %s", err)
+        else:
+            write_csv(sweep_dir / BEST_FILE, best)
+            console.print_best(best)
+    counts = results["status"].value_counts().to_dict()
+    log.info("sweep results in %s: %s", sweep_dir / RESULTS_FILE, counts)
+    return results
+
+
+def compare(
+    paths: Sequence[Path],
+    by: Sequence[str] | None,
+    metric: str | None,
+    out_dir: Path,
+    select: str | None = None,
+    rule: str = "best",
+) -> tuple[pd.DataFrame, list[str], str, pd.DataFrame]:
+    """Results of all ``paths`` together: the summary per ``by`` group, sorted on ``metric``,
+    and the best λ per group chosen on ``select`` (:func:`selection.best`).
+
+    Writes ``comparison.csv`` (that summary), ``best.csv`` and the plots into ``out_dir``.
+    Each path's rows carry ``source`` (the path as given), so ``by`` may name it. Without
+    ``metric``, sorts on the validation accuracy, the validation R², or each job's own as
+    ``val_metric`` when the paths mix classification and regression: the test split is for
+    reporting, not for choosing. Returns the summary, the group columns, the metric and
+    the best-λ table.
+    """
+    frames = [_with_run_dirs(load_results(Path(p)), Path(p)).assign(source=str(p)) for p in paths]
+    results = pd.concat(frames, ignore_index=True)
+    twice = results.duplicated("_run", keep="first")
+    if twice.any():
+        log.info("%d run(s) named more than once are counted once", int(twice.sum()))
+    results = order_columns(results[~twice].drop(columns="_run").reset_index(drop=True))
+    by = list(by or aggregate.group_columns(results))
+    results = selection.with_val_metric(results)  # val_metric, test_metric: each job's own
+    plotted = metric
+    metric = metric or selection.selection_metric(results)
+    summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
+    chosen = "lambda" in results.columns and results["status"].eq("ok").any()
+    best = selection.best(results, select, rule) if chosen else None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out '{out_dir}' is a file; name a directory to write into")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(out_dir / COMPARISON_FILE, summary)
+    if best is not None:
+        write_csv(out_dir / BEST_FILE, best)
+    write_plots(results, out_dir, by, plotted)
+    return summary, by, metric, best
+
+
+def _with_run_dirs(results: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``results`` plus ``_run``: the absolute run directory of each row, so that a run
+    named twice (a sweep and one of its jobs, or one path given twice) counts once."""
+    if path.is_file() and path.name == METRICS_FILE:
+        return results.assign(_run=str(path.parent.resolve()))  # one run, named by its file
+    base = path if path.is_dir() else path.parent
+    if path.is_dir() and job_dirs(path) == [path]:
+        base = path.parent  # a run directory: its job is its own name
+    runs = [str((base / str(job)).resolve()) for job in results["job"]]
+    return results.assign(_run=runs)

@@ -1,0 +1,1 @@
+"""File I/O primitives: atomic writes of CSVs, text, figures and checkpoints."""

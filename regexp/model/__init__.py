@@ -1,0 +1,1 @@
+"""Models: the MLP (:mod:`~regexp.model.mlp`) and its checkpoints."""

@@ -1,1 +1,0 @@
-"""What a run and a sweep write: files, figures, console tables, sweep aggregation."""

@@ -1,0 +1,108 @@
+"""λ labels on scatter points: nearby points share a label, and labels dodge each other.
+
+:func:`label_points` writes a label per cluster of nearby points; once the figure is laid
+out, :func:`declutter` moves each label to a free spot near its point (inside the axes,
+over no marker and no other label), with a thin leader line when it had to go far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.text import Annotation, Text
+
+from regexp.plots.style import short_number
+
+# Points closer than this (as a fraction of both axes) share one label.
+LABEL_MERGE = 0.04
+# Where a label may go, in points from its point (tried in order): right, left, above,
+# below, then further away in steps of 9 points (with a leader line beyond 12 points).
+SPOTS = ((7, 3, "left"), (-7, 3, "right"), (0, 7, "center"), (0, -13, "center"))
+SPOTS += tuple(
+    spot
+    for k in range(1, 6)
+    for spot in (
+        (7, 3 + 9 * k, "left"),
+        (-7, 3 + 9 * k, "right"),
+        (7, 3 - 9 * k, "left"),
+        (-7, 3 - 9 * k, "right"),
+        (7 + 9 * k, 3, "left"),
+        (-7 - 9 * k, 3, "right"),
+    )
+)
+
+
+def clusters(px: np.ndarray, py: np.ndarray, within: float = LABEL_MERGE) -> list[list[int]]:
+    """Greedy groups of point indices: a point joins the first group whose first point is
+    closer than ``within`` on both coordinates (``px``, ``py`` in axes fractions)."""
+    groups: list[list[int]] = []
+    for i in np.lexsort((py, px)):
+        for group in groups:
+            j = group[0]
+            if abs(px[i] - px[j]) < within and abs(py[i] - py[j]) < within:
+                group.append(int(i))
+                break
+        else:
+            groups.append([int(i)])
+    return groups
+
+
+def label_points(
+    ax: Axes, x: pd.Series, y: pd.Series, lambdas: pd.Series, colors: Sequence
+) -> None:
+    """Label each cluster (:func:`clusters`) of points ``(x, y)`` with its sorted distinct
+    λ values in short form (``1e-4, 1e-3``), in the points' colour (black when they have
+    several). Call after the axes limits are final."""
+    if not len(x):
+        return
+    x, y, lambdas = (np.asarray(v, dtype=float) for v in (x, y, lambdas))
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    px, py = (x - x0) / ((x1 - x0) or 1), (y - y0) / ((y1 - y0) or 1)
+    for group in clusters(px, py):
+        text = ", ".join(short_number(v) for v in sorted(set(lambdas[group])))
+        shades = {str(colors[i]) for i in group}
+        color = colors[group[0]] if len(shades) == 1 else "black"
+        right = px[group[0]] > 0.7
+        ax.annotate(
+            text,
+            (x[group[0]], y[group[0]]),
+            xytext=SPOTS[1][:2] if right else SPOTS[0][:2],
+            textcoords="offset points",
+            ha="right" if right else "left",
+            fontsize=7,
+            color=color,
+            arrowprops={"arrowstyle": "-", "color": color, "lw": 0.5, "shrinkB": 4},
+        )
+
+
+def declutter(ax: Axes) -> None:
+    """Move each label of ``ax`` to the first of ``SPOTS`` (its own side first) where it
+    stays inside the axes and overlaps no marker and no label placed before it; it keeps
+    its side when none is free. The figure must have been drawn (laid out) before."""
+    fig = ax.get_figure()
+    renderer = fig.canvas.get_renderer()
+    radius = 7 * fig.dpi / 72  # a marker (s ≤ 130 pt²: ≤ 11.4 points across) and a margin
+    offsets = [c.get_offsets() for c in ax.collections if len(c.get_offsets())]
+    centres = ax.transData.transform(np.vstack(offsets)) if offsets else np.empty((0, 2))
+    frame = ax.get_window_extent(renderer)
+    placed: list = []
+    for text in [t for t in ax.texts if isinstance(t, Annotation)]:
+        own = SPOTS[1] if text.get_ha() == "right" else SPOTS[0]
+        for spot in (own, *SPOTS, own):  # the last try puts it back on its own side
+            text.xyann = spot[:2]
+            text.set_ha(spot[2])
+            text.update_positions(renderer)
+            box = Text.get_window_extent(text, renderer)  # the text alone, without its line
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1
+            inside &= frame.y0 <= box.y0 and box.y1 <= frame.y1
+            near = (np.abs(centres[:, 0] - np.clip(centres[:, 0], box.x0, box.x1)) < radius) & (
+                np.abs(centres[:, 1] - np.clip(centres[:, 1], box.y0, box.y1)) < radius
+            )
+            if inside and not near.any() and not any(box.overlaps(o) for o in placed):
+                break
+        if text.arrow_patch is not None:
+            text.arrow_patch.set_visible(max(abs(v) for v in text.xyann) > 12)
+        placed.append(box)

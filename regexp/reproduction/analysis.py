@@ -1,0 +1,182 @@
+"""The numbers behind the reproduction's matched comparisons, from runs and baselines.
+
+:func:`points` gathers one row per (method, seed, λ or pruning level): test accuracy and
+kept inputs, hidden neurons and parameters, for the runs and the baselines alike.
+:class:`Matched` reads every method's per-seed front at common targets (see
+:mod:`regexp.reproduction.matched`): the accuracy at a number of parameters or inputs kept, and
+the units kept at an accuracy level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from regexp.reproduction import matched
+from regexp.reproduction.baselines import LASSONET_FILE, PRUNING_FILE
+from regexp.reproduction.matched import Interval
+
+COLUMNS = ["method", "seed", "lambda", "test_accuracy", "kept_input", "kept_hidden", "params_kept"]
+AXES = {
+    "kept_input": "inputs kept",
+    "kept_hidden": "hidden neurons kept",
+    "params_kept": "parameters kept",
+}
+# Baseline methods, as named in points() and labelled in documents.
+BASELINES = {
+    "prune-all": "magnitude pruning, all layers",
+    "prune-all+ft": "magnitude pruning, all layers, fine-tuned",
+    "prune-inputs": "magnitude pruning, inputs only",
+    "prune-inputs+ft": "magnitude pruning, inputs only, fine-tuned",
+    "lassonet": "LassoNet",
+}
+# Which axes a baseline's front says something about: pruning the inputs alone leaves the
+# hidden layers dense, LassoNet selects inputs only.
+BASELINE_AXES = {
+    "prune-inputs": ("kept_input",),
+    "prune-inputs+ft": ("kept_input",),
+    "lassonet": ("kept_input",),
+}
+
+
+def run_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """The ok runs of :func:`regexp.reproduction.protocol.add_details` as :data:`COLUMNS` rows."""
+    ok = runs[runs["status"] == "ok"]
+    return ok[COLUMNS].astype({c: float for c in COLUMNS[2:]}).reset_index(drop=True)
+
+
+def read_baselines(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """Baseline rows as :data:`COLUMNS` (``lambda`` holds the pruning fraction or LassoNet's
+    λ) and the raw pruning and LassoNet tables (``None`` where a file is missing)."""
+    frames, raw = [], {}
+    for name in (PRUNING_FILE, LASSONET_FILE):
+        path = Path(folder) / name
+        raw[name] = pd.read_csv(path) if path.is_file() else None
+    prune = raw[PRUNING_FILE]
+    if prune is not None:
+        ft = np.where(prune["finetune_epochs"] > 0, "+ft", "")
+        frames.append(
+            prune.assign(method="prune-" + prune["schedule"] + ft, **{"lambda": prune["fraction"]})
+        )
+    lasso = raw[LASSONET_FILE]
+    if lasso is not None:
+        frames.append(lasso.assign(method="lassonet", kept_hidden=math.nan, params_kept=math.nan))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return rows.reindex(columns=COLUMNS), prune, lasso
+
+
+def restrict(points: pd.DataFrame) -> pd.DataFrame:
+    """Blank (NaN) the axes a baseline says nothing about (:data:`BASELINE_AXES`)."""
+    out = points.copy()
+    for method, axes in BASELINE_AXES.items():
+        rows = out["method"] == method
+        for axis in AXES:
+            if axis not in axes:
+                out.loc[rows, axis] = math.nan
+    return out
+
+
+@dataclass
+class Matched:
+    """Every method's fronts read at common targets, per seed.
+
+    ``at_x[axis]``: :func:`regexp.reproduction.matched.per_seed` tables of the accuracy at the
+    ``x_targets[axis]`` values of ``axis`` kept; ``at_level[axis]``: of ``axis`` kept at each
+    accuracy in ``levels``.
+    """
+
+    points: pd.DataFrame
+    x_targets: Mapping[str, Sequence[float]]
+    levels: Sequence[float]
+    at_x: dict[str, pd.DataFrame] = field(default_factory=dict)
+    at_level: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        pts = restrict(self.points)
+        for axis, targets in self.x_targets.items():
+            sel = pts.dropna(subset=[axis, "test_accuracy"])
+            self.at_x[axis] = matched.per_seed(sel, axis, "test_accuracy", targets, "value")
+        for axis in AXES:
+            sel = pts.dropna(subset=[axis, "test_accuracy"])
+            self.at_level[axis] = matched.per_seed(
+                sel, axis, "test_accuracy", list(self.levels), "level"
+            )
+
+    def accuracy(self, axis: str, a: str, b: str, target: float) -> tuple[Interval, float, float]:
+        """Paired interval of ``a − b`` accuracy at ``target`` units of ``axis`` kept, and the
+        two means over seeds."""
+        t = self.at_x[axis]
+        return matched.compare(t, a, b, target), *self._means(t, (a, b), target)
+
+    def kept(self, axis: str, a: str, b: str, level: float) -> tuple[Interval, float, float]:
+        """Paired interval of ``b − a`` units of ``axis`` kept at accuracy ``level`` (how many
+        more ``a`` removes), and the two mean kept counts."""
+        t = self.at_level[axis]
+        return matched.compare(t, b, a, level), *self._means(t, (a, b), level)
+
+    @staticmethod
+    def _means(table: pd.DataFrame, methods: Sequence[str], target: float) -> list[float]:
+        at = table[np.isclose(table["target"], target)]
+        return [float(at.loc[at["method"] == m, "value"].mean()) for m in methods]
+
+    def cell(self, kind: str, axis: str, method: str, target: float, scale: float = 1.0) -> str:
+        """``"96.9 ± 0.5"`` (mean ± std over seeds; ``(n = k)`` when fewer seeds reach the
+        target, ``not reached`` when none), or ``–`` for a method without that front."""
+        table = (self.at_x if kind == "x" else self.at_level).get(axis)
+        if table is None:
+            return "–"
+        rows = table[(table["method"] == method) & np.isclose(table["target"], target)]
+        if rows.empty:
+            return "–"
+        v = rows["value"].dropna()
+        if v.empty:
+            return "not reached"
+        digits = 2 if scale == 100 else 1
+        text = f"{scale * v.mean():.{digits}f}"
+        if len(v) > 1:
+            text += f" ± {scale * v.std(ddof=1):.{digits}f}"
+        return text + (f" (n = {len(v)})" if len(v) < len(rows) else "")
+
+
+def mean_front(points: pd.DataFrame, by: Sequence[str] = ("method", "lambda")) -> pd.DataFrame:
+    """Mean and std over seeds of accuracy and kept counts per ``by`` group, as
+    :func:`regexp.reproduction.figures.plot_front` draws them: methods in first-seen order, then
+    by λ (or pruning fraction), so that a line joins the points in λ order."""
+    cols = ["test_accuracy", *AXES]
+    g = points.groupby(list(by), sort=False)[cols]
+    out = g.mean().add_suffix("_mean").join(g.std().add_suffix("_std")).reset_index()
+    out = out.assign(n=g.size().to_numpy())
+    first = {m: i for i, m in enumerate(dict.fromkeys(out[by[0]]))}  # methods as first seen
+    return out.sort_values(list(by), key=lambda c: c.map(first) if c.name == by[0] else c)
+
+
+def interpolated_front(points: pd.DataFrame, method: str, axis: str, grid: Sequence[float]):
+    """Mean ± std over seeds of ``method``'s accuracy interpolated at each ``grid`` value of
+    ``axis`` (for fronts whose λ differ between seeds, such as LassoNet's path)."""
+    sel = points[points["method"] == method].dropna(subset=[axis])
+    table = matched.per_seed(sel, axis, "test_accuracy", list(grid), "value")
+    s = matched.summary(table)
+    s = s[s["n"] > 0]
+    return pd.DataFrame(
+        {
+            "method": method,
+            f"{axis}_mean": s["target"].to_numpy(),
+            f"{axis}_std": 0.0,
+            "test_accuracy_mean": s["mean"].to_numpy(),
+            "test_accuracy_std": s["std"].to_numpy(),
+        }
+    )
+
+
+def lambda_at(points: pd.DataFrame, method: str, axis: str, target: float) -> float:
+    """λ at which ``method``'s mean front (over seeds) reaches ``target`` units of ``axis``
+    kept, interpolating ``log10 λ`` linearly in ``axis`` (NaN outside the front)."""
+    front = mean_front(points[points["method"] == method])
+    front = front[front["lambda"] > 0]
+    logs = matched.value_at(front[f"{axis}_mean"], np.log10(front["lambda"]), [target])[0]
+    return float(10**logs) if math.isfinite(logs) else math.nan

@@ -1,0 +1,149 @@
+"""Everything the reproduction document is computed from, gathered once: :class:`Study`.
+
+:func:`load_study` reads the runs under a folder (deduplicated, with the details of
+:func:`regexp.reproduction.protocol.add_details`), the baselines if they ran, and fixes the
+matched targets: ``P*`` and ``I*``, the parameters and inputs that sparse group Lasso keeps
+on average at the paper's λ (penalty mode), and ``A*``, the dense network's mean accuracy
+minus :data:`regexp.reproduction.claims.ACCURACY_TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from regexp.model.mlp import load_checkpoint
+from regexp.reproduction import analysis, protocol
+from regexp.reproduction import runs as runlib
+from regexp.reproduction.claims import ACCURACY_TOLERANCE
+
+REFERENCE = "sgl"  # the method the targets are read from, and every comparison is against
+PARAMS_GRID = (3000, 2500, 2000, 1500, 1000, 500)
+INPUTS_GRID = (60, 56, 52, 48, 44, 40, 36)
+# Methods in the order of the document's tables; others follow in first-seen order.
+ORDER = (
+    "none",
+    "l2",
+    "l1",
+    "group_lasso",
+    "sgl",
+    "l2/prox-adaptive",
+    "l1/prox-adaptive",
+    "group_lasso/prox-adaptive",
+    "sgl/prox-adaptive",
+    "l2/prox-identity",
+    "l1/prox-identity",
+    "group_lasso/prox-identity",
+    "sgl/prox-identity",
+    *analysis.BASELINES,
+)
+
+
+def label(method: str) -> str:
+    """A method key of :func:`protocol.method_key` or :data:`analysis.BASELINES` in words."""
+    return analysis.BASELINES.get(method) or protocol.method_label(method)
+
+
+def ordered(methods) -> list[str]:
+    """``methods`` (unique) in :data:`ORDER`."""
+    seen = list(dict.fromkeys(methods))
+    return sorted(seen, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), seen.index(m)))
+
+
+@dataclass
+class Study:
+    """Runs, baselines and matched comparisons of one reproduction."""
+
+    root: Path
+    everything: pd.DataFrame  # every run read, before deduplication
+    runs: pd.DataFrame  # deduplicated, with protocol details
+    twins: int
+    differ: int
+    lam: float
+    cfg: dict  # the resolved config of the first main run
+    points: pd.DataFrame  # runs and baselines: analysis.COLUMNS
+    prune: pd.DataFrame | None
+    lasso: pd.DataFrame | None
+    targets: dict  # params, inputs, level (P*, I*, A*), dense accuracy
+    matched: analysis.Matched
+
+    @property
+    def at_lam(self) -> pd.Series:
+        return pd.Series(
+            np.isclose(self.runs["lambda"].astype(float), self.lam, rtol=1e-9, atol=0),
+            index=self.runs.index,
+        )
+
+    @property
+    def main(self) -> pd.DataFrame:
+        """Penalty-mode runs at the paper's λ, and the unregularized runs."""
+        r = self.runs
+        return r[(self.at_lam & (r["mode"] == "penalty")) | (r["regularizer"] == "none")]
+
+    def fronts(self) -> list[str]:
+        """Methods with points at two or more λ (or pruning levels), in :data:`ORDER`."""
+        n = self.points.groupby("method")["lambda"].nunique()
+        return ordered(m for m in self.points["method"] if n.get(m, 0) >= 2)
+
+    def units(self, layer: str = "input") -> int:
+        return int(self.runs[f"units_{layer}"].max())
+
+    def hidden_units(self) -> int:
+        return int(sum(self.runs[c].max() for c in self.runs if c.startswith("units_hidden")))
+
+
+def load_study(root: Path, lam: float, baselines: Path | None = None) -> Study:
+    """Read the runs under ``root`` and the baselines in ``baselines`` (default
+    ``root/baselines``).
+
+    Raises
+    ------
+    ValueError
+        If no run is under ``root``, or no penalty-mode run of the reference method at
+        ``lam``.
+    """
+    everything = runlib.read_runs(root)
+    runs, twins, differ = runlib.dedupe(everything)
+    runs = protocol.add_details(runs)
+    at = np.isclose(runs["lambda"].astype(float), lam, rtol=1e-9, atol=0)
+    ref = runs[at & (runs["method"] == REFERENCE) & (runs["status"] == "ok")]
+    if ref.empty:
+        raise ValueError(
+            f"no finished penalty-mode {REFERENCE} run at lambda={lam:g} under '{root}'"
+        )
+    _, cfg = load_checkpoint(Path(ref["run_dir"].iloc[0]) / "model.pt")
+    base_rows, prune, lasso = analysis.read_baselines(baselines or Path(root) / "baselines")
+    points = pd.concat([analysis.run_points(runs), base_rows], ignore_index=True)
+    dense = runs[(runs["regularizer"] == "none") & (runs["status"] == "ok")]
+    dense_acc = float(dense["test_accuracy"].mean()) if len(dense) else math.nan
+    reference_acc = dense_acc if math.isfinite(dense_acc) else float(ref["test_accuracy"].mean())
+    targets = {
+        "params": float(ref["params_kept"].mean()),
+        "inputs": float(ref["kept_input"].mean()),
+        "level": reference_acc - ACCURACY_TOLERANCE,
+        "dense": dense_acc,
+    }
+    total = int(runs["params_total"].max())
+    x_targets = {
+        "params_kept": [targets["params"], *(p for p in PARAMS_GRID if p < total)],
+        "kept_input": [targets["inputs"], *INPUTS_GRID],
+    }
+    levels = [targets["level"] + d for d in (0.0, 0.005, -0.01)]
+    return Study(
+        Path(root),
+        everything,
+        runs,
+        twins,
+        differ,
+        lam,
+        cfg,
+        points,
+        prune,
+        lasso,
+        targets,
+        analysis.Matched(points, x_targets, levels),
+    )

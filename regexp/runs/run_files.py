@@ -1,0 +1,319 @@
+"""A run's results: its metrics row, per-layer sparsity and the files that hold them.
+
+:func:`measure` evaluates a trained model, thresholds it and measures its sparsity (all in
+memory); :func:`write` writes the run directory. The batched launcher computes the
+outputs of a stack's jobs in its own process and, in large sweeps, writes them in worker
+processes.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from torch import Tensor, nn
+
+from regexp.core import sparsity
+from regexp.data.prepare import Dataset
+from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv
+from regexp.plots import run as run_plots
+from regexp.results import schema
+from regexp.results.identity import config_id, data_id, flatten
+from regexp.runs import console, trackers
+from regexp.train.build import resolve_prox_metric
+from regexp.train.evaluate import evaluate
+from regexp.train.loop import FitResult
+
+# Every file a run writes into its directory; metrics.csv is written last.
+RUN_FILES = (
+    "history.csv",
+    "model.pt",
+    "learning_curves.png",
+    "sparsity.csv",
+    "sparsity.png",
+    "features.png",
+    "metrics.csv",
+)
+
+
+def short_columns(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
+    """The short, readable config columns of ``metrics.csv`` (:data:`schema.SHORT`).
+
+    ``prox_metric`` is the step's metric as resolved for the optimizer (``identity`` or
+    ``adaptive``, for proximal mode); ``architecture`` needs the data's ``n_in``/``n_out``
+    and is left out when they are 0.
+    """
+    reg, opt = cfg["regularizer"], cfg["optimizer"]
+    hidden = list(cfg["model"]["hidden"])
+    mode = reg.get("mode", "penalty")
+    row = {
+        "dataset": cfg["dataset"]["name"],
+        "task": cfg["dataset"]["task"],
+        "regularizer": reg["name"],
+        "mode": mode,
+        "lambda": cfg["lambda"],
+        **{k: reg[k] for k in ("l1_ratio", "p") if k in reg},
+        "seed": cfg["seed"],
+        "hidden": "-".join(map(str, hidden)),
+        "architecture": "-".join(map(str, [n_in, *hidden, n_out])),
+        "activation": cfg["model"]["activation"],
+        "dropout": cfg["model"]["dropout"],
+        "optimizer": opt["name"],
+        "lr": opt["lr"],
+        "epochs": cfg["trainer"]["epochs"],
+        "batch_size": cfg["trainer"]["batch_size"],
+        "drop_last": bool(cfg["trainer"].get("drop_last", False)),
+        "threshold": cfg["threshold"],
+    }
+    if mode == "proximal":
+        row["prox_metric"] = resolve_prox_metric(reg, opt["name"])
+    if not n_in:
+        del row["architecture"]
+    return row
+
+
+def config_row(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
+    """Every config column of ``metrics.csv``: the short ones, ``config_id``, ``data_id``,
+    then every key of the resolved config, flattened (:func:`regexp.results.identity.flatten`).
+
+    ``data_id`` is empty when the data cannot be read (a job that failed on it).
+    """
+    try:
+        data = data_id(cfg["dataset"])
+    except (KeyError, OSError, TypeError):
+        data = None
+    ids = {"config_id": config_id(cfg), "data_id": data}
+    return short_columns(cfg, n_in, n_out) | ids | flatten(cfg)
+
+
+def run_metrics(
+    model: nn.Module, data: Dataset, threshold: float
+) -> tuple[dict, list[sparsity.LayerSparsity]]:
+    """Evaluate ``model``, threshold it in place, evaluate again and measure its sparsity.
+
+    Returns the metric columns of ``metrics.csv`` (``<split>_<metric>`` after and
+    ``<split>_<metric>_dense`` before thresholding, sparsity, parameter counts) and the
+    per-layer sparsity.
+    """
+    dense = {s: evaluate(model, data, s) for s in ("val", "test")}
+    sparsity.threshold_(model, threshold)
+    sparse = {s: evaluate(model, data, s) for s in ("val", "test")}
+    names = ("accuracy",) if data.task == "classification" else ("r2", "rmse")
+    row = {}
+    for split in ("test", "val"):
+        for name in names:
+            row[f"{split}_{name}"] = sparse[split][name]
+            row[f"{split}_{name}_dense"] = dense[split][name]
+    layers = sparsity.neuron_sparsity(model)
+    row["weight_sparsity"] = sparsity.weight_sparsity(model)
+    for layer in layers:
+        row[f"neuron_sparsity_{layer.layer}"] = layer.fraction
+    row["params_total"] = sparsity.params_total(model)
+    row["params_kept"] = sparsity.params_kept(model)
+    return row, layers
+
+
+@dataclass
+class RunOutputs:
+    """Everything a run writes, computed and held in memory (small and picklable).
+
+    ``model`` is on the CPU (thresholded if ``row["status"] == "ok"``); ``layers`` is the
+    per-layer table of ``sparsity.csv`` and ``features`` the arguments of
+    :func:`regexp.plots.run.plot_features`: both are ``None`` unless the run is ok.
+    """
+
+    cfg: dict
+    row: dict
+    history: pd.DataFrame
+    model: nn.Module
+    layers: pd.DataFrame | None = None
+    features: dict | None = None
+
+
+def feature_map(first: Tensor, names: list[str], image_shape: tuple | None) -> dict:
+    """The arguments of :func:`run_plots.plot_features` from the first layer's weight
+    ``[hidden, inputs]``: which inputs keep a nonzero outgoing weight, and its L2 norm."""
+    return {
+        "alive": (~sparsity.dead_units([first])[0]).numpy(),
+        "names": names,
+        "image_shape": image_shape,
+        "importance": first.norm(dim=0).numpy(),
+    }
+
+
+def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) -> RunOutputs:
+    """Evaluate, threshold (in place), evaluate again and measure a trained run.
+
+    A ``diverged`` run keeps its weights as they were (no thresholding) and reports every
+    metric but ``params_total`` as NaN: its accuracy and sparsity say nothing about its
+    regularizer (a huge proximal step zeroes every weight, which would look maximally
+    sparse).
+    """
+    model = model.cpu()
+    data = data.to("cpu")
+    config = config_row(cfg, data.n_features, data.n_outputs)
+    dotted = {k: v for k, v in config.items() if k not in schema.SHORT and k not in schema.IDS}
+    row = {k: v for k, v in config.items() if k not in dotted}
+    row |= {"status": result.status, "epochs_run": len(result.history)}
+    ok = result.status == "ok"
+    metrics, layers = run_metrics(model if ok else copy.deepcopy(model), data, cfg["threshold"])
+    if not ok:
+        metrics = {k: (v if k == "params_total" else math.nan) for k, v in metrics.items()}
+    row |= metrics
+    row["train_seconds"] = result.seconds
+    row |= dotted  # the whole config last: the CSV's first columns stay readable
+    out = RunOutputs(dict(cfg), row, result.history, model)
+    if ok:
+        out.layers = pd.DataFrame(
+            [vars(layer) for layer in layers], columns=["layer", "units", "removed", "fraction"]
+        )
+        first = sparsity.linear_weights(model)[0].detach()
+        out.features = feature_map(first, data.feature_names, data.image_shape)
+    return out
+
+
+def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool = True) -> dict:
+    """Write every output file of a run into ``run_dir``; returns its metrics row.
+
+    Every file is written atomically and ``metrics.csv`` last (an older one is removed
+    first), so its presence marks a complete run. A run that is not ok gets
+    ``history.csv``, ``model.pt``, ``metrics.csv`` and (with ``figures``)
+    ``learning_curves.png`` only. The run goes to the experiment tracker (``logger``)
+    before ``metrics.csv`` is written. ``summary``: print the metrics table. ``figures``:
+    draw the run's three figures (:func:`draw_figures`; ``regexp plot`` draws them later).
+    """
+    _mark_incomplete(run_dir)
+    write_csv(run_dir / "history.csv", out.history)
+    ids = {k: out.row.get(k) for k in schema.IDS}
+    save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row, **ids})
+    if out.layers is not None:
+        write_csv(run_dir / "sparsity.csv", out.layers)
+    if figures:
+        draw_figures(run_dir, out.history, out.layers, out.features, run_plots.run_title(out.row))
+    trackers.log_run(run_dir, out.cfg, out.history, out.row)  # logger=tensorboard, mlflow
+    write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
+    if summary:
+        console.print_summary(out.row, out.layers, run_dir)
+    return out.row
+
+
+def finish_run(
+    cfg: Mapping,
+    run_dir: Path,
+    model: nn.Module,
+    data: Dataset,
+    result: FitResult,
+    summary: bool = False,
+    figures: bool = True,
+) -> dict:
+    """:func:`measure` then :func:`write`: returns the metrics row.
+
+    An older ``metrics.csv`` in ``run_dir`` goes first, so a failure while evaluating
+    leaves the directory without one (an incomplete run).
+    """
+    _mark_incomplete(run_dir)
+    return write(run_dir, measure(cfg, model, data, result), summary, figures)
+
+
+def wants_figures(cfg: Mapping, sweep: bool) -> bool:
+    """Config key ``figures``: ``auto`` draws a single run's figures and none of a sweep's
+    jobs (``regexp plot`` draws them on demand); ``always``; ``never``."""
+    choice = cfg.get("figures", "auto")
+    return choice == "always" or (choice == "auto" and not sweep)
+
+
+def draw_figures(
+    run_dir: Path,
+    history: pd.DataFrame,
+    layers: pd.DataFrame | None,
+    features: Mapping | None,
+    title: str,
+) -> list[Path]:
+    """``learning_curves.png``, and for an ok run ``sparsity.png`` and ``features.png``."""
+    paths = [run_dir / "learning_curves.png"]
+    run_plots.plot_learning_curves(history, paths[0], title)
+    if layers is not None:
+        paths.append(run_dir / "sparsity.png")
+        run_plots.plot_sparsity(layers, paths[-1], title)
+    if features is not None:
+        paths.append(run_dir / "features.png")
+        run_plots.plot_features(**features, path=paths[-1], title=title)
+    return paths
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """Draw the figures of a finished run from its files (``metrics.csv``, ``history.csv``,
+    ``sparsity.csv``, ``model.pt``): what :func:`write` draws with ``figures``."""
+    import torch
+
+    from regexp.data.sources import LOADERS
+
+    row = read_metrics(run_dir)
+    if row is None:
+        raise ValueError(f"'{run_dir}' holds no finished run (no complete metrics.csv)")
+    history = pd.read_csv(run_dir / "history.csv")
+    ok = row.get("status") == "ok"
+    layers = pd.read_csv(run_dir / "sparsity.csv") if ok else None
+    features = None
+    if ok:
+        ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+        first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
+        dataset = ckpt["config"]["dataset"]
+        table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
+        features = feature_map(first, table.feature_names, table.image_shape)
+    return draw_figures(run_dir, history, layers, features, run_plots.run_title(row))
+
+
+def _mark_incomplete(run_dir: Path) -> None:
+    """Create ``run_dir`` without any file of an earlier run (``metrics.csv`` first, so a
+    failure midway leaves an incomplete run, never a mix of two) or a killed writer's
+    temporaries."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.csv", *RUN_FILES):
+        (run_dir / name).unlink(missing_ok=True)
+    remove_temporaries(run_dir, RUN_FILES)
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    """The metrics row of a complete run in ``run_dir``, or ``None`` if there is none.
+
+    A ``metrics.csv`` that is empty, truncated (not a header and one whole row ending in a
+    newline, with as many fields as the header) or unreadable counts as none: the job was
+    cut off, and runs again.
+    """
+    path = Path(run_dir) / "metrics.csv"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.endswith("\n"):
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=schema.TEXT_COLUMNS)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None
+    if len(frame) != 1 or "status" not in frame.columns:
+        return None
+    return frame.iloc[0].to_dict()
+
+
+def failed_row(cfg: Mapping, run_dir: Path, err: BaseException | str) -> dict:
+    """Write the ``metrics.csv`` row of a job that raised ``err``: ``status=failed``.
+
+    ``err`` is the exception, or its text already formatted as ``"Type: message"``.
+    """
+    try:
+        config = config_row(cfg)
+    except (KeyError, TypeError, ValueError):
+        config = {}
+    short = {k: v for k, v in config.items() if k in schema.SHORT or k in schema.IDS}
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    row = short | {"status": "failed", "error": text} | config
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
+    return row

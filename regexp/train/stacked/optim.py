@@ -1,0 +1,168 @@
+"""Adam, AdamW and SGD over stacked parameters with a learning rate and decay per model.
+
+Each step is, element for element, the step of ``torch.optim`` (single-tensor CPU path) on
+one model with that model's ``lr`` and ``weight_decay``; the per-model scalars become
+``[N, 1, ...]`` tensors that broadcast over a parameter's trailing dims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+from torch.optim.adam import adam as adam_step
+
+from regexp.core.metric_prox import adam_metric
+
+NAMES = ("adam", "adamw", "sgd")
+
+
+class StackedOptimizer:
+    """One optimizer for the parameters of a :class:`regexp.train.stacked.model.StackedMLP`.
+
+    Parameters
+    ----------
+    params : sequence of Tensor
+        Leaf tensors whose first dim indexes the N models.
+    decay : sequence of bool
+        Whether each parameter takes weight decay (``nn.Linear`` weights yes, biases no).
+    cfg : mapping
+        Config group ``optimizer``: ``name`` (adam | adamw | sgd), ``betas``, ``eps``
+        (Adam, AdamW) or ``momentum`` (SGD). Its ``lr`` is ignored: see ``lr``.
+    lr, weight_decay : Tensor
+        Per-model learning rates and weight decays, float64 ``[N]``.
+
+    Notes
+    -----
+    With ``g`` the gradient, ``t`` the step, ``lr``/``wd`` the model's own values:
+
+    - SGD: ``g ← g + wd·w`` (decayed params); momentum ``μ``: ``b ← g`` at the first step,
+      then ``b ← μ·b + g``, ``g ← b``; then ``w ← w − lr·g``.
+    - Adam: ``g ← g + wd·w``; AdamW instead ``w ← w·(1 − lr·wd)`` first. Then
+      ``m ← m + (1−β₁)(g − m)``, ``v ← β₂·v + (1−β₂)·g²``,
+      ``w ← w − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε)``: torch's own fused kernel
+      (``torch.optim.adam.adam(fused=True)``), called once per run of consecutive models
+      that share ``(lr, wd)``, on views of the stacked tensors.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[Tensor],
+        decay: Sequence[bool],
+        cfg: Mapping,
+        lr: Tensor,
+        weight_decay: Tensor,
+    ) -> None:
+        if cfg["name"] not in NAMES:
+            raise ValueError(
+                f"optimizer.name must be one of {', '.join(NAMES)}, got {cfg['name']!r}"
+            )
+        self.name = cfg["name"]
+        self.params = list(params)
+        self.decay = list(decay)
+        self.lr = lr.to(torch.float64)
+        self.wd = weight_decay.to(torch.float64)
+        self.use_wd = bool((self.wd != 0).any())
+        self.t = 0
+        if self.name == "sgd":
+            self.momentum = float(cfg.get("momentum", 0.0))
+            self.buf: list[Tensor | None] = [None] * len(self.params)
+        else:
+            self.beta1, self.beta2 = (float(b) for b in cfg["betas"])
+            self.eps = float(cfg["eps"])
+            self._adam_runs()
+
+    def _adam_runs(self) -> None:
+        """Runs ``(lr, wd, start, end)`` of consecutive models sharing ``(lr, wd)``, per param.
+
+        Each run is one call of torch's fused Adam on ``[start:end]`` views (usually one run
+        covers the whole stack).
+        """
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        lr, wd = self.lr.tolist(), self.wd.tolist()
+        self.runs: dict[tuple[float, float], list[tuple[int, int, int, Tensor]]] = {}
+        for i, p in enumerate(self.params):
+            start = 0
+            for end in range(1, len(lr) + 1):
+                if end < len(lr) and (lr[end], wd[end]) == (lr[start], wd[start]):
+                    continue
+                key = (lr[start], wd[start] if self.decay[i] else 0.0)
+                step = torch.zeros((), dtype=torch.float32, device=p.device)
+                self.runs.setdefault(key, []).append((i, start, end, step))
+                start = end
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None  # autograd then hands over its gradient tensor without a copy
+
+    @staticmethod
+    def _per_model(values: Tensor, p: Tensor) -> Tensor:
+        """float64 ``[N]`` → ``[N, 1, ...]`` in ``p``'s dtype and device."""
+        return values.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1)))
+
+    @torch.no_grad()
+    def metric(self, i: int) -> Tensor | None:
+        """Adam's denominator ``√v/√(1−β₂ᵗ) + ε`` of parameter ``i`` after the last step, with
+        each model's own step count (:func:`regexp.core.metric_prox.adam_metric`); ``None`` for SGD.
+        """
+        if self.name == "sgd":
+            return None
+        p = self.params[i]
+        step = torch.zeros(len(p), dtype=torch.float64)
+        for runs in self.runs.values():
+            for j, start, end, t in runs:
+                if j == i:
+                    step[start:end] = float(t)
+        step = step.to(p.device).view(-1, *[1] * (p.dim() - 1))
+        return adam_metric(self.v[i], step, self.beta2, self.eps)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        if self.name == "sgd":
+            self._sgd()
+        else:
+            self._adam()
+
+    def _sgd(self) -> None:
+        for i, (p, decays) in enumerate(zip(self.params, self.decay, strict=True)):
+            g = p.grad
+            if decays and self.use_wd:
+                g = torch.addcmul(g, p, self._per_model(self.wd, p))
+            if self.momentum != 0:
+                if self.buf[i] is None:
+                    self.buf[i] = g.detach().clone()
+                else:
+                    self.buf[i].mul_(self.momentum).add_(g)
+                g = self.buf[i]
+            p.addcmul_(g, self._per_model(-self.lr, p))
+
+    def _adam(self) -> None:
+        for (lr, wd), runs in self.runs.items():
+            ps, gs, ms, vs = [], [], [], []
+            for i, start, end, _ in runs:
+                for lst, t in zip(
+                    (ps, gs, ms, vs),
+                    (self.params[i], self.params[i].grad, self.m[i], self.v[i]),
+                    strict=True,
+                ):
+                    lst.append(t if end - start == len(t) else t[start:end])
+            adam_step(
+                ps,
+                gs,
+                ms,
+                vs,
+                [],
+                [r[3] for r in runs],
+                fused=True,
+                decoupled_weight_decay=self.name == "adamw",
+                amsgrad=False,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                lr=lr,
+                weight_decay=wd,
+                eps=self.eps,
+                maximize=False,
+            )
