@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE, end="")
         return
     command, rest = argv[0], argv[1:]
+    signal.signal(signal.SIGTERM, _terminated)  # `kill`, a scheduler's stop: as Ctrl-C
     try:
         if command == "train":
             _hydra(train_app, "regexp train", rest)
@@ -268,16 +270,26 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(USAGE, end="", file=sys.stderr)
             fail(f"unknown command '{command}'; choose one of: train, compare, plot")
-    except KeyboardInterrupt:
-        _interrupted()
+    except KeyboardInterrupt as stop:
+        _interrupted(isinstance(stop, _Terminated))
     except BrokenPipeError:  # `regexp compare ... | head`: the reader has what it wants
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
         raise SystemExit(0) from None
 
 
-def _interrupted() -> None:
-    """Ctrl-C: remove half-written temporaries, say what is kept, exit 130 (no traceback)."""
+class _Terminated(KeyboardInterrupt):
+    """``SIGTERM``, raised in the main thread as Ctrl-C is, so that it unwinds the same way
+    (the batched launcher's workers are stopped on the way out)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _interrupted(terminated: bool = False) -> None:
+    """Ctrl-C (or ``SIGTERM``): remove half-written temporaries, say what is kept, exit
+    130 (143 for ``SIGTERM``), no traceback."""
     from regexp.io.atomic import OUTPUT_ROOTS, remove_all_temporaries
     from regexp.runs.sweep_dir import restore_unclaimed
 
@@ -285,12 +297,13 @@ def _interrupted() -> None:
         remove_all_temporaries(root)
         restore_unclaimed(root)  # an interrupted resume: earlier runs back where they were
     where = f" in {OUTPUT_ROOTS[-1]}" if OUTPUT_ROOTS else ""
+    how = "terminated (SIGTERM)" if terminated else "interrupted"
     print(
-        f"regexp: interrupted; finished runs are kept{where}. To continue a sweep, run the "
+        f"regexp: {how}; finished runs are kept{where}. To continue a sweep, run the "
         "same command with resume=true",
         file=sys.stderr,
     )
-    raise SystemExit(130)
+    raise SystemExit(143 if terminated else 130)
 
 
 if __name__ == "__main__":

@@ -290,16 +290,95 @@ def test_stacked_training_is_bit_identical_at_one_and_two_threads():
         pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
-def test_stack_threads_share_the_launchers_cores():
+def test_stack_threads_share_the_launchers_cores_only_with_large_models():
     from regexp.hydra_app.launcher import stack_threads
+    from regexp.hydra_app.stack_plan import THREADS_FROM_MACS
 
-    assert stack_threads(cores=2, trainings=1, workers=2) == 2  # a stack by itself
-    assert stack_threads(cores=2, trainings=1, workers=1) == 2
-    assert stack_threads(cores=2, trainings=4, workers=1) == 2  # one after another
-    assert stack_threads(cores=2, trainings=4, workers=2) == 1  # two at a time
-    assert stack_threads(cores=16, trainings=3, workers=16) == 5  # 3 side by side
-    assert stack_threads(cores=16, trainings=40, workers=16) == 1
-    assert stack_threads(cores=1, trainings=5, workers=1) == 1
+    big = THREADS_FROM_MACS
+    assert stack_threads(cores=2, trainings=1, workers=2, macs=big) == 2  # a stack by itself
+    assert stack_threads(cores=2, trainings=1, workers=1, macs=big) == 2
+    assert stack_threads(cores=2, trainings=4, workers=1, macs=big) == 2  # one after another
+    assert stack_threads(cores=2, trainings=4, workers=2, macs=big) == 1  # two at a time
+    assert stack_threads(cores=16, trainings=3, workers=16, macs=big) == 5  # 3 side by side
+    assert stack_threads(cores=16, trainings=40, workers=16, macs=big) == 1
+    assert stack_threads(cores=1, trainings=5, workers=1, macs=big) == 1
+    # Small models: processes, never threads, whatever the cores.
+    assert stack_threads(cores=16, trainings=1, workers=1, macs=big - 1) == 1
+    assert stack_threads(cores=2, trainings=1, workers=2, macs=big - 1) == 1
+
+
+def test_step_macs_is_the_forward_passs_multiply_adds(tmp_path):
+    from regexp.hydra_app import stack_plan as stacks
+
+    cfgs = configs([["model.hidden=[40,20]", "trainer.batch_size=32", f"seed={s}"] for s in (0, 1)])
+    groups, _ = stacks.plan([stacks.StackJob(i, c, tmp_path) for i, c in enumerate(cfgs)])
+    # digits: 64 inputs, 10 classes; by hand: 32 · (64·40 + 40·20 + 20·10)
+    assert stacks.step_macs(groups[0][0]) == 32 * (2560 + 800 + 200) == 113920
+
+
+def test_split_cuts_stacks_at_multiples_of_16_models_in_the_engines_order(tmp_path):
+    from regexp.hydra_app.stack_plan import StackJob, plan, split
+
+    # 40 l1 jobs, then 32 jobs alternating l1 and sgl (the engine stacks l1 before sgl).
+    l1 = configs([[*SMALL, "regularizer=l1", f"seed={s}"] for s in range(40)])
+    mixed = configs([[*SMALL, f"regularizer={('l1', 'sgl')[s % 2]}", "model.hidden=[8]",
+                      f"seed={s}"] for s in range(32)])  # fmt: skip
+    jobs = [StackJob(i, c, tmp_path / str(i)) for i, c in enumerate(l1 + mixed)]
+    groups, alone = plan(jobs)
+    assert [len(g) for g in groups] == [40, 32] and not alone
+
+    def idx(parts: list[list[StackJob]]) -> list[list[int]]:
+        return [[j.idx for j in part] for part in parts]
+
+    # 40 for 2 workers: parts of 20 wanted, cut at 16 (the multiple of 16 nearest 20).
+    assert idx(split(groups[:1], workers=2)) == [list(range(16, 40)), list(range(16))]
+    assert idx(split(groups[:1], workers=1)) == [list(range(40))]
+    assert idx(split(groups[:1], workers=40)) == [list(range(16)), list(range(16, 32)),
+                                                  list(range(32, 40))]  # fmt: skip
+    # The engine's order puts the 16 l1 jobs first: they make one part, the sgl jobs the other.
+    assert idx(split(groups[1:], workers=2)) == [list(range(40, 72, 2)), list(range(41, 72, 2))]
+    # A stack of 16 or fewer stays whole; 72 jobs and 8 alone for 4 workers: parts of 20.
+    assert idx(split([groups[0][:16]], workers=16)) == [list(range(16))]
+    parts = split(groups, workers=4, alone=8)
+    assert [len(p) for p in parts] == [24, 16, 16, 16]
+    assert sorted(j.idx for part in parts for j in part) == list(range(72))
+
+
+def test_a_stack_split_into_parts_trains_each_job_bit_for_bit_as_the_whole_stack(tmp_path):
+    # The launcher trains parts of a stack in separate processes at one thread each: each
+    # job's weights and history must be those of the whole stack, to the last bit.
+    from regexp.hydra_app import stack_plan as stacks
+
+    # 36 jobs of every regularizer and mode (a partial last minibatch each epoch), cut at
+    # 16 and 32 in the engine's order: terms of the stack straddle the cuts.
+    base = [*SMALL, "trainer.epochs=3"]
+    cfgs = configs(every_regularizer(base) + every_regularizer([*base, "threshold=1e-2"]))
+
+    def trained(workers: int) -> dict[int, tuple[torch.Tensor, pd.DataFrame, str]]:
+        jobs = [stacks.StackJob(i, c, tmp_path) for i, c in enumerate(cfgs)]
+        groups, alone = stacks.plan(jobs)
+        assert len(groups) == 1 and not alone  # every regularizer, mode, lr in one stack
+        parts = stacks.split(groups, workers)
+        assert len(parts) == (1 if workers == 1 else 3)
+        out = {}
+        for part in parts:
+            assert stacks.train(part)
+            for job in part:
+                params = torch.cat([p.flatten() for p in job.setup.model.parameters()])
+                out[job.idx] = (params, job.result.history, job.result.status)
+        return out
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as in the launcher's workers
+        whole, split = trained(workers=1), trained(workers=3)
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(whole) == sorted(split) == list(range(len(cfgs)))
+    for idx, (params, history, status) in whole.items():
+        assert torch.equal(split[idx][0], params), idx
+        pd.testing.assert_frame_equal(split[idx][1], history, check_exact=True)
+        assert split[idx][2] == status == "ok"
 
 
 def test_a_stack_that_fails_to_train_hands_its_jobs_back(tmp_path, monkeypatch, caplog):
@@ -311,7 +390,7 @@ def test_a_stack_that_fails_to_train_hands_its_jobs_back(tmp_path, monkeypatch, 
     groups, alone = stacks.plan([stacks.StackJob(i, c, tmp_path) for i, c in enumerate(cfgs)])
     assert len(groups) == 1 and not alone
     groups[0][1].setup.model = torch.nn.Sequential(torch.nn.Linear(64, 10))  # cannot stack
-    assert _train_stack(None, groups[0], torch.get_num_threads(), False) is None
+    assert _train_stack(groups[0], torch.get_num_threads(), False) is None
     assert "stacked training failed (RuntimeError" in caplog.text  # the launcher runs them alone
 
 

@@ -3,19 +3,26 @@
     regexp train -m hydra/launcher=batched regularizer=l1,l2,group_lasso,sgl lambda=1e-4,1e-3
 
 Jobs that share everything but ``regularizer``, ``lambda``, ``seed``, ``threshold``,
-``model.dropout`` and ``optimizer.lr`` train together (:mod:`regexp.hydra_app.stack_plan`); each
-then
-gets, through Hydra's own ``run_job``, the run directory, ``.hydra`` files, log and outputs
-that ``hydra/launcher=basic`` gives it. The others run alone, through Hydra's task
-function as with ``basic``, with a log line saying why. Hydra discovers the launcher
+``model.dropout`` and ``optimizer.lr`` train together (:mod:`regexp.hydra_app.stack_plan`);
+each then gets, through Hydra's own ``run_job``, the run directory, ``.hydra`` files, log
+and outputs that ``hydra/launcher=basic`` gives it. The others run alone, through Hydra's
+task function as with ``basic``, with a log line saying why. Hydra discovers the launcher
 through the thin plugin module ``hydra_plugins/regexp_launcher/batched_launcher.py``.
 
 The launcher may use ``hydra.launcher.n_jobs`` CPU cores (-1: all). Sweeps of at least
 ``hydra.launcher.parallel_from`` jobs run in that many worker processes (joblib's loky
-backend, as Hydra's joblib launcher uses): the jobs' configs are loaded there; then the
-stacks train side by side with the jobs that run alone, each stack at its share of the
-cores (:func:`stack_threads`); then the stacks' run directories are written there. A sweep
-with a single training (one stack, nothing alone) trains it in this process on every core.
+backend, as Hydra's joblib launcher uses): the jobs' configs are loaded there; then each
+stack is cut into parts (:func:`regexp.hydra_app.stack_plan.split`), and every part trains
+in a worker, at one torch thread unless its models are large (:func:`stack_threads`), and
+writes its jobs' run directories there, side by side with the jobs that run alone. Small
+models use processes, not intra-op threads: their threads would wait on each other at
+every operation, and stall whenever another process takes one of their cores. A part
+trains each of its jobs bit for bit as the whole stack would. Smaller sweeps train in this
+process, one stack after another.
+
+Workers die with their sweep: each watches the launcher's process and exits once it is
+gone (:func:`exit_with_parent`), even after a ``SIGKILL``; ``SIGTERM`` is handled as
+Ctrl-C by ``regexp.cli``, which stops the workers on the way out.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import logging
 import os
 import pickle
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,23 +177,28 @@ def _run_job(hydra_context: HydraContext, config: DictConfig, task: TaskFunction
     )
 
 
-def stack_threads(cores: int, trainings: int, workers: int) -> int:
-    """Torch threads of each stack: ``max(1, cores // min(workers, trainings))``.
+def stack_threads(cores: int, trainings: int, workers: int, macs: int) -> int:
+    """Torch threads of a stack whose models do ``macs`` multiply-adds per minibatch
+    (:func:`regexp.hydra_app.stack_plan.step_macs`).
 
-    ``trainings`` (stacks and jobs that train alone) run ``min(workers, trainings)`` at a
-    time in ``workers`` processes (``workers = 1``: one after another in this process), so
-    a stack that trains by itself gets every core and ``k`` trainings side by side get
-    ``cores // k`` each; a job that trains alone uses its own ``trainer.num_threads``. A
+    One below :data:`regexp.hydra_app.stack_plan.THREADS_FROM_MACS`: small models use
+    processes, not threads. Larger ones get their share of the cores,
+    ``max(1, cores // min(workers, trainings))``: ``trainings`` (stacks, or parts of
+    stacks, and jobs that train alone) run ``min(workers, trainings)`` at a time in
+    ``workers`` processes (``workers = 1``: one after another in this process). A
     deterministic function of the sweep's plan and the launcher's cores, never of the
     machine's load; stacked numbers do not depend on it (``tests/test_batched.py`` checks
-    bit-identical results at 1 and 2 threads).
+    bit-identical results at 1 and 2 threads). A job that trains alone uses its own
+    ``trainer.num_threads``.
     """
+    from regexp.hydra_app.stack_plan import THREADS_FROM_MACS
+
+    if macs < THREADS_FROM_MACS:
+        return 1
     return max(1, cores // max(1, min(workers, trainings)))
 
 
-def _train_stack(
-    _: HydraContext, group: list[StackJob], threads: int, progress: bool
-) -> list[_WriteTask] | None:
+def _train_stack(group: list[StackJob], threads: int, progress: bool) -> list[_WriteTask] | None:
     """Train ``group`` as one stack at ``threads`` torch threads, here or in a worker.
 
     Returns the tasks that write its jobs' run directories (each job evaluated here, at
@@ -209,10 +223,84 @@ def _train_stack(
     return [_WriteTask(job) for job in group]
 
 
+def _train_and_write(
+    hydra_context: HydraContext,
+    group: list[StackJob],
+    configs: list[DictConfig],
+    task_function: TaskFunction,
+    threads: int,
+    progress: bool,
+    logs: tuple,
+) -> list[JobReturn]:
+    """Train ``group`` (a stack, or a part of one) and write its jobs' run directories
+    through ``run_job``, here or in a worker; its jobs run alone if stacked training
+    failed. ``configs``: the jobs' sweep configs, in order. Returns their ``JobReturn``s.
+
+    Once trained, the jobs count as trained for the sweep's progress lines
+    (:func:`regexp.runs.sweep_dir.job_trained`): their ETA is that of the stacks done so
+    far, not of the first job written. ``logs``: Hydra's logging, set again after each
+    job so that a job's log file never receives the next job's lines.
+    """
+    from regexp.runs import sweep_dir
+
+    tasks = _train_stack(group, threads, progress)
+    if tasks is not None:
+        root = group[0].sweep_dir or group[0].run_dir.parent
+        sweep_dir.job_trained(root, [job.run_dir for job in group])
+    out = []
+    for k, config in enumerate(configs):
+        out.append(_run_job(hydra_context, config, task_function if tasks is None else tasks[k]))
+        configure_log(*logs)
+    return out
+
+
+_WATCHING: list[int] = []  # the launcher's PID, once this worker watches it
+
+
+def exit_with_parent(parent: int, every: float = 0.2) -> None:
+    """In a worker process: end it (``os._exit(1)``) once the launcher's process
+    ``parent`` is gone, checked every ``every`` seconds by a daemon thread.
+
+    A dead parent shows as a new parent PID (the orphan is adopted by init or a
+    subreaper): this works after a ``SIGKILL`` of the launcher, when nothing of it runs to
+    stop the workers, and needs no cooperation from the job the worker is running. (The
+    parent-death signal, ``prctl(PR_SET_PDEATHSIG)``, fires when the *thread* that started
+    the process ends, and loky may start workers from its manager thread.) Idempotent: a
+    worker starts one watchdog.
+    """
+    if _WATCHING:
+        return
+    _WATCHING.append(parent)
+    ppid = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != ppid or (ppid != parent and not _alive(parent)):
+                os._exit(1)
+
+    threading.Thread(target=watch, name="regexp-exit-with-parent", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _in_worker(
-    calls: list[tuple[Callable, tuple]], hydra_context: HydraContext, state: dict, logs: tuple
+    calls: list[tuple[Callable, tuple]],
+    hydra_context: HydraContext,
+    state: dict,
+    logs: tuple,
+    parent: int,
 ) -> list:
-    """``[fn(hydra_context, *args) for fn, args in calls]`` in a worker process.
+    """``[fn(hydra_context, *args) for fn, args in calls]`` in a worker process, which
+    exits once the launcher's process ``parent`` is gone (:func:`exit_with_parent`).
 
     One task per chunk of calls: the Hydra context and global state (config repository,
     plugins) are large, and pickling them for every job would cost more than the job.
@@ -224,6 +312,7 @@ def _in_worker(
     # grows by 300 MB, which the first write would otherwise do.
     import regexp.runs.run_files  # noqa: F401
 
+    exit_with_parent(parent)
     setup_globals()
     Singleton.set_state(state)
     out = []
@@ -273,7 +362,8 @@ class BatchedLauncher(Launcher):
             chunks += [rest[len(rest) * k // n : len(rest) * (k + 1) // n] for k in range(n)]
             try:
                 done = self.parallel(
-                    delayed(_in_worker)(c, self.hydra_context, state, logs) for c in chunks
+                    delayed(_in_worker)(c, self.hydra_context, state, logs, os.getpid())
+                    for c in chunks
                 )
                 return [x for chunk in done for x in chunk]
             except (BrokenProcessPool, TerminatedWorkerError, pickle.PicklingError) as err:
@@ -328,38 +418,31 @@ class BatchedLauncher(Launcher):
         groups, alone = stacks.plan(jobs)
         # Jobs that train alone first; invalid and finished ones (no setup) are quick.
         alone.sort(key=lambda j: (j.setup is None, j.idx))
-        trainings = len(groups) + sum(j.setup is not None for j in alone)
-        side_by_side = self.parallel is not None and trainings > 1
-        at_once = self.parallel.n_jobs if side_by_side else 1
-        threads = stack_threads(cores, trainings, at_once)
-        stack_calls = [(_train_stack, (g, threads, not side_by_side)) for g in groups]
+        lone = sum(j.setup is not None for j in alone)
+        at_once = self.parallel.n_jobs if self.parallel is not None else 1
+        parts = stacks.split(groups, at_once, lone) if self.parallel is not None else groups
+        trainings = len(parts) + lone
+        logs = (self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        part_calls = []
+        for part in parts:
+            threads = stack_threads(cores, trainings, at_once, stacks.step_macs(part[0]))
+            configs = [sweep_configs[j.idx] for j in part]
+            args = (part, configs, self.task_function, threads, self.parallel is None, logs)
+            part_calls.append((_train_and_write, args))
         alone_calls = [(_run_job, (sweep_configs[j.idx], self.task_function)) for j in alone]
-        if side_by_side:
+        if self.parallel is not None and trainings > 0:
             log.info(
-                "%d stacks and %d jobs alone train side by side in %d processes, each stack "
-                "at %d torch thread(s)",
+                "%d stacks (%d parts) and %d jobs alone train side by side in %d processes",
                 len(groups),
-                trainings - len(groups),
+                len(parts),
+                trainings - len(parts),
                 self.parallel.n_jobs,
-                threads,
             )
-            done = self._calls([*stack_calls, *alone_calls], own=len(stack_calls))
-        else:  # in this process, each stack on the launcher's cores
-            done = [fn(self.hydra_context, *a) for fn, a in stack_calls]
-            done += self._calls(alone_calls)
-        runs: dict[int, JobReturn] = {
-            job.idx: ret for job, ret in zip(alone, done[len(groups) :], strict=True)
-        }
-        writes: list[tuple[StackJob, tuple]] = []
-        for group, tasks in zip(groups, done[: len(groups)], strict=True):
-            if tasks is None:  # stacked training failed: the jobs run alone
-                writes += [(job, (sweep_configs[job.idx], self.task_function)) for job in group]
-            else:
-                writes += [
-                    (j, (sweep_configs[j.idx], t)) for j, t in zip(group, tasks, strict=True)
-                ]
-        rets = self._in_workers(_run_job, [a for _, a in writes])
-        runs |= {job.idx: ret for (job, _), ret in zip(writes, rets, strict=True)}
+        done = self._calls([*part_calls, *alone_calls], own=len(part_calls))
+        runs: dict[int, JobReturn] = {}
+        for part, rets in zip(parts, done[: len(parts)], strict=True):
+            runs |= {job.idx: ret for job, ret in zip(part, rets, strict=True)}
+        runs |= {job.idx: ret for job, ret in zip(alone, done[len(parts) :], strict=True)}
         return [runs[idx] for idx in sorted(runs)]
 
 

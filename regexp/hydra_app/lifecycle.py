@@ -77,7 +77,9 @@ class SweepLifecycle(Callback):
         root = Path(str(config.hydra.sweep.dir))
         run_dir = Path(str(config.hydra.runtime.output_dir))
         done, seconds = sweep_dir.job_done(root)
-        log.info(console.job_line(run_dir, read_metrics(run_dir), done, self._total, seconds))
+        trained = sweep_dir.job_trained(root, [run_dir])  # a stacked job: when its stack ended
+        row = read_metrics(run_dir)
+        log.info(console.job_line(run_dir, row, done, self._total, seconds, trained))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(str(config.hydra.sweep.dir))

@@ -8,8 +8,10 @@ directory; tests call them directly.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from regexp.hydra_app.objectives import validate_objectives
 from regexp.runs import sweep_dir
 from regexp.train.loop import EpochCallback, FitResult, Setup, prepare
 from regexp.train.stacked.fit import Member, fit_stacked, group_key, unbatchable
+from regexp.train.stacked.model import stack_order
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,60 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
         else:
             groups.append(group)
     return groups, alone
+
+
+# A part of a stack starts at a multiple of this many models of the stack's order. The
+# kernels of the stacked engine (MKL's batched matrix products, torch's vectorized loops:
+# 16 float32 lanes, 64 bytes, under AVX-512) give a model's numbers that can depend, in the
+# last bit, on where its slice of the stack sits relative to 64-byte boundaries and
+# 16-element vector blocks; at a multiple of 16 models every offset is the same in the
+# part as in the whole stack, whatever the layer sizes and minibatch size.
+ALIGN = 16
+
+
+def split(
+    groups: Sequence[Sequence[StackJob]], workers: int, alone: int = 0
+) -> list[list[StackJob]]:
+    """Cut ``groups`` into parts for ``workers`` processes, each part trained as its own stack.
+
+    Parts aim at ``ceil(jobs / workers)`` jobs, where ``jobs`` counts the stacked jobs and
+    the ``alone`` trainings: a stack of ``n`` becomes ``p = ceil(n / size)`` parts,
+    contiguous runs of its models in the stacked engine's order
+    (:func:`regexp.train.stacked.model.stack_order`), cut at the multiples of
+    :data:`ALIGN` nearest to ``n·k/p``, so that a part trains each job bit for bit as the
+    whole stack does (``tests/test_batched.py`` checks it); a stack of at most
+    :data:`ALIGN` jobs stays whole. Largest parts first (the longest trainings start
+    first), each part in job order.
+    """
+    jobs = sum(len(g) for g in groups) + alone
+    size = max(1, math.ceil(jobs / max(1, workers)))
+    parts = []
+    for group in groups:
+        p = math.ceil(len(group) / size)
+        order = stack_order([job.setup.reg.coefficients() for job in group])
+        cuts = {ALIGN * round(len(group) * k / p / ALIGN) for k in range(1, p)}
+        bounds = [0, *sorted(c for c in cuts if 0 < c < len(group)), len(group)]
+        for a, b in itertools.pairwise(bounds):
+            parts.append(sorted((group[i] for i in order[a:b]), key=lambda j: j.idx))
+    return sorted(parts, key=lambda part: (-len(part), part[0].idx))
+
+
+def step_macs(job: StackJob) -> int:
+    """Multiply-adds of one model's forward pass over one minibatch:
+    ``batch_size · Σ fan_in · fan_out`` over its layers. The size of its matrices, which
+    says whether torch's intra-op threads can profit (:data:`THREADS_FROM_MACS`)."""
+    data, cfg = job.setup.data, job.cfg
+    sizes = [data.n_features, *cfg["model"]["hidden"], data.n_outputs]
+    return int(cfg["trainer"]["batch_size"]) * sum(a * b for a, b in itertools.pairwise(sizes))
+
+
+# From this many multiply-adds per model and minibatch (:func:`step_macs`; the default
+# digits MLP 64-40-20-10 at batch 32 has 114k) a stack's operations are large enough for
+# torch's intra-op threads to profit. Below it, the matrices (10 to 64 rows per model) are
+# so small that threads mostly wait at each operation's barrier, and one thread that loses
+# its core to another process stalls them all: such stacks train at one thread, and the
+# launcher uses processes for the cores instead.
+THREADS_FROM_MACS = 1 << 22
 
 
 def train(group: Sequence[StackJob], on_epoch: EpochCallback | None = None) -> bool:

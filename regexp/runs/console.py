@@ -49,15 +49,25 @@ def epoch_progress(total: int, enabled: bool = True) -> Iterator[object]:
 
 
 def job_line(
-    run_dir: Path, row: Mapping | None, done: int, total: int | None, seconds: float
+    run_dir: Path,
+    row: Mapping | None,
+    done: int,
+    total: int | None,
+    seconds: float,
+    trained: int | None = None,
 ) -> str:
-    """One plain-text line per finished job of a sweep: a bar of jobs, k/N, elapsed and
-    ETA, then the job, its key config, status and validation metric."""
+    """One plain-text line per finished job of a sweep: a bar of jobs, ``done/total``,
+    elapsed and ETA, then the job, its key config, status and validation metric.
+
+    ``trained`` (default ``done``): the jobs whose training has ended, at least ``done``.
+    The jobs of a stack all end training together and are written one by one after it, so
+    the ETA is ``seconds · (total − trained) / trained`` (:func:`eta`): that of the
+    stacks (and jobs alone) done so far, not of the first job written.
+    """
     if total:
         filled = round(20 * min(done, total) / total)
-        eta = seconds / done * max(total - done, 0)
         head = f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{total} {_clock(seconds)}"
-        head += f" ETA {_clock(eta)}"
+        head += f" ETA {_clock(eta(seconds, max(done, trained or 0), total))}"
     else:
         head = f"{done} jobs done {_clock(seconds)}"
     if row is None:
@@ -68,6 +78,12 @@ def job_line(
     val = next((k for k in ("val_accuracy", "val_r2") if not pd.isna(row.get(k))), None)
     result = f"{row.get('status')}" + (f", {val} {fmt(float(row[val]))}" if val else "")
     return f"{head} | job {run_dir.name}: {keys}: {result}"
+
+
+def eta(seconds: float, trained: int, total: int) -> float:
+    """Seconds left, at the pace so far: ``seconds · (total − trained) / trained``
+    (0 when every job has trained; ``seconds`` spent on ``trained`` of ``total`` jobs)."""
+    return seconds / max(trained, 1) * max(total - trained, 0)
 
 
 def _clock(seconds: float) -> str:

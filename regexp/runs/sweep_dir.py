@@ -35,6 +35,7 @@ STATE_DIR = ".regexp"
 LOCK_FILE = "sweep.lock"
 JOBS_FILE = "jobs.txt"
 DONE_FILE = "done.txt"  # one line per finished job: for the progress lines
+TRAINED_FILE = "trained.txt"  # the run directories of jobs whose training ended: the ETA
 STARTED_FILE = "started.txt"  # the time the sweep started (seconds since the epoch)
 REUSABLE = "reusable"
 SUPERSEDED = "superseded"
@@ -122,6 +123,7 @@ def start(sweep_dir: Path, resume: bool) -> None:
     state(root).mkdir(parents=True, exist_ok=True)
     (state(root) / JOBS_FILE).unlink(missing_ok=True)
     (state(root) / DONE_FILE).unlink(missing_ok=True)
+    (state(root) / TRAINED_FILE).unlink(missing_ok=True)
     write_text(state(root) / STARTED_FILE, f"{time.time()}\n")
     _set_aside(root, runs, resume)
     if runs:
@@ -193,6 +195,17 @@ def job_done(sweep_dir: Path) -> tuple[int, float]:
     except (OSError, ValueError):
         started = time.time()
     return done, time.time() - started
+
+
+def job_trained(sweep_dir: Path, run_dirs_of_jobs: Sequence[Path]) -> int:
+    """Count jobs whose training ended (a stack's jobs all at once, when the stack ends;
+    a job that trains alone when it finishes); returns how many of this sweep's jobs have,
+    each counted once."""
+    home = state(sweep_dir)
+    with FileLock(home / f"{TRAINED_FILE}.lock"):
+        with (home / TRAINED_FILE).open("a") as file:
+            file.writelines(f"{Path(d).resolve()}\n" for d in run_dirs_of_jobs)
+        return len(set((home / TRAINED_FILE).read_text().splitlines()))
 
 
 def check_distinct(run_dirs_of_jobs: Sequence[Path]) -> None:
