@@ -469,3 +469,132 @@ def test_batched_sweep_trains_stacks_of_two_shapes_and_lone_jobs_side_by_side(tm
             assert (side / job / name).read_bytes() == (here / job / name).read_bytes(), name
     ok = m_seq.loc[stacked_jobs, "test_accuracy"]
     assert (m_side.loc[stacked_jobs, "test_accuracy"] - ok).abs().max() <= 0.01
+
+
+BLOCK_HOOK = '''
+import os, threading
+from pathlib import Path
+from hydra.experimental.callback import Callback
+
+class Block(Callback):
+    """Lets job `free` through; every other job marks `<num>.<pid>` in `marks` and blocks."""
+
+    def __init__(self, marks, free=0):
+        self.marks, self.free = marks, free
+
+    def on_job_start(self, config, **kwargs):
+        if config.hydra.job.num != self.free:
+            Path(self.marks, f"{config.hydra.job.num}.{os.getpid()}").write_text("")
+            threading.Event().wait()
+'''
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (its workers, loky's resource tracker), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    out, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        out |= set(kids)
+        todo += kids
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (an exited child not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_workers_stop_when_the_sweep_is_terminated_or_killed(tmp_path, sig):
+    import signal
+    import time
+
+    (tmp_path / "blockhook.py").write_text(BLOCK_HOOK)
+    marks, sweep = tmp_path / "marks", tmp_path / "sweep"
+    marks.mkdir()
+    env = {**os.environ, "REGEXP_DEBUG": ""}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "regexp.cli", "train", "-m", "hydra/launcher=batched"]
+    cmd += ["seed=0,1,2,3", "trainer.epochs=2", *SMALL, f"hydra.sweep.dir={sweep}"]
+    cmd += ["hydra.launcher.n_jobs=2", "hydra.launcher.parallel_from=2"]
+    cmd += [
+        "+hydra.callbacks.block._target_=blockhook.Block",
+        f"+hydra.callbacks.block.marks={marks}",
+    ]
+    below: set[int] = set()
+    with (tmp_path / "err.txt").open("wb") as err_file:  # not a pipe: orphans would hold it
+        proc = subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err_file
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while not any(marks.iterdir()):  # job #0 written, job #1 blocks in a worker
+            assert proc.poll() is None, (tmp_path / "err.txt").read_text()[-2000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        worker = int(next(marks.iterdir()).name.split(".")[1])
+        below = _descendants(proc.pid)
+        assert worker in below
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=120)
+        deadline = time.monotonic() + 60  # the workers notice within a fraction of a second
+        while any(_running(p) for p in below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in below if _running(p)]
+    finally:  # a failure leaves no process behind
+        for pid in [proc.pid, *below]:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+    err = (tmp_path / "err.txt").read_text()
+    assert (sweep / "0" / "metrics.csv").is_file()  # what finished is kept
+    assert pd.read_csv(sweep / "0" / "metrics.csv")["status"].tolist() == ["ok"]
+    assert not (sweep / "1" / "metrics.csv").exists()
+    if sig == "SIGTERM":
+        assert proc.returncode == 143
+        lines = err.strip().splitlines()
+        assert "Traceback" not in err
+        assert lines[-1] == (
+            f"regexp: terminated (SIGTERM); finished runs are kept in {sweep}. To continue a "
+            "sweep, run the same command with resume=true"
+        )
+    else:
+        assert proc.returncode == -signal.SIGKILL
+
+
+def test_job_line_eta_counts_a_stacks_jobs_when_the_stack_ends():
+    from regexp.runs.console import eta, job_line
+
+    # 108 jobs, one stack of 54 trained in 50 s, its first job written: by hand, 50 s for
+    # 54 jobs leaves 54 more at that pace (the old count, 1 job in 50 s: 107 · 50 s).
+    assert eta(50.0, 54, 108) == 50.0
+    assert eta(50.0, 108, 108) == 0.0
+    assert eta(0.0, 0, 10) == 0.0
+    row = {"regularizer": "l1", "lambda": 1e-3, "seed": 0, "status": "ok", "val_accuracy": 0.9}
+    line = job_line(Path("7"), row, 1, 108, 50.0, trained=54)
+    assert line.startswith("[....................] 1/108 0:50 ETA 0:50 | job 7: ")
+    assert "ETA 1:29:10" in job_line(Path("7"), row, 1, 108, 50.0)  # a job trained alone
+    assert "ETA 0:00" in job_line(Path("7"), row, 2, 108, 51.0, trained=108)
+
+
+def test_a_stacks_jobs_count_as_trained_once_each(tmp_path):
+    from regexp.runs import sweep_dir
+
+    sweep_dir.start(tmp_path, resume=False)
+    runs = [tmp_path / str(i) for i in range(4)]
+    assert sweep_dir.job_trained(tmp_path, runs[:3]) == 3  # a stack of 3 ends
+    assert sweep_dir.job_trained(tmp_path, [runs[1]]) == 3  # its job #1 is written
+    assert sweep_dir.job_trained(tmp_path, [runs[3]]) == 4  # a job alone ends
+    sweep_dir.start(tmp_path, resume=True)  # a new sweep counts from 0
+    assert sweep_dir.job_trained(tmp_path, [runs[0]]) == 1
