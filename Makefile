@@ -29,9 +29,12 @@ lint: install
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/lint-imports
 
-# Not a test: times sequential against stacked training and writes BENCHMARKS.md (about 7 minutes).
+# Not a test: times sequential against stacked training and writes BENCHMARKS.md (about 7
+# minutes), then the 108-job sweep batched against basic, quiet and with a competing
+# process (benchmarks/busy.py, about 4 minutes).
 bench: install
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/busy.py --seeds 0,1,2 --append BENCHMARKS.md
 
 # Scardapane et al. 2017 on digits → docs/reproduction.md and docs/figures/ (12 minutes of
 # CPU time). The sweeps write outputs/reproduce/<experiment>/ (conf/experiment/scardapane2017*.yaml),

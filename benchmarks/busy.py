@@ -1,13 +1,15 @@
 """A sweep's whole command, batched against basic, on a quiet and on a busy machine. Not a test.
 
-    python benchmarks/busy.py [--seeds 0] [--epochs 200] [--out FILE]
+    python benchmarks/busy.py [--seeds 0] [--epochs 200] [--out FILE] [--append FILE]
 
 The sweep: ``regexp train -m regularizer=l1,l2,group_lasso,sgl lambda=<9 values>
 seed=<seeds>`` (``--seeds 0``: 36 jobs; ``--seeds 0,1,2``: 108). Each launcher runs it as
 one whole process, from its start to its exit, first on the machine as it is ("quiet"),
 then with one competing CPU-bound process at normal priority
 (``python -c "while True: pass"``, as another user's job or a notebook would be), in the
-order batched, basic, batched, basic. Prints (and with ``--out`` writes) a Markdown table:
+order batched, basic, batched, basic. Prints a Markdown table (``--out`` writes it to a
+file, ``--append`` adds it as a section to one: ``make bench`` appends the 108-job sweep's
+to BENCHMARKS.md):
 wall and CPU seconds (the process and its workers), and for ``batched`` the non-training
 time per job: the wall time less the span from the first stack's ``training ...`` log line
 to the last stack's ``trained ...`` line, divided by the jobs. Ratios compare runs of the
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="e.g. 0 (36 jobs) or 0,1,2 (108 jobs)")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--out", type=Path, help="also write the table here")
+    parser.add_argument("--append", type=Path, help="also append it, as a section, here")
     args = parser.parse_args()
     jobs = 36 * len(args.seeds.split(","))
     runs: dict[tuple[str, str], dict] = {}
@@ -124,6 +127,9 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text)
+    if args.append:
+        with args.append.open("a") as file:
+            file.write(f"\n## A sweep on a quiet and on a busy machine\n\n{text}")
 
 
 if __name__ == "__main__":
