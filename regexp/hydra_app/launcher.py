@@ -390,7 +390,8 @@ class BatchedLauncher(Launcher):
         workers = min(cores, len(job_overrides))
         self.parallel = None  # a sweeper may call launch again, with a smaller batch
         if workers > 1 and len(job_overrides) >= self.parallel_from:
-            self.parallel = Parallel(n_jobs=workers, backend="loky")
+            # batch_size=1: each part of a stack is a task of its own, never batched
+            self.parallel = Parallel(n_jobs=workers, backend="loky", batch_size=1)
         log.info(
             "Launching %d jobs locally, compatible ones stacked%s",
             len(job_overrides),
