@@ -124,7 +124,7 @@ def compress_model(model: nn.Sequential) -> CompressedNet:
     previous_out: Tensor | None = None  # alive output channels of the last conv layer
     for m in modules:
         if isinstance(m, nn.Unflatten):
-            c, h, w = m.unflattened_size
+            _, h, w = m.unflattened_size
             size = (int(alive_in[0].sum()), h, w)
             out.append(nn.Unflatten(1, size))
             spec.append(["unflatten", *size])
