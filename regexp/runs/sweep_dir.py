@@ -202,6 +202,7 @@ def job_trained(sweep_dir: Path, run_dirs_of_jobs: Sequence[Path]) -> int:
     a job that trains alone when it finishes); returns how many of this sweep's jobs have,
     each counted once."""
     home = state(sweep_dir)
+    home.mkdir(parents=True, exist_ok=True)  # a sweep run without regexp's callback too
     with FileLock(home / f"{TRAINED_FILE}.lock"):
         with (home / TRAINED_FILE).open("a") as file:
             file.writelines(f"{Path(d).resolve()}\n" for d in run_dirs_of_jobs)
