@@ -120,9 +120,7 @@ class VmapStep:
             if m.mode not in MODES:
                 raise ValueError(f"mode must be one of {', '.join(MODES)}, got {m.mode!r}")
             if m.prox_metric not in ("identity", "adaptive"):
-                raise ValueError(
-                    f"prox_metric must be identity or adaptive, got {m.prox_metric!r}"
-                )
+                raise ValueError(f"prox_metric must be identity or adaptive, got {m.prox_metric!r}")
         models = [m.model for m in self.members]
         shapes = [[(n, tuple(p.shape)) for n, p in mod.named_parameters()] for mod in models]
         if any(s != shapes[0] for s in shapes[1:]):
@@ -239,7 +237,8 @@ class VmapStep:
         y = getattr(self.data, f"y_{split}")
         rows = [scores(out[n], y, self.data.task, self.data.y_std) for n in range(len(out))]
         metric = "accuracy" if self.data.task == "classification" else "r2"
-        return {k: torch.tensor([r[k] for r in rows], dtype=torch.float64) for k in ("loss", metric)}
+        keys = ("loss", metric)
+        return {k: torch.tensor([r[k] for r in rows], dtype=torch.float64) for k in keys}
 
     @torch.no_grad()
     def keep(self, slot: str, which: Tensor) -> None:
