@@ -37,6 +37,7 @@ from regexp.core.penalties import (
     l2_penalty,
     norm_penalty,
     penalty,
+    per_weight,
     prox_,
 )
 
@@ -59,6 +60,7 @@ __all__ = [
     "make_regularizer",
     "norm_penalty",
     "penalty",
+    "per_weight",
     "prox_",
     "selected_groupings",
     "selected_parameters",
@@ -197,6 +199,16 @@ class Regularizer:
         """In place ``g ← argmin_x (1/(2·lr))·(x − g)ᵀ diag(d) (x − g) + λ·r(x)``."""
         prox_metric_(g, lr, d, **self._terms(lam))
 
+    @classmethod
+    def has_terms(cls) -> bool:
+        """Whether the class defines :meth:`terms` (the built-ins do): engines that take
+        the penalty as the :class:`Coefficients` terms can train it."""
+        return cls.terms is not Regularizer.terms
+
+    def proximal_error(self) -> str | None:
+        """Why proximal mode is undefined for this regularizer (``None``: it is defined)."""
+        return None
+
     def _terms(self, lam: Coef) -> dict[str, Coef]:
         return {} if is_zero(lam) else self.terms(lam)
 
@@ -325,6 +337,9 @@ class WeightDecay(Regularizer):
     def weight_decay(self) -> float:
         return self.strength
 
+    def proximal_error(self) -> str | None:
+        return "the optimizer's weight decay has no proximal step; use mode penalty"
+
 
 class L1(Regularizer):
     """``R = λ·Σ_W Σ|w|``."""
@@ -398,6 +413,11 @@ class Norm(Regularizer):
 
     def terms(self, lam: Coef) -> dict[str, Coef]:
         return {"norm": lam, "p": self.p}
+
+    def proximal_error(self) -> str | None:
+        if self.p in (1, 2):
+            return None
+        return f"the proximal step of the norm penalty needs p = 1 or 2, got p={self.p:g}"
 
     def _options(self) -> dict[str, Any]:
         return {"p": self.p}
