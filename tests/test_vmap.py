@@ -147,3 +147,20 @@ def test_refuses_dropout_and_mixed_architectures() -> None:
     pair[1] = Member(nn.Sequential(nn.Linear(64, 3)), L1(0.1), "penalty", 0.1, "identity", 0)
     with pytest.raises(ValueError, match="one architecture"):
         VmapStep(pair, data, OPT)
+
+
+def test_one_stack_of_mixed_regularizers_modes_and_metrics() -> None:
+    """Interleaved kinds (the engine regroups them internally) give each model its own run."""
+    data = digits(image=True)
+    kinds = [("penalty", "identity"), ("proximal", "identity"), ("proximal", "adaptive")]
+    members = []
+    for k in range(9):
+        torch.manual_seed(100 + k)
+        mode, metric = kinds[k % 3]
+        reg = REGS[(k // 3) % 3]
+        members.append(Member(cnn(), type(reg)(reg.strength * (1 + k)), mode, 0.01, metric, k))
+    refs = [reference(m, data, OPT) for m in members]
+    vmap_epoch(members, data)
+    for m, ref in zip(members, refs, strict=True):
+        for p, q in zip(m.model.parameters(), ref.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-5)

@@ -84,6 +84,7 @@ class _Run:
     lam: Tensor  # float64 [end − start]
     lr: Tensor  # float64 [end − start]
     selected: tuple[tuple[str, Grouping], ...]  # stacked parameter name and its grouping
+    active: bool  # some λ > 0
 
 
 class VmapStep:
@@ -111,8 +112,13 @@ class VmapStep:
     def __init__(self, members: Sequence[VmapMember], data: Dataset, opt_cfg: dict) -> None:
         if not members:
             raise ValueError("VmapStep needs at least one model")
-        self.members, self.data = list(members), data
-        self.n_models = len(self.members)
+        self.data = data
+        self.n_models = len(members)
+        # Stacked in an order that puts models with the same maths side by side (one call
+        # per kind and mode); self.inv maps results back to the callers' order.
+        self.order = _grouped_order(members)
+        self.inv = torch.argsort(torch.tensor(self.order)).tolist()
+        self.members = [members[i] for i in self.order]
         for m in self.members:
             why = unsupported(m.model)
             if why is not None:
@@ -152,16 +158,8 @@ class VmapStep:
 
     def _runs(self, models: Sequence[nn.Module], dev: torch.device) -> list[_Run]:
         runs, start = [], 0
-        keys = [
-            (m.mode, m.mode == "proximal" and m.prox_metric == "adaptive") for m in self.members
-        ]
         for end in range(1, self.n_models + 1):
-            if (
-                end < self.n_models
-                and keys[end] == keys[start]
-                and self.members[end].reg.same_maths(self.members[start].reg)
-                and self.members[end].reg.params == self.members[start].reg.params
-            ):
+            if end < self.n_models and _same_kind(self.members[end], self.members[start]):
                 continue
             reg = self.members[start].reg
             names = {id(p): n for n, p in models[start].named_parameters()}
@@ -169,18 +167,21 @@ class VmapStep:
             part = self.members[start:end]
             lam = torch.tensor([m.reg.strength for m in part], dtype=torch.float64, device=dev)
             lr = torch.tensor([m.lr for m in part], dtype=torch.float64, device=dev)
-            runs.append(_Run(start, end, reg, *keys[start], lam, lr, selected))
+            active = bool((lam > 0).any())
+            mode, adaptive = _step_key(self.members[start])
+            runs.append(_Run(start, end, reg, mode, adaptive, lam, lr, selected, active))
             start = end
         return runs
 
     def step(self, idx: Tensor) -> Tensor:
         """One step of every model on its rows ``idx[n]``; returns the data losses ``[N]``."""
+        idx = idx[self.order]
         x = _gather(self.data.x_train, idx)
         y = _gather(self.data.y_train, idx)
         grads, loss = self._grad(self.params, self.buffers, x, y)
         with torch.no_grad():
             for run in self.runs:
-                if run.mode == "penalty" and run.lam.any():
+                if run.mode == "penalty" and run.active:
                     for name, g in run.selected:
                         w = self.params[name][run.start : run.end]
                         gw = g.groups(w)
@@ -193,9 +194,9 @@ class VmapStep:
                 p.grad = grads[name]
             self.opt.step()
             for run in self.runs:
-                if run.mode == "proximal" and run.lam.any():
+                if run.mode == "proximal" and run.active:
                     self._prox(run)
-        return loss.detach()
+        return loss.detach()[self.inv]
 
     def _prox(self, run: _Run) -> None:
         for name, g in run.selected:
@@ -223,7 +224,7 @@ class VmapStep:
                 w = self.params[name][run.start : run.end]
                 total += run.reg.value(g.groups(w), run.lam).double().cpu()
             out[run.start : run.end] = total
-        return out
+        return out[self.inv]
 
     @torch.no_grad()
     def scores(self, split: str) -> dict[str, Tensor]:
@@ -238,20 +239,20 @@ class VmapStep:
         rows = [scores(out[n], y, self.data.task, self.data.y_std) for n in range(len(out))]
         metric = "accuracy" if self.data.task == "classification" else "r2"
         keys = ("loss", metric)
-        return {k: torch.tensor([r[k] for r in rows], dtype=torch.float64) for k in keys}
+        return {k: torch.tensor([rows[n][k] for n in self.inv], dtype=torch.float64) for k in keys}
 
     @torch.no_grad()
     def keep(self, slot: str, which: Tensor) -> None:
         """Copy the weights of the models where ``which`` into ``slot``."""
         saved = self.slots.setdefault(slot, {k: v.clone() for k, v in self.params.items()})
-        mask = which.to(next(iter(self.params.values())).device)
+        mask = which[self.order].to(next(iter(self.params.values())).device)
         for k, v in self.params.items():
             saved[k][mask] = v[mask]
 
     @torch.no_grad()
     def restore(self, slot: str, which: Tensor) -> None:
         """Set the weights of the models where ``which`` from ``slot``."""
-        mask = which.to(next(iter(self.params.values())).device)
+        mask = which[self.order].to(next(iter(self.params.values())).device)
         for k, v in self.params.items():
             v[mask] = self.slots[slot][k][mask]
 
@@ -261,6 +262,33 @@ class VmapStep:
         for n, m in enumerate(self.members):
             for k, p in m.model.named_parameters():
                 p.copy_(self.params[k][n])
+
+
+def _step_key(m: VmapMember) -> tuple[str, bool]:
+    """The mode, and whether the proximal step is in Adam's metric."""
+    return m.mode, m.mode == "proximal" and m.prox_metric == "adaptive"
+
+
+def _same_kind(a: VmapMember, b: VmapMember) -> bool:
+    """Whether one call can step both: same step, regularizer maths and selection."""
+    return _step_key(a) == _step_key(b) and a.reg.same_maths(b.reg) and a.reg.params == b.reg.params
+
+
+def _grouped_order(members: Sequence[VmapMember]) -> list[int]:
+    """Member indices, stably sorted by the first appearance of their kind (same maths,
+    selection, mode and metric), so that each kind is one run of the stack."""
+    firsts: list[int] = []
+    kind = []
+    for i, m in enumerate(members):
+        for f in firsts:
+            o = members[f]
+            if _same_kind(m, o):
+                kind.append(f)
+                break
+        else:
+            firsts.append(i)
+            kind.append(i)
+    return sorted(range(len(members)), key=lambda i: kind[i])
 
 
 def _gather(t: Tensor, idx: Tensor) -> Tensor:
