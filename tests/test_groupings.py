@@ -322,3 +322,12 @@ def test_docs_example_trains_a_cnn_in_proximal_mode_under_adam(log_penalty) -> N
         opt.step()
         reg.prox_metric_(net, 0.01, lambda q: optimizer_metric(opt, q))
     assert weight_sparsity(net) > 0  # exact zeros from the log prox in Adam's metric
+
+
+def test_docs_example_has_no_built_in_terms(log_penalty) -> None:
+    reg = log_penalty["LogPenalty"](0.1)
+    assert not reg.has_terms() and GroupLasso.has_terms()
+    with pytest.raises(NotImplementedError, match="LogPenalty defines its own maths"):
+        reg.coefficients()
+    assert reg.same_maths(log_penalty["LogPenalty"](0.5))
+    assert not reg.same_maths(log_penalty["LogPenalty"](0.1, eps=0.2))

@@ -417,7 +417,7 @@ class Norm(Regularizer):
     def proximal_error(self) -> str | None:
         if self.p in (1, 2):
             return None
-        return f"the proximal step of the norm penalty needs p = 1 or 2, got p={self.p:g}"
+        return f"its proximal step has a closed form for p = 1 or 2 only, got p={self.p:g}"
 
     def _options(self) -> dict[str, Any]:
         return {"p": self.p}
