@@ -155,6 +155,8 @@ def validate(cfg: Mapping) -> None:
     check_choice("figures", cfg.get("figures", "auto"), FIGURES)
     if not isinstance(cfg.get("resume", False), bool):
         raise ValueError(f"resume must be true or false, got {cfg['resume']!r}")
+    if not isinstance(cfg.get("compress", False), bool):
+        raise ValueError(f"compress must be true or false, got {cfg['compress']!r}")
     validate_dataset(**cfg["dataset"])
     m = cfg["model"]
     validate_mlp(m["hidden"], m["activation"], m["dropout"], m.get("init", "default"))

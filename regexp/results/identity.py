@@ -18,7 +18,7 @@ from typing import Any
 # Config keys that cannot change a run's numbers, and so are left out of its config_id:
 # resume (whether finished runs are reused), objectives (what a sweeper is told), logger
 # (where metrics are copied to) and figures (whether per-run figures are drawn).
-NOT_IDENTITY = ("resume", "objectives", "logger", "figures")
+NOT_IDENTITY = ("resume", "objectives", "logger", "figures", "compress")
 ID_LENGTH = 16  # hex digits of sha256 kept: 64 bits
 
 

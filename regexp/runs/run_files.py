@@ -24,7 +24,7 @@ from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv
 from regexp.plots import run as run_plots
 from regexp.results import schema
 from regexp.results.identity import config_id, data_id, flatten
-from regexp.runs import console, trackers
+from regexp.runs import compression, console, trackers
 from regexp.train.build import resolve_prox_metric
 from regexp.train.evaluate import evaluate
 from regexp.train.loop import FitResult
@@ -195,6 +195,8 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
         write_csv(run_dir / "sparsity.csv", out.layers)
     if figures:
         draw_figures(run_dir, out.history, out.layers, out.features, run_plots.run_title(out.row))
+    if out.cfg.get("compress") and out.row.get("status") == "ok":
+        out.row.update(compression.compressed_columns(run_dir))
     trackers.log_run(run_dir, out.cfg, out.history, out.row)  # logger=tensorboard, mlflow
     write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
     if summary:
