@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from regexp.core.sparsity import params_kept
-from regexp.model.compress import compress_mlp
+from regexp.model.compress import compress_model
 from regexp.model.mlp import load_checkpoint, mlp
 from regexp.runs import compression
 
@@ -39,7 +39,7 @@ def _numpy_forward(model: nn.Sequential, x: np.ndarray) -> np.ndarray:
 
 def test_dead_units_are_removed_and_outputs_unchanged():
     model = _sparse_mlp()
-    small = compress_mlp(model)
+    small = compress_model(model)
     linears = [m for m in small.layers if isinstance(m, nn.Linear)]
     # Kept: inputs {0,2,3,5}, hidden1 {1,3,4}, hidden2 {0,1,2}, outputs {0,1,2}.
     assert [tuple(m.weight.shape) for m in linears] == [(3, 4), (3, 3), (3, 3)]
@@ -61,9 +61,9 @@ def test_a_model_without_kept_inputs_or_not_an_mlp_is_refused():
     with torch.no_grad():
         model[0].weight.zero_()
     with pytest.raises(ValueError, match="every input feature was removed"):
-        compress_mlp(model)
-    with pytest.raises(ValueError, match="compress needs an MLP"):
-        compress_mlp(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)))
+        compress_model(model)
+    with pytest.raises(ValueError, match="cannot remove units through BatchNorm1d"):
+        compress_model(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)))
 
 
 @pytest.fixture(scope="module")
@@ -112,12 +112,12 @@ def test_outputs_that_disagree_write_nothing(sgl_run, monkeypatch, tmp_path):
         (run / name).unlink(missing_ok=True)
 
     def broken(model):
-        small = compress_mlp(model)
+        small = compress_model(model)
         with torch.no_grad():
             small.layers[-1].bias += 1e-3
         return small
 
-    monkeypatch.setattr(compression, "compress_mlp", broken)
+    monkeypatch.setattr(compression, "compress_model", broken)
     with pytest.raises(ValueError, match=r"differ by .* > 1e-05 .* nothing written"):
         compression.compress(run)
     assert not (run / "compressed.pt").exists() and not (run / "compression.csv").exists()
@@ -142,3 +142,44 @@ def test_compress_true_adds_the_compressed_columns_to_metrics(tmp_path):
     assert metrics["compressed_params"] == table.loc["compressed", "params"]
     assert metrics["compressed_latency_b1_us"] > 0
     assert metrics["compress"]  # a config column, outside config_id (the numbers are the same)
+
+
+def test_a_conv_net_loses_its_dead_channels_and_columns():
+    from regexp.model.cnn import cnn
+
+    torch.manual_seed(0)
+    model = cnn((1, 8, 8), [4, 6], 3, dropout=0.2).eval()
+    convs = [m for m in model if isinstance(m, nn.Conv2d)]
+    head = next(m for m in model if isinstance(m, nn.Linear))
+    with torch.no_grad():
+        convs[1].weight[:, 1] = 0  # conv1's output channel 1 feeds nothing
+        head.weight[:, 2 * 4 : 3 * 4] = 0  # conv2's channel 2: all 4 of its columns
+        head.weight[:, 0 * 4 + 3] = 0  # one position of the live channel 0: kept
+    small = compress_model(model)
+    # By hand: conv1 1→3 (3·1·9 + 3 = 30), conv2 3→5 (5·3·9 + 5 = 140), head 20 columns
+    # (5 channels · 4 positions) → 3 (3·20 + 3 = 63): 233.
+    assert sum(p.numel() for p in small.parameters()) == 233
+    x = torch.randn(40, 64)
+    with torch.no_grad():
+        np.testing.assert_allclose(small.forward_full(x), model(x), atol=1e-5)
+    assert small.kept_inputs.tolist() == list(range(64))
+
+
+def test_a_dead_image_channel_drops_its_pixels():
+    from regexp.model.cnn import cnn
+
+    torch.manual_seed(1)
+    model = cnn((3, 4, 4), [2], 2, pool=1).eval()
+    with torch.no_grad():
+        model[1].weight[:, 1] = 0  # the green plane is never read
+    small = compress_model(model)
+    assert small.kept_inputs.tolist() == [*range(16), *range(32, 48)]
+    x = torch.randn(10, 48)
+    with torch.no_grad():
+        np.testing.assert_allclose(small.forward_full(x), model(x), atol=1e-5)
+        np.testing.assert_allclose(small(x[:, small.kept_inputs]), model(x), atol=1e-5)
+    from regexp.model.compress import from_state, state
+
+    restored = from_state(state(small))  # the layer spec and weights of compressed.pt
+    with torch.no_grad():
+        assert torch.equal(restored.forward_full(x), small.forward_full(x))

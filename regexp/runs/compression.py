@@ -1,5 +1,5 @@
-"""``regexp compress RUN_DIR``: a finished run's thresholded MLP compressed into a smaller
-dense one (:func:`regexp.model.compress.compress_mlp`), checked and measured.
+"""``regexp compress RUN_DIR``: a finished run's thresholded network compressed into a
+smaller dense one (:func:`regexp.model.compress.compress_model`), checked and measured.
 
 Writes into the run directory:
 
@@ -31,8 +31,8 @@ from torch import nn
 
 from regexp.data.prepare import load_dataset
 from regexp.io.atomic import atomic_path, write_csv
-from regexp.model.compress import CompressedMLP, compress_mlp, from_state, params, state
-from regexp.model.mlp import ACTIVATIONS, load_checkpoint
+from regexp.model.build import load_model
+from regexp.model.compress import CompressedNet, compress_model, from_state, params, state
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,13 @@ def compress(run_dir: str | Path) -> pd.DataFrame:
     if not ckpt_path.is_file():
         raise ValueError(f"'{run_dir}' holds no model.pt (expected a finished run directory)")
     try:
-        model, cfg = load_checkpoint(ckpt_path)
+        model, cfg = load_model(ckpt_path)
     except Exception as err:  # a truncated or foreign file: one line, not a traceback
         raise ValueError(f"'{ckpt_path}' could not be read as a regexp checkpoint: {err}") from None
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     if ckpt.get("metrics", {}).get("status", "ok") != "ok":
         raise ValueError(f"'{run_dir}' is not an ok run (status {ckpt['metrics']['status']})")
-    compressed = compress_mlp(model)
+    compressed = compress_model(model)
     data = load_dataset(**cfg["dataset"])
     x = data.x_test.to(torch.float32)
     with torch.inference_mode():
@@ -97,7 +97,7 @@ def compress(run_dir: str | Path) -> pd.DataFrame:
     extra = {k: ckpt[k] for k in ("config_id", "data_id") if k in ckpt}
     target = run_dir / COMPRESSED_FILE
     with atomic_path(target) as tmp:
-        torch.save(state(compressed, cfg["model"]["activation"], extra), tmp)
+        torch.save(state(compressed, extra), tmp)
     kept = x.index_select(1, compressed.kept_inputs)
     rows = [
         _row("thresholded", model, ckpt_path, x, 0.0),
@@ -137,7 +137,7 @@ def _row(name: str, model: nn.Module, path: Path, x: torch.Tensor, diff: float) 
     }
 
 
-def load_compressed(path: str | Path) -> CompressedMLP:
-    """The :class:`CompressedMLP` saved in ``compressed.pt`` (in eval mode)."""
+def load_compressed(path: str | Path) -> CompressedNet:
+    """The :class:`CompressedNet` saved in ``compressed.pt`` (in eval mode)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return from_state(ckpt, ACTIVATIONS)
+    return from_state(ckpt)
