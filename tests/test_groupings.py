@@ -12,7 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from regexp.core.groupings import Columns, Entries, InputChannels, apply_grouped_, grouping_of
+from regexp.core.groupings import (
+    ChannelBlocks,
+    Columns,
+    Entries,
+    InputChannels,
+    apply_grouped_,
+    grouping_of,
+)
 from regexp.core.metric_prox import optimizer_metric
 from regexp.core.metrics import data_loss
 from regexp.core.regularizers import (
@@ -42,6 +49,11 @@ RNG = np.random.default_rng(0)
 def np_channels(w: np.ndarray) -> np.ndarray:
     """Conv weight [out, in, kh, kw] → [out·kh·kw, in], column c = W[:, c].ravel()."""
     return np.stack([w[:, c].ravel() for c in range(w.shape[1])], axis=1)
+
+
+def np_blocks(w: np.ndarray, m: int) -> np.ndarray:
+    """Linear weight [out, C·m] → [out·m, C], column c = W[:, c·m:(c+1)·m].ravel()."""
+    return np.stack([w[:, c * m : (c + 1) * m].ravel() for c in range(w.shape[1] // m)], axis=1)
 
 
 def np_gl(g: np.ndarray) -> float:
@@ -76,6 +88,16 @@ def test_input_channels_view_holds_each_channels_weights_and_inverts() -> None:
     assert InputChannels(4).group_size((5, 3, 2, 4)) == 40
 
 
+def test_channel_blocks_view_holds_each_channels_columns_and_inverts() -> None:
+    w = torch.from_numpy(RNG.normal(size=(2, 3, 12)))  # a stack of 2: out 3, 4 channels × 3
+    g = ChannelBlocks(positions=3).groups(w)
+    for n in range(2):
+        np.testing.assert_array_equal(g[n].numpy(), np_blocks(w[n].numpy(), 3))
+    assert torch.equal(ChannelBlocks(positions=3).ungroup(g, w), w)
+    assert ChannelBlocks(positions=3).n_groups((3, 12)) == 4
+    assert ChannelBlocks(positions=3).group_size((3, 12)) == 9
+
+
 def test_columns_view_is_the_weight_and_entries_one_row() -> None:
     w = torch.ones(3, 4)
     assert Columns().groups(w) is w
@@ -92,9 +114,16 @@ def test_grouping_of_each_layer() -> None:
         ("0.bias", "Entries"),
         ("2.weight", "InputChannels"),
         ("2.bias", "Entries"),
-        ("5.weight", "Columns"),
+        ("5.weight", "ChannelBlocks"),  # after conv 2: 3 channels × 16 positions
         ("5.bias", "Entries"),
     ]
+    assert selected_groupings(net)[2][2] == ChannelBlocks(positions=16)
+    mlp = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert {type(g) for _, _, g in selected_groupings(mlp)} == {Columns}
+    pooled = nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)
+    )
+    assert selected_groupings(pooled)[1][2] == Columns()  # one position per channel
     depthwise = nn.Conv2d(4, 4, 3, groups=4)
     assert isinstance(grouping_of(depthwise, "weight", depthwise.weight), Entries)
 
@@ -109,7 +138,7 @@ def weights_np(net: nn.Sequential) -> list[np.ndarray]:
 
 def grouped_np(net: nn.Sequential) -> list[np.ndarray]:
     w0, w2, w5 = weights_np(net)
-    return [np_channels(w0), np_channels(w2), w5]
+    return [np_channels(w0), np_channels(w2), np_blocks(w5, 16)]
 
 
 VALUES = [
@@ -223,30 +252,51 @@ def test_group_penalty_refuses_a_parameter_without_grouping() -> None:
 
 
 def test_cnn_sparsity_counts_channels_removed_and_params_kept_by_hand() -> None:
-    # conv0 input channel 0 dead (its only one); conv2 input channels 1, 3 dead; the
-    # Linear's inputs of conv2's output channel 2 (positions 32..47) all dead.
-    net = cnn(zero_channels={0: [], 2: [1, 3]})
+    # conv2 input channels 1, 3 dead; the Linear's columns of conv2's output channel 2
+    # (positions 32..47) all dead; one column of the live channel 0 is zero (kept: a live
+    # channel keeps all of its columns, as its group penalty groups them).
+    net = cnn(zero_channels={2: [1, 3]})
     with torch.no_grad():
         net[5].weight[:, 32:48] = 0.0
+        net[5].weight[:, 5] = 0.0
     layers = neuron_sparsity(net)
     assert layers == [
         LayerSparsity("input", 1, 0, 0.0, "channel"),
         LayerSparsity("hidden1", 4, 2, 0.5, "channel"),
-        LayerSparsity("hidden2", 48, 16, 16 / 48, "unit"),
+        LayerSparsity("hidden2", 3, 1, 1 / 3, "channel"),
     ]
     # by hand: conv0 keeps output channels 0, 2 (1, 3 are dead inputs of conv2): 2·1·9 + 2
     # conv2 keeps output channels 0, 1 (channel 2 feeds no Linear input), inputs 0, 2:
-    # 2·2·9 + 2; the Linear keeps its 32 alive inputs for 2 outputs: 2·32 + 2
+    # 2·2·9 + 2; the Linear keeps 2 channels × 16 columns for 2 outputs: 2·32 + 2
     assert params_kept(net) == (2 * 1 * 9 + 2) + (2 * 2 * 9 + 2) + (2 * 32 + 2)
     assert params_total(net) == (4 * 9 + 4) + (3 * 4 * 9 + 3) + (2 * 48 + 2)
-    zeros = 2 * 3 * 9 + 2 * 16
+    zeros = 2 * 3 * 9 + 2 * 16 + 2
     assert weight_sparsity(net) == pytest.approx(zeros / (36 + 108 + 96))
+
+
+def test_params_kept_of_the_shipped_cnn_is_what_compress_keeps() -> None:
+    from regexp.model.cnn import cnn as shipped_cnn
+    from regexp.model.compress import compress_model
+
+    torch.manual_seed(0)
+    model = shipped_cnn((1, 8, 8), [4, 6], 3).eval()
+    convs = [m for m in model if isinstance(m, nn.Conv2d)]
+    head = next(m for m in model if isinstance(m, nn.Linear))
+    with torch.no_grad():
+        convs[0].weight[:, 0, 0, 0] = 0  # one zero weight: nothing removed
+        convs[1].weight[:, 1] = 0
+        convs[1].weight[:, 3] = 0
+        head.weight[:, 2 * 4 : 3 * 4] = 0  # conv2's channel 2: all of its columns
+        head.weight[:, 5 * 4 + 1] = 0  # one column of the live channel 5
+    small = compress_model(model)
+    assert params_kept(model) == sum(p.numel() for p in small.parameters())
+    assert [s.removed for s in neuron_sparsity(model)] == [0, 2, 1]
 
 
 def test_cnn_kept_params_of_a_stack_are_each_models() -> None:
     nets = [cnn(), cnn(zero_channels={2: [1, 3]})]
     weights = [torch.stack([n[i].weight.detach() for n in nets]) for i in (0, 2, 5)]
-    groupings = [InputChannels(4), InputChannels(4), Columns()]
+    groupings = [InputChannels(4), InputChannels(4), ChannelBlocks(positions=16)]
     kept = kept_params(weights, True, groupings)
     assert kept.tolist() == [params_kept(n) for n in nets]
     dead = dead_groups(weights, groupings)

@@ -10,12 +10,17 @@ A grouping maps a parameter to that view and back:
 - :class:`InputChannels` (``nn.Conv1d/2d/3d`` weights ``[out, in, *kernel]``): group ``c``
   is the input channel ``W[:, c, ...]``, all weights that read channel ``c``; the view is
   ``W.movedim(1, -1).reshape(out·Π kernel, in)``, ``size = out·Π kernel`` (a copy).
+- :class:`ChannelBlocks` (the ``nn.Linear`` right after a conv layer, reading its
+  ``C`` channels × ``m`` positions flattened channel-major, as ``nn.Flatten`` of
+  ``[N, C, H, W]`` gives): group ``c`` is the block of columns ``W[:, c·m:(c+1)·m]``, all
+  weights that read channel ``c``; ``size = out·m``. With ``m = 1`` it is :class:`Columns`.
 - :class:`Entries` (any other parameter, e.g. a bias): one group ``[1, numel]`` holding
   every entry, for the entrywise penalties only (``grouped = False``).
 
-:func:`grouping_of` picks the grouping of a module's parameter; :func:`apply_grouped_`
-runs an in-place operation on the grouped view and writes the result back when the view
-is a copy.
+:func:`model_groupings` gives the grouping of every parameter of a model (it reads the
+layer order to find a Linear after a conv layer); :func:`grouping_of` the grouping of one
+module's parameter; :func:`apply_grouped_` runs an in-place operation on the grouped view
+and writes the result back when the view is a copy.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 __all__ = [
+    "ChannelBlocks",
     "Columns",
     "Entries",
     "Grouping",
     "InputChannels",
     "apply_grouped_",
     "grouping_of",
+    "model_groupings",
 ]
 
 
@@ -117,6 +124,32 @@ class InputChannels(Grouping):
 
 
 @dataclass(frozen=True)
+class ChannelBlocks(Grouping):
+    """A Linear layer after a conv layer: group ``c`` = columns ``W[..., :, c·m:(c+1)·m]``
+    of weights ``[..., out, C·m]`` (``m = positions``); the view is
+    ``W.reshape(..., out, C, m).movedim(-1, -2).reshape(..., out·m, C)``."""
+
+    param_dim: int = 2
+    positions: int = 1
+    unit: ClassVar[str] = "channel"
+
+    def groups(self, w: Tensor) -> Tensor:
+        lead = self.lead(w)
+        out, cols = w.shape[-2:]
+        blocks = w.reshape(*lead, out, cols // self.positions, self.positions)
+        return blocks.movedim(-1, -2).reshape(*lead, out * self.positions, -1)
+
+    def ungroup(self, g: Tensor, like: Tensor) -> Tensor:
+        lead = self.lead(like)
+        out, cols = like.shape[-2:]
+        blocks = g.reshape(*lead, out, self.positions, cols // self.positions)
+        return blocks.movedim(-1, -2).reshape(like.shape)
+
+    def n_groups(self, shape: tuple[int, ...]) -> int:
+        return shape[-1] // self.positions
+
+
+@dataclass(frozen=True)
 class Entries(Grouping):
     """Any other parameter: the view ``[..., 1, numel]`` (every entry its own column), for
     entrywise penalties; ``grouped = False``, so group penalties refuse it."""
@@ -139,16 +172,42 @@ class Entries(Grouping):
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def grouping_of(module: nn.Module | None, name: str, param: Tensor) -> Grouping:
+def grouping_of(
+    module: nn.Module | None, name: str, param: Tensor, channels: int | None = None
+) -> Grouping:
     """The grouping of parameter ``name`` (its last dotted part, e.g. ``weight``) of
-    ``module``: :class:`Columns` for a ``nn.Linear`` weight and any other 2-D parameter,
-    :class:`InputChannels` for a ``nn.Conv1d/2d/3d`` weight, :class:`Entries` otherwise.
-    ``param`` is one model's parameter (no stack dims)."""
+    ``module``: :class:`InputChannels` for a ``nn.Conv1d/2d/3d`` weight (``groups=1``),
+    :class:`ChannelBlocks` for the weight of a ``nn.Linear`` that reads ``channels``
+    channels of a conv layer (``in_features = channels·m``, ``m > 1``), :class:`Columns`
+    for any other 2-D parameter, :class:`Entries` otherwise. ``param`` is one model's
+    parameter (no stack dims)."""
     if name == "weight" and isinstance(module, _CONVS) and module.groups == 1:
         return InputChannels(param.dim())
+    if name == "weight" and isinstance(module, nn.Linear) and channels:
+        m, rest = divmod(module.in_features, channels)
+        if rest == 0 and m > 1:
+            return ChannelBlocks(positions=m)
     if param.dim() == 2:
         return Columns()
     return Entries(param.dim())
+
+
+def model_groupings(model: nn.Module) -> dict[int, Grouping]:
+    """``id(parameter) → grouping`` for every parameter of ``model``.
+
+    Layers are read in registration order, assumed to be the forward order: the first
+    ``nn.Linear`` after a conv layer gets :class:`ChannelBlocks` over that layer's
+    output channels (a channel-major flatten in between)."""
+    out: dict[int, Grouping] = {}
+    channels = None  # output channels of the conv layer just before, if any
+    for module in model.modules():
+        for local, q in module.named_parameters(recurse=False):
+            out[id(q)] = grouping_of(module, local, q, channels)
+        if isinstance(module, _CONVS):
+            channels = module.out_channels
+        elif isinstance(module, nn.Linear):
+            channels = None
+    return out
 
 
 def apply_grouped_(w: Tensor, grouping: Grouping, fn: Callable[[Tensor], object]) -> Tensor:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from regexp.core.checks import check_real
-from regexp.core.groupings import Grouping, apply_grouped_, grouping_of
+from regexp.core.groupings import Grouping, apply_grouped_, model_groupings
 from regexp.core.metric_prox import prox_metric_
 from regexp.core.penalties import (
     Coef,
@@ -102,15 +102,9 @@ def selected_parameters(
 def selected_groupings(
     model: nn.Module, params: Sequence[str] | None = None
 ) -> list[tuple[str, nn.Parameter, Grouping]]:
-    """:func:`selected_parameters` with the grouping of each (:func:`grouping_of`)."""
-    owner = {
-        id(q): (m, local) for m in model.modules() for local, q in m.named_parameters(recurse=False)
-    }
-    out = []
-    for name, q in selected_parameters(model, params):
-        module, local = owner[id(q)]
-        out.append((name, q, grouping_of(module, local, q)))
-    return out
+    """:func:`selected_parameters` with the grouping of each (:func:`model_groupings`)."""
+    groupings = model_groupings(model)
+    return [(name, q, groupings[id(q)]) for name, q in selected_parameters(model, params)]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ input units: an input unit of a Linear layer, an input channel of a conv layer. 
 layer: all outgoing weights ``W[..., :, j]`` of the unit). The ``nn.Module`` wrappers read
 the weights of the ``nn.Linear`` and ``nn.ConvNd`` layers in registration order, assumed
 to be the forward order (a flatten between a conv and a Linear layer is channel-major, as
-``nn.Flatten`` of ``[N, C, H, W]``). Layer ``i``'s input units are ``"input"`` (the
+``nn.Flatten`` of ``[N, C, H, W]``: the Linear layer's groups are then the channels'
+blocks of columns, :class:`~regexp.core.groupings.ChannelBlocks`). Layer ``i``'s input units are ``"input"`` (the
 features or image channels) for ``i = 0``, else ``"hidden{i}"``.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from regexp.core.groupings import Columns, Grouping, InputChannels, grouping_of
+from regexp.core.groupings import Columns, Grouping, InputChannels, model_groupings
 
 # The layers whose input units (columns, channels) sparsity counts.
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -46,8 +47,10 @@ def layer_weights(model: nn.Module) -> list[Tensor]:
 
 
 def layer_groupings(model: nn.Module) -> list[Grouping]:
-    """The grouping of each of :func:`layer_weights` (columns, input channels)."""
-    return [grouping_of(m, "weight", m.weight) for m in _layers(model)]
+    """The grouping of each of :func:`layer_weights` (columns, input channels, or the
+    channel blocks of a Linear layer after a conv layer)."""
+    groupings = model_groupings(model)
+    return [groupings[id(m.weight)] for m in _layers(model)]
 
 
 def _groupings(weights: Sequence[Tensor], groupings: Sequence[Grouping] | None) -> list[Grouping]:
