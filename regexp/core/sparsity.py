@@ -9,8 +9,8 @@ layer: all outgoing weights ``W[..., :, j]`` of the unit). The ``nn.Module`` wra
 the weights of the ``nn.Linear`` and ``nn.ConvNd`` layers in registration order, assumed
 to be the forward order (a flatten between a conv and a Linear layer is channel-major, as
 ``nn.Flatten`` of ``[N, C, H, W]``: the Linear layer's groups are then the channels'
-blocks of columns, :class:`~regexp.core.groupings.ChannelBlocks`). Layer ``i``'s input units are ``"input"`` (the
-features or image channels) for ``i = 0``, else ``"hidden{i}"``.
+blocks of columns, :class:`~regexp.core.groupings.ChannelBlocks`). Layer ``i``'s input
+units are ``"input"`` (the features or image channels) for ``i = 0``, else ``"hidden{i}"``.
 """
 
 from __future__ import annotations
