@@ -152,7 +152,14 @@ def compare_main(argv: list[str]) -> None:
         default=None,
         metavar="COL",
         help="validation column that chooses the best λ of each group, written to "
-        "best.csv (default: val_accuracy, val_r2 or val_metric, as for --metric)",
+        "best.csv (default: val_accuracy, val_r2 or val_metric, as for --metric); a test_* "
+        "column is refused unless --allow-test-selection",
+    )
+    parser.add_argument(
+        "--allow-test-selection",
+        action="store_true",
+        help="let --select name a test_* column (λ chosen on the test split: its test "
+        "numbers are then optimistic)",
     )
     parser.add_argument(
         "--rule",
@@ -178,7 +185,13 @@ def compare_main(argv: list[str]) -> None:
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:
         summary, by, metric, best = compare(
-            args.paths, args.by, args.metric, out, args.select, args.rule
+            args.paths,
+            args.by,
+            args.metric,
+            out,
+            args.select,
+            args.rule,
+            allow_test_selection=args.allow_test_selection,
         )
     except ValueError as err:
         if debug():

@@ -403,10 +403,13 @@ def test_compare_reads_a_results_csv_from_a_pipe(digits_sweep, tmp_path, capsys)
         with open(fifo, "wb") as handle:
             handle.write(text)
 
-    thread = threading.Thread(target=writer)
+    thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     out = tmp_path / "cmp"
     code, err = regexp("compare", str(fifo), "--out", str(out), capsys=capsys)
+    if thread.is_alive():  # the pipe was never read: let the writer finish
+        with open(fifo, "rb") as handle:
+            handle.read()
     thread.join(timeout=10)
     assert code == 0, err
     assert list(pd.read_csv(out / "comparison.csv")["n"]) == [2, 2]

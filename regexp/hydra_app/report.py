@@ -46,7 +46,7 @@ def write_plots(
     """
     if not {"dataset", "lambda"} <= set(results.columns):
         return []
-    series = [c for c in (by or aggregate.group_columns(results)) if c not in ("dataset", "lambda")]
+    series = [c for c in aggregate.grouping(results, by) if c not in ("dataset", "lambda")]
     summary = aggregate.summarize(results, ["dataset", *series, "lambda"])
     metrics = task_metrics(results)
     if metric and not metric.endswith("_metric"):
@@ -73,11 +73,14 @@ def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
         log.warning("no job results under %s: nothing to aggregate", sweep_dir)
         return None
     write_csv(sweep_dir / RESULTS_FILE, results)
-    write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(results))
+    unique, dropped = aggregate.unique_runs(results)
+    if dropped:
+        log.warning(aggregate.duplicates_note(dropped))
+    write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(unique))
     if "dataset" in results.columns and "lambda" in results.columns:
-        write_plots(results, sweep_dir)
+        write_plots(unique, sweep_dir)
         try:
-            best = selection.best(results)
+            best = selection.best(unique)
         except ValueError as err:  # e.g. every job failed: nothing to choose from
             log.warning("no best λ: %s", err)
         else:
@@ -95,6 +98,7 @@ def compare(
     out_dir: Path,
     select: str | None = None,
     rule: str = "best",
+    allow_test_selection: bool = False,
 ) -> tuple[pd.DataFrame, list[str], str, pd.DataFrame]:
     """Results of all ``paths`` together: the summary per ``by`` group, sorted on ``metric``,
     and the best λ per group chosen on ``select`` (:func:`selection.best`).
@@ -103,22 +107,26 @@ def compare(
     Each path's rows carry ``source`` (the path as given), so ``by`` may name it. Without
     ``metric``, sorts on the validation accuracy, the validation R², or each job's own as
     ``val_metric`` when the paths mix classification and regression: the test split is for
-    reporting, not for choosing. Returns the summary, the group columns, the metric and
-    the best-λ table.
+    reporting, not for choosing (``select`` on a ``test_*`` column is refused unless
+    ``allow_test_selection``). A run read twice (the same ``config_id``, ``data_id`` and
+    seed, from any path: a copied sweep, a sweep and one of its jobs) counts once, with a
+    warning. Returns the summary, the group columns, the metric and the best-λ table.
     """
+    if select is not None:
+        selection.check_not_test(select, allow_test_selection)
     frames = [_with_run_dirs(load_results(Path(p)), Path(p)).assign(source=str(p)) for p in paths]
     results = pd.concat(frames, ignore_index=True)
-    twice = results.duplicated("_run", keep="first")
+    twice = results.duplicated("_run", keep="first") | aggregate.duplicate_runs(results)
     if twice.any():
-        log.info("%d run(s) named more than once are counted once", int(twice.sum()))
+        log.warning(aggregate.duplicates_note(int(twice.sum())))
     results = order_columns(results[~twice].drop(columns="_run").reset_index(drop=True))
-    by = list(by or aggregate.group_columns(results))
+    by = aggregate.grouping(results, by)
     results = selection.with_val_metric(results)  # val_metric, test_metric: each job's own
     plotted = metric
     metric = metric or selection.selection_metric(results)
     summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
     chosen = "lambda" in results.columns and results["status"].eq("ok").any()
-    best = selection.best(results, select, rule) if chosen else None
+    best = selection.best(results, select, rule, allow_test=allow_test_selection) if chosen else None
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out '{out_dir}' is a file; name a directory to write into")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -52,11 +52,43 @@ def _units(architecture: object) -> list[int]:
         return []
 
 
+def check_not_test(metric: str, allow_test: bool = False) -> None:
+    """Raise ``ValueError`` when ``metric`` is a column of the test split (``test_*``),
+    unless ``allow_test``: λ chosen on the test split makes its test numbers optimistic."""
+    if metric.startswith("test_") and not allow_test:
+        raise ValueError(
+            f"--select {metric}: choosing λ on the test split makes its test numbers "
+            "optimistic; choose on a val_* column, or pass --allow-test-selection "
+            "(allow_test=True) to do it anyway"
+        )
+
+
+def check_selectable(results: pd.DataFrame, metric: str, allow_test: bool = False) -> None:
+    """Raise ``ValueError`` unless ``metric`` may choose λ: a numeric column of ``results``
+    (or ``val_metric``), not one of the test split unless ``allow_test``."""
+    check_not_test(metric, allow_test)
+    if metric.endswith("_metric"):
+        return
+    if metric not in results.columns:
+        raise ValueError(f"unknown metric '{metric}'; choose a val_* column of the results")
+    if not pd.api.types.is_numeric_dtype(results[metric]):
+        numeric = [
+            c
+            for c in results.columns
+            if c.startswith("val_") and pd.api.types.is_numeric_dtype(results[c])
+        ]
+        raise ValueError(
+            f"metric '{metric}' holds text, not numbers; choose one of: "
+            + (", ".join(numeric) or "none (no numeric val_* column)")
+        )
+
+
 def best(
     results: pd.DataFrame,
     metric: str | None = None,
     rule: str = "best",
     by: Sequence[str] | None = None,
+    allow_test: bool = False,
 ) -> pd.DataFrame:
     """One row per group of the non-λ config keys: the λ chosen on ``metric``.
 
@@ -73,7 +105,11 @@ def best(
         rule, the sparsest λ (fewest ``params_kept`` on average, then the largest λ) whose
         mean is within one standard error (std / √n_ok) of the best mean.
     by : sequence of str, optional
-        The group columns (default :func:`aggregate.group_columns` less ``lambda``).
+        The group columns (default :func:`aggregate.group_columns` less ``lambda``; a
+        column that separates configurations is added, :func:`aggregate.grouping`).
+    allow_test : bool
+        Allow ``metric`` to be a ``test_*`` column (refused by default: the test split is
+        for reporting, never for choosing).
 
     Returns
     -------
@@ -85,15 +121,16 @@ def best(
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    aggregate.check_results(results)
     if "lambda" not in results.columns:
         raise ValueError("the results have no lambda column to choose from")
+    if not pd.api.types.is_numeric_dtype(results["lambda"]):
+        raise ValueError("the lambda column holds text, not numbers: not regexp's results")
     metric = metric or selection_metric(results)
+    check_selectable(results, metric, allow_test)
     frame = with_val_metric(results) if metric.endswith("_metric") else results
-    if metric not in frame.columns:
-        raise ValueError(f"unknown metric '{metric}'; choose a val_* column of the results")
     frame = with_removed_units(frame)
-    groups = list(by) if by is not None else aggregate.group_columns(frame)
-    groups = [c for c in groups if c != "lambda"]
+    groups = [c for c in aggregate.grouping(frame, by) if c != "lambda"]
     summary = aggregate.summarize(frame, [*groups, "lambda"])
     summary = summary[summary["n_ok"] > 0]
     smaller = any(word in metric for word in aggregate.SMALLER_IS_BETTER)
