@@ -126,7 +126,9 @@ def compare(
     metric = metric or selection.selection_metric(results)
     summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
     chosen = "lambda" in results.columns and results["status"].eq("ok").any()
-    best = selection.best(results, select, rule, allow_test=allow_test_selection) if chosen else None
+    best = (
+        selection.best(results, select, rule, allow_test=allow_test_selection) if chosen else None
+    )
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out '{out_dir}' is a file; name a directory to write into")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -77,15 +77,17 @@ def short_columns(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
     return row
 
 
-def config_row(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
+def config_row(cfg: Mapping, n_in: int = 0, n_out: int = 0, data: str | None = None) -> dict:
     """Every config column of ``metrics.csv``: the short ones, ``config_id``, ``data_id``,
     then every key of the resolved config, flattened (:func:`regexp.results.identity.flatten`).
 
-    ``data_id`` is empty when the data cannot be read (a job that failed on it).
+    ``data``: the ``data_id`` of the bytes the run read (:attr:`Dataset.data_id`); without
+    it, that of the data as it is now, empty when the data cannot be read (a job that
+    failed on it).
     """
     try:
-        data = data_id(cfg["dataset"])
-    except (KeyError, OSError, TypeError):
+        data = data or data_id(cfg["dataset"])
+    except (KeyError, OSError, TypeError, ValueError):
         data = None
     ids = {"config_id": config_id(cfg), "data_id": data}
     return short_columns(cfg, n_in, n_out) | ids | flatten(cfg)
@@ -156,7 +158,7 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     """
     model = model.cpu()
     data = data.to("cpu")
-    config = config_row(cfg, data.n_features, data.n_outputs)
+    config = config_row(cfg, data.n_features, data.n_outputs, data.data_id)
     dotted = {k: v for k, v in config.items() if k not in schema.SHORT and k not in schema.IDS}
     row = {k: v for k, v in config.items() if k not in dotted}
     row |= {"status": result.status, "epochs_run": len(result.history)}
@@ -190,7 +192,12 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
     _mark_incomplete(run_dir)
     write_csv(run_dir / "history.csv", out.history)
     ids = {k: out.row.get(k) for k in schema.IDS}
-    save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row, **ids})
+    extra = {"metrics": out.row, **ids}
+    if out.features is not None:  # the inputs' names as trained on, for regexp plot
+        shape = out.features["image_shape"]
+        extra["feature_names"] = [str(n) for n in out.features["names"]]
+        extra["image_shape"] = list(shape) if shape is not None else None
+    save_checkpoint(run_dir / "model.pt", out.model, out.cfg, extra)
     if out.layers is not None:
         write_csv(run_dir / "sparsity.csv", out.layers)
     if figures:
@@ -251,8 +258,6 @@ def plot_run(run_dir: Path) -> list[Path]:
     ``sparsity.csv``, ``model.pt``): what :func:`write` draws with ``figures``."""
     import torch
 
-    from regexp.data.sources import LOADERS
-
     row = read_metrics(run_dir)
     if row is None:
         raise ValueError(f"'{run_dir}' holds no finished run (no complete metrics.csv)")
@@ -263,10 +268,27 @@ def plot_run(run_dir: Path) -> list[Path]:
     if ok:
         ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
         first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
-        dataset = ckpt["config"]["dataset"]
-        table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
-        features = feature_map(first, table.feature_names, table.image_shape)
+        names, shape = ckpt.get("feature_names"), ckpt.get("image_shape")
+        if names is None:  # a model.pt written before the names were stored in it
+            names, shape = _names_now(ckpt["config"]["dataset"], ckpt.get("data_id"), first)
+        features = feature_map(first, list(names), tuple(shape) if shape else None)
     return draw_figures(run_dir, history, layers, features, run_plots.run_title(row))
+
+
+def _names_now(dataset: Mapping, trained_on: str | None, first: Tensor) -> tuple[list, tuple]:
+    """The inputs' names read from the data as it is now, when it is still what the run
+    trained on (the same ``data_id``); else ``x0``, ``x1``, ... (never another file's
+    columns)."""
+    from regexp.data.sources import LOADERS
+
+    try:
+        same = trained_on is not None and data_id(dataset) == trained_on
+    except (OSError, ValueError, KeyError):
+        same = False
+    if same:
+        table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
+        return table.feature_names, table.image_shape
+    return [f"x{i}" for i in range(first.shape[1])], None
 
 
 def _mark_incomplete(run_dir: Path) -> None:
