@@ -346,8 +346,9 @@ def _check_class_sizes(classes: tuple, codes: np.ndarray) -> None:
     rare = tuple(classes[i] for i in np.flatnonzero(counts < 2))
     if rare:
         raise ValueError(
-            f"dataset.target: {len(rare)} of the {len(classes)} classes have a single row, "
-            f"too few for a stratified train/val/test split: {_listed(rare)}; "
+            f"dataset: cannot split {len(codes)} rows into train/val/test, stratified by "
+            f"the target: {len(rare)} of its {len(classes)} classes have a single row: "
+            f"{_listed(rare)}; "
             "if the target is a measurement, set dataset.task=regression, else use more rows"
         )
 
@@ -359,7 +360,7 @@ def overflow_message(names: list[str], x: np.ndarray, overflow: np.ndarray, scal
     columns = ", ".join(np.asarray(names)[overflow].tolist())
     largest = float(np.abs(x[:, overflow]).max())
     if scaler == "none":
-        remedy = "rescale them, or set dataset.scaler=standard"
+        remedy = "rescale them, or use dataset.scaler=standard"
     else:
         remedy = (
             f"they hold values far outside the range of the training rows, on which the "
