@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from regexp.config import validate
+from regexp.config import check_overrides, validate
 from regexp.hydra_app.task import run_task
 from regexp.model.mlp import load_checkpoint
 from regexp.runs.run_files import read_metrics
@@ -71,6 +71,7 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
 
     if isinstance(overrides, str):
         raise TypeError(f"overrides must be a list of strings, got the string {overrides!r}")
+    check_overrides(list(overrides))  # one line for a bad override, as regexp train
     backup = get_gh_backup()
     if backup is not None:
         GlobalHydra.instance().clear()

@@ -302,35 +302,19 @@ def _register_plugins() -> None:
     Plugins.instance().register(RegexpSweeper)
 
 
-def check_overrides(argv: list[str]) -> None:
-    """Refuse, with one line, what Hydra would answer with a multi-line error: an override
-    its grammar cannot parse (a value with spaces and brackets, parentheses or ``=``:
-    the hint is to quote it) and a top-level key that is not in the config (Hydra's own
-    message suggests the ``+``, which would add a key that nothing reads)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import OverrideType
-    from hydra.errors import OverrideParseException
+def _check_overrides(argv: list[str]) -> None:
+    """One line, not Hydra's multi-line error, for an override that cannot be parsed or
+    names an unknown key (:func:`regexp.config.check_overrides`)."""
+    if not any("=" in arg and not arg.startswith("-") for arg in argv):
+        return
+    from regexp.config import check_overrides
 
-    parser = OverridesParser.create()
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
-            continue  # Hydra's flags (-m, --cfg job, ...)
-        try:
-            (override,) = parser.parse_overrides([arg])
-        except OverrideParseException as err:
-            key, _, value = arg.partition("=")
-            fail(
-                f"cannot read the override '{arg}' ({one_line(err).split(';')[0]}); quote a "
-                f"value with spaces or any of ()[]{{}}=,: '{key}=\"{value}\"' "
-                "(single quotes around it all in the shell)"
-            )
-        key = override.key_or_group
-        top = "." not in key and "/" not in key and override.package is None
-        if top and override.type == OverrideType.CHANGE:
-            from regexp.config import GROUPS, SELECTORS, TOP_LEVEL_KEYS, unknown_key_message
-
-            if key not in (*GROUPS, *TOP_LEVEL_KEYS, *SELECTORS):
-                fail(unknown_key_message(key))
+    try:
+        check_overrides([arg for arg in argv if not arg.startswith("-")])
+    except ValueError as err:
+        if debug():
+            raise
+        fail(str(err))
 
 
 def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
@@ -354,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     try:
         if command == "train":
-            check_overrides(rest)
+            _check_overrides(rest)
             _hydra(train_app, "regexp train", rest)
         elif command == "compare":
             compare_main(rest)

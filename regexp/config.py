@@ -56,6 +56,36 @@ def unknown_key_message(key: str) -> str:
     )
 
 
+def check_overrides(overrides: list[str]) -> None:
+    """Refuse, with a one-line ``ValueError``, what Hydra would answer with a multi-line
+    error: an override its grammar cannot parse (a value with spaces and brackets,
+    parentheses or ``=``: the message says to quote it) and a top-level key that is not in
+    the config (Hydra's own message suggests the ``+``, which :func:`check_keys` refuses
+    too). Arguments without ``=`` (Hydra's flags and their values) are skipped."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in overrides:
+        if not isinstance(arg, str) or "=" not in arg:
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except OverrideParseException as err:
+            key, _, value = arg.partition("=")
+            reason = str(err).strip().splitlines()[0].strip()
+            raise ValueError(
+                f"cannot read the override '{arg}' ({reason}); quote a value with spaces or "
+                f"any of ()[]{{}}=,: '{key}=\"{value}\"' (on a shell, within single quotes)"
+            ) from None
+        key = override.key_or_group
+        top = "." not in key and "/" not in key and override.package is None
+        known = (*GROUPS, *TOP_LEVEL_KEYS, *SELECTORS)
+        if top and override.type == OverrideType.CHANGE and key not in known:
+            raise ValueError(unknown_key_message(key))
+
+
 def check_keys(cfg: Mapping) -> None:
     """Refuse a top-level key that is neither a group nor one of :data:`TOP_LEVEL_KEYS`
     (``+lamdba=0.5`` on the command line, in ``regexp.run`` or in an experiment file),

@@ -318,8 +318,9 @@ def test_an_unknown_top_level_key_is_refused_with_the_closest_one(override, tmp_
 
 
 def test_the_api_and_experiment_configs_refuse_unknown_keys_too(make_config):
-    with pytest.raises(ValueError, match=r"lamdba.*lambda"):
-        api.run(["+lamdba=0.5", *TINY])
+    for override in ("+lamdba=0.5", "lamdba=0.5"):
+        with pytest.raises(ValueError, match=r"lamdba.*lambda"):
+            api.run([override, *TINY])
     from regexp.config import validate
 
     cfg = make_config() | {"sed": 3}  # what an experiment file's `sed: 3` composes to
