@@ -499,3 +499,13 @@ def test_regexp_run_leaves_pythons_random_state_alone(tmp_path):
     env = os.environ | {"REGEXP_CACHE_DIR": ""}  # prepared afresh: scikit-learn is imported
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_ok_copy_of_a_run_is_the_one_kept_whatever_the_index():
+    failed = _row(seed=0, config_id="c0", status="failed", val_accuracy=np.nan)
+    ok = _row(seed=0, config_id="c0", val_accuracy=0.7)
+    other = _row(seed=1, config_id="c1", val_accuracy=0.5)
+    frame = pd.DataFrame([failed, ok, other], index=[0, 0, 0])  # as pd.concat leaves it
+    summary = api.summarize(frame)
+    assert list(summary["n"]) == [2] and list(summary["n_ok"]) == [2]
+    assert summary["val_accuracy_mean"].iloc[0] == pytest.approx(0.6)

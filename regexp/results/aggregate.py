@@ -100,10 +100,11 @@ def duplicate_runs(results: pd.DataFrame) -> pd.Series:
     if "config_id" not in results.columns or results.empty:
         return pd.Series(False, index=results.index)
     keys = [c for c in RUN_IDENTITY if c in results.columns]
-    not_ok = ~results["status"].eq("ok") if "status" in results.columns else False
-    order = results.assign(_not_ok=not_ok).sort_values("_not_ok", kind="stable").index
-    repeated = results.loc[order].duplicated(keys, keep="first").reindex(results.index)
-    return repeated & results["config_id"].notna()
+    ok = results["status"].eq("ok").to_numpy() if "status" in results.columns else None
+    order = np.argsort(~ok, kind="stable") if ok is not None else np.arange(len(results))
+    repeated = np.empty(len(results), dtype=bool)  # by position: the index may repeat
+    repeated[order] = results.iloc[order].duplicated(keys, keep="first").to_numpy()
+    return pd.Series(repeated, index=results.index) & results["config_id"].notna()
 
 
 def unique_runs(results: pd.DataFrame) -> tuple[pd.DataFrame, int]:
