@@ -1,0 +1,171 @@
+"""The study's question as a rule: the sparsest λ within a tolerance of the best, chosen on
+validation (issue 23).
+
+A hand-made sweep where the sparsest-within-tolerance λ, the validation-best λ and the
+test-best λ all differ, and where two λs tie on validation; expected choices are worked
+out by hand below and checked against numpy means."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from regexp.results import selection
+
+# (regularizer, λ) → validation accuracies of seeds 0, 1, 2; test accuracies; parameters
+# kept; fraction of the 64 inputs removed.
+#   l1: best mean 0.96 at λ = 1e-3 and 3e-3 (a tie: 3e-3 keeps fewer parameters);
+#       within 0.01 of 0.96: 1e-4 (0.955), 1e-3, 3e-3 and 1e-2 (0.951) → 1e-2, the sparsest;
+#       test-best: 1e-4 (0.99); 3e-2 is the sparsest of all but collapsed (at chance, 0.1).
+#   sgl: best 0.958 at 1e-3; 3e-3 (0.9505) is within 0.01 of the *sweep's* best 0.96 and
+#       keeps fewer parameters than any l1 point: the sparsest network of the whole sweep.
+ROWS = {
+    ("l1", 1e-4): ([0.955, 0.95, 0.96], [0.99, 0.99, 0.99], 3000, 0.00),
+    ("l1", 1e-3): ([0.96, 0.95, 0.97], [0.95, 0.95, 0.95], 2500, 0.10),
+    ("l1", 3e-3): ([0.965, 0.955, 0.96], [0.94, 0.94, 0.94], 2000, 0.20),
+    ("l1", 1e-2): ([0.951, 0.95, 0.952], [0.93, 0.93, 0.93], 1500, 0.25),
+    ("l1", 3e-2): ([0.10, 0.10, 0.10], [0.10, 0.10, 0.10], 100, 0.95),
+    ("sgl", 1e-4): ([0.94, 0.94, 0.94], [0.96, 0.96, 0.96], 2900, 0.0),
+    ("sgl", 1e-3): ([0.958, 0.958, 0.958], [0.95, 0.95, 0.95], 1800, 0.50),
+    ("sgl", 3e-3): ([0.9505, 0.9505, 0.9505], [0.94, 0.94, 0.94], 1200, 0.40),
+    ("sgl", 1e-2): ([0.90, 0.91, 0.92], [0.90, 0.90, 0.90], 600, 0.70),
+}
+
+
+def sweep() -> pd.DataFrame:
+    rows = []
+    for (reg, lam), (val, test, kept, removed) in ROWS.items():
+        for seed in range(3):
+            rows.append(
+                {
+                    "dataset": "digits",
+                    "task": "classification",
+                    "regularizer": reg,
+                    "mode": "penalty",
+                    "lambda": lam,
+                    "seed": seed,
+                    "architecture": "64-40-20-10",
+                    "status": "ok",
+                    "val_accuracy": val[seed],
+                    "test_accuracy": test[seed],
+                    "neuron_sparsity_input": removed,
+                    "params_kept": kept,
+                    "params_total": 3630,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def chosen(rule: str, **kwargs) -> dict:
+    table = selection.best(sweep(), rule=rule, **kwargs).set_index("regularizer")
+    return table["lambda"].to_dict()
+
+
+def test_premises_of_the_hand_made_sweep():
+    mean = {k: np.mean(v[0]) for k, v in ROWS.items()}
+    assert mean["l1", 1e-3] == pytest.approx(mean["l1", 3e-3])  # the tie
+    best = max(mean["l1", lam] for lam in (1e-4, 1e-3, 3e-3, 1e-2))
+    assert mean["l1", 1e-2] >= best - 0.01 and mean["l1", 1e-4] >= best - 0.01
+    test_best = max(((np.mean(v[1]), k[1]) for k, v in ROWS.items() if k[0] == "l1"))[1]
+    assert test_best == 1e-4
+
+
+def test_within_picks_the_sparsest_lambda_near_the_best_and_differs_from_best_and_test():
+    within = chosen("within:0.01")
+    assert within["l1"] == 1e-2  # the sparsest within 1 point; not the collapsed 3e-2
+    assert chosen("best")["l1"] == 3e-3  # the validation-best (tied with 1e-3)
+    assert within["l1"] != 1e-4  # the test-best λ is never what validation chooses
+    assert within["sgl"] == 3e-3  # 0.9505 is within 0.01 of sgl's best, 0.958
+    table = selection.best(sweep(), rule="within:0.01").set_index("regularizer")
+    assert table.loc["l1", "val_accuracy_mean"] == pytest.approx(np.mean(ROWS["l1", 1e-2][0]))
+    assert table.loc["l1", "test_accuracy_mean"] == pytest.approx(0.93)
+    assert table.loc["l1", "group_best"] == pytest.approx(np.mean(ROWS["l1", 1e-3][0]))
+    assert table.loc["l1", "kept_input_mean"] == pytest.approx(64 * 0.75)
+    assert set(table["chosen_on_split"]) == {"validation"}
+    assert set(table["reported_on"]) == {"test_accuracy"}
+    assert set(table["selected_on"]) == {"val_accuracy"}
+
+
+def test_a_tighter_tolerance_keeps_fewer_candidates():
+    assert chosen("within:0.005")["l1"] == 3e-3  # 1e-2 (0.951) is 0.009 below the best
+    assert chosen("within:0")["l1"] == 3e-3  # within 0 is best: the tie, to the sparser
+
+
+@pytest.mark.parametrize("rule", ["best", "1se", "within:0"])
+def test_ties_go_to_the_sparser_lambda_under_every_rule(rule):
+    results = sweep()
+    # Make λ = 1e-3 and 3e-3 tie exactly, with 1e-3 the sparser this time.
+    results.loc[results["lambda"].eq(1e-3), "params_kept"] = 1000
+    got = selection.best(results, rule=rule).set_index("regularizer")
+    assert got.loc["l1", "lambda"] == 1e-3
+
+
+def test_sparsity_inputs_counts_input_features_kept():
+    results = sweep()
+    # l1 at 1e-4 now removes most inputs but keeps the most parameters.
+    results.loc[results["lambda"].eq(1e-4) & results["regularizer"].eq("l1"),
+                "neuron_sparsity_input"] = 0.9  # fmt: skip
+    assert chosen("within:0.01")["l1"] == 1e-2
+    got = selection.best(results, rule="within:0.01", sparsity="inputs")
+    assert got.set_index("regularizer").loc["l1", "lambda"] == 1e-4
+    assert got.set_index("regularizer").loc["l1", "kept_input_mean"] == pytest.approx(6.4)
+
+
+def test_the_sparsest_network_of_the_whole_sweep_within_the_tolerance():
+    row = selection.sparsest_overall(sweep(), 0.01).iloc[0]
+    # Sweep best: l1 at 1e-3/3e-3, 0.96. Within 0.01: l1 1e-4..1e-2, sgl 1e-3 and 3e-3;
+    # the fewest parameters kept among them: sgl at 3e-3 (1200).
+    assert (row["regularizer"], row["lambda"]) == ("sgl", 3e-3)
+    assert row["group_best"] == pytest.approx(0.96)
+    assert row["params_kept_mean"] == 1200
+    assert row["test_accuracy_mean"] == pytest.approx(0.94)
+    closer = selection.sparsest_overall(sweep(), 0.005).iloc[0]
+    assert (closer["regularizer"], closer["lambda"]) == ("sgl", 1e-3)  # 0.958, 1800 kept
+    tight = selection.sparsest_overall(sweep(), 0.001).iloc[0]
+    assert (tight["regularizer"], tight["lambda"]) == ("l1", 3e-3)  # the tie, to the sparser
+
+
+def test_a_lambda_with_a_collapsed_run_is_never_chosen():
+    results = sweep()
+    flagged = results["regularizer"].eq("l1") & results["lambda"].eq(1e-2)
+    results["collapsed"] = False
+    results.loc[flagged & results["seed"].eq(2), "collapsed"] = True
+    assert (
+        selection.best(results, rule="within:0.01").set_index("regularizer").loc["l1", "lambda"]
+        == 3e-3
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "value", "chance", "expected"),
+    [
+        ("classification", 0.10, 0.10, True),  # at chance
+        ("classification", 0.09, 0.10, True),  # below
+        ("classification", 0.11, 0.10, False),
+        ("classification", 0.62, 0.627, True),  # breast cancer: the majority class
+        ("regression", 0.0, None, True),
+        ("regression", -0.3, None, True),
+        ("regression", 0.05, None, False),
+        ("classification", float("nan"), 0.1, False),  # a failed run is not "collapsed"
+    ],
+)
+def test_collapsed_is_at_or_below_chance_or_r2_at_most_zero(task, value, chance, expected):
+    assert selection.is_collapsed(task, value, chance) is expected
+
+
+def test_runs_without_the_flag_are_judged_against_one_over_the_classes():
+    flags = selection.with_collapsed(sweep())
+    collapsed = flags[flags["collapsed"]]
+    assert set(zip(collapsed["regularizer"], collapsed["lambda"])) == {("l1", 3e-2)}
+
+
+@pytest.mark.parametrize("rule", ["within", "within:x", "within:-1", "median", "1se:2"])
+def test_a_bad_rule_names_the_allowed_values(rule):
+    with pytest.raises(ValueError, match=r"rule must be one of best, 1se, within:TOL"):
+        selection.best(sweep(), rule=rule)
+
+
+def test_a_bad_sparsity_names_the_allowed_values():
+    with pytest.raises(ValueError, match="sparsity must be one of params, inputs, got 'x'"):
+        selection.best(sweep(), rule="best", sparsity="x")
