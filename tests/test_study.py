@@ -157,7 +157,7 @@ def test_collapsed_is_at_or_below_chance_or_r2_at_most_zero(task, value, chance,
 def test_runs_without_the_flag_are_judged_against_one_over_the_classes():
     flags = selection.with_collapsed(sweep())
     collapsed = flags[flags["collapsed"]]
-    assert set(zip(collapsed["regularizer"], collapsed["lambda"])) == {("l1", 3e-2)}
+    assert set(zip(collapsed["regularizer"], collapsed["lambda"], strict=True)) == {("l1", 3e-2)}
 
 
 @pytest.mark.parametrize("rule", ["within", "within:x", "within:-1", "median", "1se:2"])
