@@ -2,7 +2,9 @@
 
 :func:`label_points` writes a label per cluster of nearby points; once the figure is laid
 out, :func:`declutter` moves each label to a free spot near its point (inside the axes,
-over no marker and no other label), with a thin leader line when it had to go far.
+over no marker and no other label), with a thin leader line when it had to go far; the
+labels that find no such spot are placed by adjustText (``adjust_text``), kept inside the
+axes.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def declutter(ax: Axes) -> None:
     centres = ax.transData.transform(np.vstack(offsets)) if offsets else np.empty((0, 2))
     frame = ax.get_window_extent(renderer)
     placed: list = []
+    crowded = []
     for text in [t for t in ax.texts if isinstance(t, Annotation)]:
         own = SPOTS[1] if text.get_ha() == "right" else SPOTS[0]
         for spot in (own, *SPOTS, own):  # the last try puts it back on its own side
@@ -103,6 +106,31 @@ def declutter(ax: Axes) -> None:
             )
             if inside and not near.any() and not any(box.overlaps(o) for o in placed):
                 break
+        else:
+            crowded.append(text)
         if text.arrow_patch is not None:
             text.arrow_patch.set_visible(max(abs(v) for v in text.xyann) > 12)
         placed.append(box)
+    if crowded:
+        _adjust(ax, crowded)
+
+
+def _adjust(ax: Axes, texts: list[Annotation]) -> None:
+    """adjustText's placement of ``texts``, away from every marker and other label of
+    ``ax``, kept inside the axes, each with a leader line to its point."""
+    from adjustText import adjust_text
+
+    others = [t for t in ax.texts if t not in texts]
+    points = [c for c in ax.collections if len(c.get_offsets())]
+    renderer = ax.get_figure().canvas.get_renderer()
+    to_data = ax.transData.inverted()
+    for text in texts:  # adjustText moves texts in data coordinates
+        box = Text.get_window_extent(text, renderer)
+        text.set_anncoords("data")
+        text.xyann = tuple(to_data.transform(((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)))
+        text.set_ha("center")
+        text.set_va("center")
+        if text.arrow_patch is not None:
+            text.arrow_patch.set_visible(True)
+    adjust_text(texts, ax=ax, objects=[*others, *points], ensure_inside_axes=True,
+                expand_axes=False, time_lim=1)  # fmt: skip

@@ -33,6 +33,7 @@ from regexp.plots.style import (
     seeds_text,
     short_number,
     split_series,
+    spread_text,
     summary_styles,
 )
 from regexp.results.aggregate import PARAMS_FRACTION, pareto_front
@@ -41,6 +42,9 @@ METRIC_LABELS = {
     "test_accuracy": "test accuracy (fraction correct)",
     "test_r2": "test R² (1 = perfect, 0 = the mean)",
     "test_metric": "test accuracy or R²",
+    "val_accuracy": "validation accuracy (fraction correct)",
+    "val_r2": "validation R² (1 = perfect, 0 = the mean)",
+    "val_metric": "validation accuracy or R²",
 }
 
 
@@ -84,7 +88,7 @@ def metric_vs_lambda_figure(summary: pd.DataFrame, metric: str, series: Sequence
     outside_legend(axes, title=" ".join(columns) or None)
     fig.suptitle(
         f"{_sentence(_metric_name(metric))} against λ: {', '.join(datasets)}\n"
-        f"mean ± std over {seeds_text(summary)}, {per_text(columns, 'line')}"
+        f"{spread_text(summary)}, {per_text(columns, 'line')}"
     )
     return fig
 
@@ -122,7 +126,7 @@ def sparsity_vs_lambda_figure(summary: pd.DataFrame, series: Sequence[str]) -> F
     outside_legend(axes.ravel(), title=" ".join(columns) or None)
     fig.suptitle(
         f"Fraction of units removed against λ: {', '.join(datasets)}\n"
-        f"mean ± std over {seeds_text(summary)}; a panel per data set and layer, "
+        f"{spread_text(summary)}; a panel per data set and layer, "
         f"{per_text(columns, 'line')}"
     )
     return fig
@@ -146,54 +150,151 @@ def view_floor(values: np.ndarray) -> float | None:
 
 
 def plot_pareto(
-    summary: pd.DataFrame, metrics: Mapping[str, str], series: Sequence[str], path: Path
+    summary: pd.DataFrame,
+    metrics: Mapping[str, str],
+    series: Sequence[str],
+    path: Path,
+    selected: pd.DataFrame | None = None,
+    answer: pd.DataFrame | None = None,
 ) -> None:
     """Save :func:`pareto_figure` as ``path``."""
-    save_figure(pareto_figure(summary, metrics, series), path, tight=False)
+    fig = pareto_figure(summary, metrics, series, selected, answer)
+    save_figure(fig, path, tight=False)
+
+
+def validation_twin(metric: str) -> str:
+    """``test_accuracy`` → ``val_accuracy``: the metric that chooses, of a reported one."""
+    return "val_" + metric.removeprefix("test_") if metric.startswith("test_") else metric
 
 
 def pareto_figure(
-    summary: pd.DataFrame, metrics: Mapping[str, str], series: Sequence[str]
+    summary: pd.DataFrame,
+    metrics: Mapping[str, str],
+    series: Sequence[str],
+    selected: pd.DataFrame | None = None,
+    answer: pd.DataFrame | None = None,
 ) -> Figure:
-    """Main metric against the fraction of parameters kept, with the Pareto front drawn.
+    """Validation metric against the fraction of parameters kept, with the Pareto front
+    drawn, and the test metric beside it.
 
-    ``metrics`` maps each dataset to its metric (``test_accuracy`` or ``test_r2``). The
-    front (:func:`regexp.results.aggregate.pareto_front`: fewer parameters, higher metric)
-    is computed per dataset over all its groups. Each point is labelled with its λ
-    (:func:`regexp.plots.labels.label_points`: nearby points share a label). Points
-    below :func:`view_floor` are left out of the view, which fits the others, and the
-    panel title lists them (series, λ, value; per λ when more than 3). Markers are hollow
-    and shrink from the first series to the last, so that equal points stay visible.
+    ``metrics`` maps each dataset to its reported metric (``test_accuracy`` or
+    ``test_r2``); the left panel of each dataset shows its validation twin
+    (:func:`validation_twin`), which chooses, and the right panel the test metric, which
+    only reports (no front: it must not invite choosing). The front
+    (:func:`regexp.results.aggregate.pareto_front`: fewer parameters, higher metric) is
+    computed per dataset over all its groups. ``selected`` (a table of
+    :func:`regexp.results.selection.best`) marks each group's chosen λ with a star in
+    both panels; ``answer`` (:func:`regexp.results.selection.sparsest_overall`) marks the
+    sparsest network within the tolerance with a large star and shades the tolerance band
+    below the best validation mean. Points with a collapsed run carry a grey cross. Each
+    point is labelled with its λ (:func:`regexp.plots.labels.label_points`; placed by
+    :func:`regexp.plots.labels.declutter`). Points below :func:`view_floor` are left out
+    of the view, and the panel title lists them. Without a validation column, only the
+    test panel is drawn.
     """
     datasets = [d for d in sorted(metrics) if (summary["dataset"] == d).any()]
     columns, styles = summary_styles(summary, series)
-    height = max(4.6, legend_height(len(styles) + 1) + 0.8)  # + 0.8: the panel notes
-    fig = Figure(figsize=(4.8 * max(len(datasets), 1) + 2, height), layout="constrained")
-    axes = fig.subplots(1, max(len(datasets), 1), squeeze=False)[0]
+    splits = ["val", "test"]
+    if not all(f"{validation_twin(metrics[d])}_mean" in summary.columns for d in datasets):
+        splits = ["test"]
+    nrows, ncols = max(len(datasets), 1), len(splits)
+    extra = 2 + (selected is not None) + (answer is not None)
+    height = max(4.8 * nrows, legend_height(len(styles) + extra) + 0.8)
+    fig = Figure(figsize=(4.9 * ncols + 2.4, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     x = f"{PARAMS_FRACTION}_mean"
-    for ax, dataset in zip(axes, datasets, strict=False):
-        y = f"{metrics[dataset]}_mean"
+    for row_axes, dataset in zip(axes, datasets, strict=False):
         rows = summary[summary["dataset"] == dataset]
-        _pareto_panel(ax, rows, x, y, columns, styles)
-        ax.set_xlabel("fraction of parameters kept (weights and biases)")
-        ax.set_ylabel(f"{_metric_label(metrics[dataset])}, mean")
-    outside_legend(axes, title=" ".join(columns) or None)
-    names = {_metric_name(metrics[d]) for d in datasets}
-    name = names.pop() if len(names) == 1 else "test accuracy or R²"
+        for ax, split in zip(row_axes, splits, strict=True):
+            metric = validation_twin(metrics[dataset]) if split == "val" else metrics[dataset]
+            y = f"{metric}_mean"
+            band = _tolerance(answer, dataset) if split == "val" else None
+            _pareto_panel(ax, rows, x, y, columns, styles, front=split == splits[0], band=band)
+            _mark_chosen(ax, rows, x, y, columns, styles, selected, answer)
+            ax.set_xlabel("fraction of parameters kept (weights and biases)")
+            ax.set_ylabel(f"{_metric_label(metric)}, mean")
+            role = "chooses" if split == "val" else "reports only, never chooses"
+            head = f"{dataset}: {'validation' if split == 'val' else 'test'} ({role})"
+            ax.set_title(f"{head}\n{ax.get_title()}".rstrip("\n"), fontsize=9)
+    outside_legend(axes.ravel(), title=" ".join(columns) or None)
+    names = {_metric_name(validation_twin(metrics[d])) for d in datasets}
+    name = names.pop() if len(names) == 1 else "accuracy or R²"
+    if splits == ["test"]:
+        name = _metric_name(metrics[datasets[0]]) if datasets else "test metric"
     fig.suptitle(
         f"{_sentence(name)} against parameters kept: {', '.join(datasets)}\n"
         f"mean over {seeds_text(summary)}; {per_text(columns, 'marker')}; labels: λ"
     )
     FigureCanvasAgg(fig).draw()  # lays the figure out, so labels can dodge each other
-    for ax in axes:
+    for ax in axes.ravel():
         declutter(ax)
     return fig
 
 
-def _pareto_panel(
-    ax: Axes, rows: pd.DataFrame, x: str, y: str, columns: Sequence[str], styles: dict
+def _tolerance(answer: pd.DataFrame | None, dataset: str) -> tuple[float, float] | None:
+    """``(best, tol)`` of ``dataset``'s row of ``answer`` (rule ``within:TOL``), or None."""
+    if answer is None or answer.empty:
+        return None
+    rows = answer[answer["dataset"] == dataset] if "dataset" in answer.columns else answer
+    if rows.empty:
+        return None
+    tol = float(str(rows["rule"].iloc[0]).partition(":")[2] or 0)
+    return float(rows["group_best"].iloc[0]), tol
+
+
+def _matching(rows: pd.DataFrame, table: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows of ``rows`` (a dataset's summary) that ``table`` chose: equal on the
+    columns they share among the table's group columns and λ."""
+    if table is None or table.empty or "lambda" not in table.columns:
+        return rows.iloc[0:0]
+    keys = list(table.columns[: list(table.columns).index("lambda") + 1])
+    keys = [c for c in keys if c in rows.columns]
+    marks = table[keys].drop_duplicates()
+    return rows.reset_index().merge(marks, on=keys, how="inner").set_index("index")
+
+
+def _mark_chosen(
+    ax: Axes,
+    rows: pd.DataFrame,
+    x: str,
+    y: str,
+    columns: Sequence[str],
+    styles: dict,
+    selected: pd.DataFrame | None,
+    answer: pd.DataFrame | None,
 ) -> None:
-    """One dataset's points, its front, the λ labels and the view (see :func:`pareto_figure`)."""
+    """Stars on the chosen λ of each group (``selected``) and a large one on ``answer``."""
+    low, high = ax.get_ylim()
+    chosen = _matching(rows, selected).dropna(subset=[x, y])
+    if selected is not None:
+        chosen = chosen[chosen[y].between(low, high)]
+        rule = str(selected["rule"].iloc[0]) if len(selected) else ""
+        ax.scatter(
+            chosen[x], chosen[y], marker="*", s=150, facecolors="white", edgecolors="black",
+            linewidths=0.9, zorder=4, label=f"chosen λ per group (rule {rule})",
+        )  # fmt: skip
+    if answer is not None:
+        best = _matching(rows, answer).dropna(subset=[x, y])
+        best = best[best[y].between(low, high)]
+        ax.scatter(
+            best[x], best[y], marker="*", s=420, facecolors="gold", edgecolors="black",
+            linewidths=1.0, zorder=5, label="sparsest within the tolerance of the best",
+        )  # fmt: skip
+    ax.set_ylim(low, high)
+
+
+def _pareto_panel(
+    ax: Axes,
+    rows: pd.DataFrame,
+    x: str,
+    y: str,
+    columns: Sequence[str],
+    styles: dict,
+    front: bool = True,
+    band: tuple[float, float] | None = None,
+) -> None:
+    """One dataset's points, its front (``front``), the tolerance band ``(best, tol)``, the
+    λ labels and the view (see :func:`pareto_figure`)."""
     rows = rows.dropna(subset=[x, y])
     floor = view_floor(rows[y].to_numpy())
     shown = rows[rows[y] >= floor] if floor is not None else rows
@@ -206,21 +307,33 @@ def _pareto_panel(
             points[x], points[y], s=size, label=label, marker=style["marker"],
             facecolors="none", edgecolors=style["color"], linewidths=1.6,
         )  # fmt: skip
-    front = rows[pareto_front(rows[x].to_numpy(), rows[y].to_numpy())].sort_values(x)
-    ring = front[front.index.isin(shown.index)]
-    ax.scatter(ring[x], ring[y], facecolors="none", edgecolors="black", s=190, lw=1, zorder=3)
-    ax.plot([], [], color="black", lw=1, marker="o", mfc="none", ms=13, label="Pareto front")
-    title = str(rows["dataset"].iloc[0]) if len(rows) else ""
+    collapsed = shown[shown.get("collapsed_mean", pd.Series(0.0, index=shown.index)) > 0]
+    if len(collapsed):
+        ax.scatter(collapsed[x], collapsed[y], marker="x", s=60, color="0.4", lw=1.2,
+                   zorder=3, label="a run collapsed (at or below chance)")  # fmt: skip
+    dominant = rows[pareto_front(rows[x].to_numpy(), rows[y].to_numpy())].sort_values(x)
+    if front:
+        ring = dominant[dominant.index.isin(shown.index)]
+        ax.scatter(ring[x], ring[y], facecolors="none", edgecolors="black", s=190, lw=1, zorder=3)
+        ax.plot([], [], color="black", lw=1, marker="o", mfc="none", ms=13, label="Pareto front")
+    title = ""
+    ax.autoscale_view()
+    xlim = ax.get_xlim()
     if floor is not None:  # the view: the points shown, with the front running out below
-        ax.autoscale_view()
-        xlim, top = ax.get_xlim(), shown[y].max()
-        low = shown[y].min()
+        top, low = shown[y].max(), shown[y].min()
         pad = 0.08 * ((top - low) or abs(top) or 1)
         ax.set_ylim(low - pad, top + pad)
-        title += "\n" + _below_note(rows[rows[y] < floor], y, floor, columns)
-    ax.step(front[x], front[y], where="post", color="black", lw=1, scalex=False, scaley=False)
-    if floor is not None:
-        ax.set_xlim(xlim)
+        title = _below_note(rows[rows[y] < floor], y, floor, columns)
+    if band is not None:
+        best, tol = band
+        bottom, top = ax.get_ylim()
+        ax.axhspan(best - tol, best, color="0.85", zorder=0,
+                   label=f"within {tol:g} of the best validation mean")  # fmt: skip
+        ax.set_ylim(min(bottom, best - tol - 0.1 * tol), max(top, best))
+    if front:
+        ax.step(dominant[x], dominant[y], where="post", color="black", lw=1,
+                scalex=False, scaley=False)  # fmt: skip
+    ax.set_xlim(xlim)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
     ax.set_title(title, fontsize=9)
     color_of = {

@@ -130,7 +130,7 @@ def _classes(architecture: object) -> int:
         return 0
 
 
-def _smaller_is_better(metric: str) -> bool:
+def smaller_is_better(metric: str) -> bool:
     return any(word in metric for word in aggregate.SMALLER_IS_BETTER)
 
 
@@ -147,7 +147,7 @@ def _pick(
     then the largest λ, then the better mean): ties go to the sparser λ under every rule.
     """
     mean = points[f"{metric}_mean"]
-    smaller = _smaller_is_better(metric)
+    smaller = smaller_is_better(metric)
     top = mean.idxmin() if smaller else mean.idxmax()
     reach = TIE
     if name == "1se":
@@ -270,7 +270,8 @@ def _table(
     out["group_best"] = list(tops)
     out["n_ok"] = chosen["n_ok"]
     removed = [c.removesuffix("_mean") for c in chosen.columns if c.startswith("removed_")]
-    for column in (metric, test, *removed, "kept_input", "params_kept", "params_total"):
+    kept = ("kept_input", "units_input", "params_kept", "params_total")
+    for column in (metric, test, *removed, *kept):
         for stat in ("mean", "std"):
             if f"{column}_{stat}" in chosen.columns:
                 out[f"{column}_{stat}"] = chosen[f"{column}_{stat}"]
@@ -319,10 +320,14 @@ def with_removed_units(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_kept_inputs(results: pd.DataFrame) -> pd.DataFrame:
-    """``results`` plus ``kept_input``: input features kept, the inputs of ``architecture``
-    times ``1 − neuron_sparsity_input`` (left as it is when already present)."""
+    """``results`` plus ``units_input`` (the inputs of ``architecture``) and ``kept_input``:
+    input features kept, ``units_input · (1 − neuron_sparsity_input)`` (each left as it is
+    when already present)."""
     needed = {"architecture", "neuron_sparsity_input"}
-    if "kept_input" in results.columns or not needed <= set(results.columns):
+    if not needed <= set(results.columns):
         return results
     inputs = np.array([(_units(a) or [np.nan])[0] for a in results["architecture"]], dtype=float)
-    return results.assign(kept_input=inputs * (1.0 - results["neuron_sparsity_input"]))
+    out = results if "units_input" in results.columns else results.assign(units_input=inputs)
+    if "kept_input" in out.columns:
+        return out
+    return out.assign(kept_input=out["units_input"] * (1.0 - out["neuron_sparsity_input"]))
