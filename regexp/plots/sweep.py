@@ -25,6 +25,8 @@ from matplotlib.ticker import MaxNLocator
 from regexp.io.atomic import save_figure
 from regexp.plots.labels import declutter, label_points
 from regexp.plots.style import (
+    bounds,
+    clipped_yerr,
     errorbars,
     lambda_axis,
     legend_height,
@@ -72,25 +74,98 @@ def plot_metric_vs_lambda(
     save_figure(metric_vs_lambda_figure(summary, metric, series), path, tight=False)
 
 
+# The zoom panel of accuracy (R²) against λ: this far below the best mean (metric units).
+ZOOM = {"accuracy": 0.05, "r2": 0.1}
+
+
+def zoom_window(means: np.ndarray, metric: str) -> tuple[float, float] | None:
+    """``(bottom, top)`` of the zoom on the best means: ``top = max + pad``, ``bottom =
+    max − ZOOM`` (``ZOOM`` by metric: 0.05 of accuracy, 0.1 of R²), ``pad`` = a tenth of
+    that; ``None`` for other metrics, or when every mean is already inside."""
+    depth = next((v for k, v in ZOOM.items() if k in metric), None)
+    y = np.asarray(means, dtype=float)
+    y = y[np.isfinite(y)]
+    if depth is None or not len(y) or y.min() >= y.max() - depth:
+        return None
+    return float(y.max() - depth), float(y.max() + depth / 10)
+
+
 def metric_vs_lambda_figure(summary: pd.DataFrame, metric: str, series: Sequence[str]) -> Figure:
-    """``<metric>_mean`` ± ``<metric>_std`` against λ, a panel per dataset, a line per series."""
+    """``<metric>_mean`` ± ``<metric>_std`` against λ, a panel per dataset, a line per series.
+
+    Where some means lie more than :data:`ZOOM` below the best (accuracy, R²), a second
+    panel per dataset zooms on the top (:func:`zoom_window`): the differences of a point
+    that decide a choice. A sweep of a single λ draws each series as a point with its error
+    bar, a series per position. Points with a collapsed run carry a grey cross.
+    """
     datasets = _datasets(summary, f"{metric}_mean")
     columns, styles = summary_styles(summary, series)
-    height = max(4.0, legend_height(len(styles)))
-    fig = Figure(figsize=(4.2 * max(len(datasets), 1) + 2, height), layout="constrained")
-    axes = fig.subplots(1, max(len(datasets), 1), squeeze=False)[0]
-    for ax, dataset in zip(axes, datasets, strict=False):
+    zooms = {
+        d: zoom_window(summary.loc[summary["dataset"] == d, f"{metric}_mean"], metric)
+        for d in datasets
+    }
+    panels = [(d, None) for d in datasets]
+    panels += [(d, zooms[d]) for d in datasets if zooms[d] is not None]
+    height = max(4.0, legend_height(len(styles) + 1))
+    fig = Figure(figsize=(4.2 * max(len(panels), 1) + 2, height), layout="constrained")
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    single = summary["lambda"].nunique() == 1
+    for ax, (dataset, zoom) in zip(axes, panels, strict=False):
         rows = summary[summary["dataset"] == dataset]
-        errorbars(ax, rows, columns, metric, styles)
-        lambda_axis(ax, rows["lambda"])
+        if single:
+            _points_by_series(ax, rows, columns, metric, styles)
+        else:
+            errorbars(ax, rows, columns, metric, styles)
+            lambda_axis(ax, rows["lambda"])
+        _mark_collapsed(ax, rows, metric, single, columns)
         ax.set_ylabel(_metric_label(metric))
         ax.set_title(dataset)
+        if zoom is not None:
+            ax.set_ylim(*zoom)
+            depth = next(v for k, v in ZOOM.items() if k in metric)
+            ax.set_title(f"{dataset}: zoom, {depth:g} below the best and up")
     outside_legend(axes, title=" ".join(columns) or None)
     fig.suptitle(
         f"{_sentence(_metric_name(metric))} against λ: {', '.join(datasets)}\n"
-        f"{spread_text(summary)}, {per_text(columns, 'line')}"
+        f"{spread_text(summary)}, {per_text(columns, 'point' if single else 'line')}"
     )
     return fig
+
+
+def _points_by_series(
+    ax: Axes, rows: pd.DataFrame, columns: Sequence[str], metric: str, styles: dict
+) -> None:
+    """A single λ: each series as one point with its (clipped) error bar, side by side."""
+    low, high = bounds(metric)
+    found = split_series(rows, columns)
+    for i, (label, point) in enumerate(found):
+        mean = point[f"{metric}_mean"].to_numpy(dtype=float)
+        yerr = clipped_yerr(mean, point[f"{metric}_std"].to_numpy(dtype=float), low, high)
+        style = {k: v for k, v in styles[label].items() if k != "linestyle"}
+        ax.errorbar([i] * len(mean), mean, yerr=yerr, capsize=4, ls="none", label=label, **style)
+    ax.set_xticks(range(len(found)), [label or "all" for label, _ in found], rotation=30,
+                  ha="right")  # fmt: skip
+    ax.set_xlim(-0.6, len(found) - 0.4)
+    ax.set_xlabel(f"series at λ = {short_number(rows['lambda'].iloc[0])}")
+
+
+def _mark_collapsed(
+    ax: Axes, rows: pd.DataFrame, metric: str, single: bool, columns: Sequence[str]
+) -> None:
+    """A grey cross on each point of ``rows`` with a collapsed run (``collapsed_mean`` > 0)."""
+    if "collapsed_mean" not in rows.columns:
+        return
+    bad = rows[rows["collapsed_mean"] > 0]
+    if bad.empty:
+        return
+    if single:
+        where = {label: i for i, (label, _) in enumerate(split_series(rows, columns))}
+        xs = [where[label] for label, g in split_series(bad, columns) for _ in range(len(g))]
+        ys = [v for _, g in split_series(bad, columns) for v in g[f"{metric}_mean"]]
+    else:
+        xs, ys = bad["lambda"], bad[f"{metric}_mean"]
+    ax.scatter(xs, ys, marker="x", s=70, color="0.3", lw=1.4, zorder=4,
+               label="a run collapsed (at or below chance)")  # fmt: skip
 
 
 def plot_sparsity_vs_lambda(summary: pd.DataFrame, series: Sequence[str], path: Path) -> None:
@@ -117,8 +192,11 @@ def sparsity_vs_lambda_figure(summary: pd.DataFrame, series: Sequence[str]) -> F
             if rows[f"{layer}_mean"].isna().all():
                 ax.set_axis_off()
                 continue
-            errorbars(ax, rows, columns, layer, styles)
-            lambda_axis(ax, rows["lambda"])
+            if summary["lambda"].nunique() == 1:
+                _points_by_series(ax, rows, columns, layer, styles)
+            else:
+                errorbars(ax, rows, columns, layer, styles)
+                lambda_axis(ax, rows["lambda"])
             ax.set_ylim(-0.04, 1.04)
             ax.set_ylabel("fraction of units removed")
             name = layer.removeprefix("neuron_sparsity_")
@@ -127,7 +205,7 @@ def sparsity_vs_lambda_figure(summary: pd.DataFrame, series: Sequence[str]) -> F
     fig.suptitle(
         f"Fraction of units removed against λ: {', '.join(datasets)}\n"
         f"{spread_text(summary)}; a panel per data set and layer, "
-        f"{per_text(columns, 'line')}"
+        f"{per_text(columns, 'point' if summary['lambda'].nunique() == 1 else 'line')}"
     )
     return fig
 
