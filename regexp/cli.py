@@ -338,9 +338,10 @@ def refine_main(argv: list[str]) -> None:
     union = ",".join(fmt(float(v)) for v in sorted({*lambdas, *grid}))
     words = ["regexp", "train", "-m", *keep, f"lambda={union}"]
     words += [f"hydra.sweep.dir={args.sweep}", "resume=true"]
-    per_lambda = len(results) / max(len(lambdas), 1)
+    replicas = [c for c in [*groups, "seed"] if c in results.columns]
+    per_lambda = len(results.drop_duplicates(replicas)) if replicas else 1
     print(
-        f"{len(grid)} new λ for every group ({round(per_lambda * len(grid))} new jobs; "
+        f"{len(grid)} new λ for every group ({per_lambda * len(grid)} new jobs; "
         "finished runs are reused):"
     )
     print(" ".join(shlex.quote(w) for w in words))

@@ -7,6 +7,8 @@ out by hand below and checked against numpy means."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -169,3 +171,70 @@ def test_a_bad_rule_names_the_allowed_values(rule):
 def test_a_bad_sparsity_names_the_allowed_values():
     with pytest.raises(ValueError, match="sparsity must be one of params, inputs, got 'x'"):
         selection.best(sweep(), rule="best", sparsity="x")
+
+
+# The command line: compare --rule within:TOL answers in one line; refine proposes a grid ---
+
+
+def write_sweep(root: Path) -> Path:
+    root.mkdir(parents=True)
+    frame = sweep().assign(job=[str(i) for i in range(len(sweep()))])
+    frame.to_csv(root / "results.csv", index=False)
+    (root / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra:\n    - hydra/launcher=batched\n"
+        f"    - hydra.sweep.dir={root}\n"
+        "    task:\n    - regularizer=l1,sgl\n    - lambda=1e-4,1e-3\n    - seed=0,1,2\n"
+        "    - trainer.epochs=20\n"
+    )
+    return root
+
+
+def test_compare_within_prints_the_answer_in_one_line(tmp_path, capsys):
+    from regexp.cli import main
+
+    sweep_dir = write_sweep(tmp_path / "sweep")
+    main(["compare", str(sweep_dir), "--rule", "within:0.01", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    (line,) = [t for t in out.splitlines() if "sparsest within 0.01" in t]
+    assert line.startswith("digits: sparsest within 0.01 of the best val_accuracy (0.96): sgl")
+    assert "λ=0.003, 1200/3630 parameters kept (33%), 38.4/64 inputs kept" in line
+    assert "val_accuracy 0.9505" in line and "test_accuracy 0.94" in line
+    assert "chosen on val_accuracy (validation split)" in out  # the table says who chose
+    assert "test_accuracy reported (test split)" in out
+    answer = pd.read_csv(tmp_path / "out" / "sparsest.csv")
+    assert answer.loc[0, "regularizer"] == "sgl" and answer.loc[0, "lambda"] == 3e-3
+    best = pd.read_csv(tmp_path / "out" / "best.csv").set_index("regularizer")
+    assert best["lambda"].to_dict() == {"l1": 1e-2, "sgl": 3e-3}
+
+
+def test_compare_names_a_bad_rule(tmp_path, capsys):
+    from regexp.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(tmp_path), "--rule", "within:x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "rule must be one of best, 1se, within:TOL" in err and "'within:x'" in err
+    assert "Traceback" not in err
+
+
+def test_refine_proposes_lambdas_between_the_last_good_and_the_first_collapsed(tmp_path, capsys):
+    from regexp.cli import main
+    from regexp.results import refine
+
+    sweep_dir = write_sweep(tmp_path / "sweep")
+    main(["refine", str(sweep_dir), "--points", "3"])
+    out = capsys.readouterr().out
+    # l1: last good 1e-2 (within 0.01 of 0.96), first collapsed 3e-2: 3 log-spaced points
+    # strictly between, at 1e-2 · 3^(k/4), k = 1, 2, 3, to 2 significant digits.
+    expected = [round(1e-2 * 3 ** (k / 4), 4) for k in (1, 2, 3)]
+    assert expected == [0.0132, 0.0173, 0.0228]
+    assert refine.between(1e-2, 3e-2, 3) == pytest.approx([0.013, 0.017, 0.023])
+    assert "l1 penalty: last good λ=0.01, first collapsed λ=0.03; new: 0.013, 0.017, 0.023" in out
+    assert "sgl penalty: no collapsed λ above the last good one" in out
+    command = out.strip().splitlines()[-1]
+    assert command.startswith("regexp train -m regularizer=l1,sgl seed=0,1,2 trainer.epochs=20")
+    assert "hydra/launcher=batched" in command
+    assert "lambda=0.0001,0.001,0.003,0.01,0.013,0.017,0.023,0.03" in command
+    assert command.endswith(f"hydra.sweep.dir={sweep_dir} resume=true")
+    assert "3 new λ for every group (18 new jobs" in out  # 3 λ × 2 regularizers × 3 seeds
