@@ -216,7 +216,8 @@ def compare_main(argv: list[str]) -> None:
     written = "comparison.csv, best.csv"
     if answer is not None:
         written += ", sparsest.csv"
-        groups = [c for c in best.columns[: list(best.columns).index("lambda")] if c != "dataset"]
+        keys = best.columns[: list(best.columns).index("lambda")]
+        groups = [c for c in keys if c == "regularizer" or best[c].nunique(dropna=False) > 1]
         for row in answer.to_dict("records"):
             print(answer_line(row, [c for c in groups if c in row]))
     print(f"{written} and plots written to {out}")

@@ -117,13 +117,16 @@ def declutter(ax: Axes) -> None:
 
 def _adjust(ax: Axes, texts: list[Annotation]) -> None:
     """adjustText's placement of ``texts``, away from every marker and other label of
-    ``ax``, kept inside the axes, each with a leader line to its point."""
+    ``ax`` (each with a leader line to its point), then moved back inside the axes where
+    it left them."""
     from adjustText import adjust_text
 
-    others = [t for t in ax.texts if t not in texts]
-    points = [c for c in ax.collections if len(c.get_offsets())]
     renderer = ax.get_figure().canvas.get_renderer()
     to_data = ax.transData.inverted()
+    offsets = [c.get_offsets() for c in ax.collections if len(c.get_offsets())]
+    points = np.vstack(offsets) if offsets else np.empty((0, 2))
+    points = points[np.isfinite(points).all(axis=1)]
+    targets = np.array([t.xy for t in texts], dtype=float)
     for text in texts:  # adjustText moves texts in data coordinates
         box = Text.get_window_extent(text, renderer)
         text.set_anncoords("data")
@@ -132,5 +135,16 @@ def _adjust(ax: Axes, texts: list[Annotation]) -> None:
         text.set_va("center")
         if text.arrow_patch is not None:
             text.arrow_patch.set_visible(True)
-    adjust_text(texts, ax=ax, objects=[*others, *points], ensure_inside_axes=True,
+    others = [t for t in ax.texts if t not in texts]
+    adjust_text(texts, x=points[:, 0], y=points[:, 1], objects=others or None, ax=ax,
+                target_x=targets[:, 0], target_y=targets[:, 1], ensure_inside_axes=True,
                 expand_axes=False, time_lim=1)  # fmt: skip
+    frame = ax.get_window_extent(renderer)
+    for text in texts:  # inside the axes, whatever adjustText did
+        text.update_positions(renderer)
+        box = Text.get_window_extent(text, renderer)
+        dx = max(frame.x0 - box.x0, 0) - max(box.x1 - frame.x1, 0)
+        dy = max(frame.y0 - box.y0, 0) - max(box.y1 - frame.y1, 0)
+        if dx or dy:
+            at = ax.transData.transform(text.xyann)
+            text.xyann = tuple(to_data.transform((at[0] + dx, at[1] + dy)))

@@ -265,9 +265,11 @@ def pareto_figure(
     both panels; ``answer`` (:func:`regexp.results.selection.sparsest_overall`) marks the
     sparsest network within the tolerance with a large star and shades the tolerance band
     below the best validation mean. Points with a collapsed run carry a grey cross. Each
-    point is labelled with its λ (:func:`regexp.plots.labels.label_points`; placed by
-    :func:`regexp.plots.labels.declutter`). Points below :func:`view_floor` are left out
-    of the view, and the panel title lists them. Without a validation column, only the
+    point of the validation panel is labelled with its λ
+    (:func:`regexp.plots.labels.label_points`; placed by
+    :func:`regexp.plots.labels.declutter`), and the chosen points of the test panel.
+    Points below :func:`view_floor` are left out of the view, and the panel title lists
+    them. Without a validation column, only the
     test panel is drawn.
     """
     datasets = [d for d in sorted(metrics) if (summary["dataset"] == d).any()]
@@ -287,7 +289,12 @@ def pareto_figure(
             metric = validation_twin(metrics[dataset]) if split == "val" else metrics[dataset]
             y = f"{metric}_mean"
             band = _tolerance(answer, dataset) if split == "val" else None
-            _pareto_panel(ax, rows, x, y, columns, styles, front=split == splits[0], band=band)
+            # The test panel labels only the chosen points (when there are any): it reports.
+            marks = pd.concat([_matching(rows, selected), _matching(rows, answer)])
+            only = marks.index if split != splits[0] and len(marks) else None
+            _pareto_panel(
+                ax, rows, x, y, columns, styles, front=split == splits[0], band=band, only=only
+            )
             _mark_chosen(ax, rows, x, y, columns, styles, selected, answer)
             ax.set_xlabel("fraction of parameters kept (weights and biases)")
             ax.set_ylabel(f"{_metric_label(metric)}, mean")
@@ -370,9 +377,11 @@ def _pareto_panel(
     styles: dict,
     front: bool = True,
     band: tuple[float, float] | None = None,
+    only: pd.Index | None = None,
 ) -> None:
     """One dataset's points, its front (``front``), the tolerance band ``(best, tol)``, the
-    λ labels and the view (see :func:`pareto_figure`)."""
+    λ labels (of the rows in ``only``, when given) and the view (see
+    :func:`pareto_figure`)."""
     rows = rows.dropna(subset=[x, y])
     floor = view_floor(rows[y].to_numpy())
     shown = rows[rows[y] >= floor] if floor is not None else rows
@@ -417,7 +426,8 @@ def _pareto_panel(
     color_of = {
         i: styles[label]["color"] for label, g in split_series(shown, columns) for i in g.index
     }
-    label_points(ax, shown[x], shown[y], shown["lambda"], [color_of[i] for i in shown.index])
+    named = shown if only is None else shown[shown.index.isin(only)]
+    label_points(ax, named[x], named[y], named["lambda"], [color_of[i] for i in named.index])
 
 
 def _below_note(below: pd.DataFrame, y: str, floor: float, columns: Sequence[str]) -> str:
