@@ -326,7 +326,7 @@ def refine_main(argv: list[str]) -> None:
             why = "no good λ" if _missing(low) else "no collapsed λ above the last good one"
             print(f"{name}: {why}; last good λ={fmt(low)}")
             continue
-        new = refine.between(low, high, args.points)
+        new = [v for v in refine.between(low, high, args.points) if v in grid]
         print(f"{name}: last good λ={fmt(low)}, first collapsed λ={fmt(high)}; "
               f"new: {', '.join(fmt(v) for v in new)}")  # fmt: skip
     if not grid:
