@@ -318,19 +318,19 @@ def refine_main(argv: list[str]) -> None:
         fail(str(err))
     lambdas = sorted(results["lambda"].dropna().unique())
     grid = refine.finer_grid(intervals, lambdas, args.points)
-    groups = [c for c in intervals.columns if c not in ("last_good", "first_collapsed")]
+    groups = [c for c in intervals.columns if c not in ("last_good", "first_bad", "bad")]
     for row in intervals.to_dict("records"):
         name = " ".join(fmt(row[c]) for c in groups)
-        low, high = row["last_good"], row["first_collapsed"]
+        low, high = row["last_good"], row["first_bad"]
         if _missing(low) or _missing(high):
-            why = "no good λ" if _missing(low) else "no collapsed λ above the last good one"
-            print(f"{name}: {why}; last good λ={fmt(low)}")
+            print(f"{name}: no λ above the last good one, λ={fmt(low)}; extend the grid up")
             continue
         new = [v for v in refine.between(low, high, args.points) if v in grid]
-        print(f"{name}: last good λ={fmt(low)}, first collapsed λ={fmt(high)}; "
+        first = "first collapsed" if row["bad"] == "collapsed" else "first out of tolerance"
+        print(f"{name}: last good λ={fmt(low)}, {first} λ={fmt(high)}; "
               f"new: {', '.join(fmt(v) for v in new)}")  # fmt: skip
     if not grid:
-        print("nothing to refine: no group has a collapsed λ above its last good one")
+        print("nothing to refine: no group has a λ above its last good one")
         return
     config = OmegaConf.load(multirun)
     keep = [o for o in config.hydra.overrides.task if o.split("=")[0] not in ("lambda", "resume")]

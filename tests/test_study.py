@@ -231,10 +231,14 @@ def test_refine_proposes_lambdas_between_the_last_good_and_the_first_collapsed(t
     assert expected == [0.0132, 0.0173, 0.0228]
     assert refine.between(1e-2, 3e-2, 3) == pytest.approx([0.013, 0.017, 0.023])
     assert "l1 penalty: last good λ=0.01, first collapsed λ=0.03; new: 0.013, 0.017, 0.023" in out
-    assert "sgl penalty: no collapsed λ above the last good one" in out
+    # sgl: last good 3e-3 (0.9505 within 0.01 of 0.958), none collapsed; 1e-2 (0.91) is
+    # the first λ out of tolerance: between 3e-3 and 1e-2, 3e-3 · (10/3)^(k/4).
+    assert refine.between(3e-3, 1e-2, 3) == pytest.approx([0.0041, 0.0055, 0.0074])
+    assert "sgl penalty: last good λ=0.003, first out of tolerance λ=0.01; new: 0.0041" in out
     command = out.strip().splitlines()[-1]
     assert command.startswith("regexp train -m regularizer=l1,sgl seed=0,1,2 trainer.epochs=20")
     assert "hydra/launcher=batched" in command
-    assert "lambda=0.0001,0.001,0.003,0.01,0.013,0.017,0.023,0.03" in command
+    lambdas = "0.0001,0.001,0.003,0.0041,0.0055,0.0074,0.01,0.013,0.017,0.023,0.03"
+    assert f"lambda={lambdas}" in command
     assert command.endswith(f"hydra.sweep.dir={sweep_dir} resume=true")
-    assert "3 new λ for every group (18 new jobs" in out  # 3 λ × 2 regularizers × 3 seeds
+    assert "6 new λ for every group (36 new jobs" in out  # 6 λ × 2 regularizers × 3 seeds
