@@ -242,3 +242,51 @@ def test_refine_proposes_lambdas_between_the_last_good_and_the_first_collapsed(t
     assert f"lambda={lambdas}" in command
     assert command.endswith(f"hydra.sweep.dir={sweep_dir} resume=true")
     assert "6 new λ for every group (36 new jobs" in out  # 6 λ × 2 regularizers × 3 seeds
+
+
+# The console: job lines name what varies; tables on a pipe keep their full width --------
+
+
+def test_a_job_line_names_every_key_that_varies():
+    from regexp.runs.console import job_line
+
+    row = {"regularizer": "l1", "mode": "penalty", "lambda": 1e-3, "seed": 0, "dropout": 0.2,
+           "lr": 0.003, "model.dropout": 0.2, "optimizer.lr": 0.003, "status": "ok",
+           "val_accuracy": 0.95, "collapsed": False}  # fmt: skip
+    line = job_line(
+        Path("out/7"), row, 3, 8, 30.0, ["regularizer", "model.dropout", "optimizer.lr"]
+    )
+    assert "job 7: regularizer=l1 mode=penalty lambda=0.001 seed=0 dropout=0.2 lr=0.003: ok" in line
+    collapsed = job_line(Path("out/7"), {**row, "collapsed": True}, 3, 8, 30.0)
+    assert collapsed.endswith("(collapsed: at or below chance)")
+
+
+def test_the_sweep_keys_are_those_of_the_sweep_overrides():
+    from omegaconf import OmegaConf
+
+    from regexp.hydra_app.lifecycle import sweep_keys
+
+    config = OmegaConf.create(
+        {"hydra": {"sweeper": {"params": {"regularizer": "l1,sgl", "seed": "0"}},
+                   "overrides": {"task": ["model.dropout=0,0.2", "optimizer.lr=1e-3,3e-3",
+                                          "trainer.epochs=20", "lambda=1e-4,1e-2"]}}}
+    )  # fmt: skip
+    assert sweep_keys(config) == ["regularizer", "model.dropout", "optimizer.lr", "lambda"]
+
+
+def test_tables_printed_to_a_pipe_keep_their_full_width(capsys):
+    from regexp.runs.console import print_best
+
+    table = selection.best(sweep(), rule="within:0.01")
+    table["regularizer"] = table["regularizer"] + "_with_a_long_name_that_would_be_cut"
+    print_best(table)
+    out = capsys.readouterr().out
+    assert "l1_with_a_long_name_that_would_be_cut" in out and "…" not in out
+
+
+def test_csv_data_sets_are_named_by_their_file_in_figures():
+    from regexp.plots.style import named_datasets
+
+    frame = pd.DataFrame({"dataset": ["csv", "csv", "digits"],
+                          "dataset.path": ["data/pima.csv", "/x/heart.csv", None]})  # fmt: skip
+    assert named_datasets(frame)["dataset"].tolist() == ["pima", "heart", "digits"]

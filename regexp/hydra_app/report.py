@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from regexp.io.atomic import write_csv
+from regexp.plots import style as plot_style
 from regexp.plots import sweep as sweep_plots
 from regexp.results import aggregate, selection
 from regexp.runs import console
@@ -53,7 +54,9 @@ def write_plots(
     """
     if not {"dataset", "lambda"} <= set(results.columns):
         return []
-    series = [c for c in (by or aggregate.group_columns(results)) if c not in ("dataset", "lambda")]
+    results = plot_style.named_datasets(results)  # a CSV data set by its file's stem
+    named = ("dataset", "lambda", *plot_style.DATASET_SOURCES)
+    series = [c for c in (by or aggregate.group_columns(results)) if c not in named]
     summary = aggregate.summarize(selection.with_collapsed(results), ["dataset", *series, "lambda"])
     metrics = task_metrics(results)
     if metric and not metric.endswith("_metric"):

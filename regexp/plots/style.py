@@ -100,6 +100,24 @@ def split_series(rows: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, 
     return out
 
 
+# What tells data sets of one name apart; figures name them by the file instead.
+DATASET_SOURCES = ("dataset.path", "data_id")
+
+
+def named_datasets(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with each CSV data set (``dataset == "csv"``) named by its file's stem
+    (``dataset.path`` ``data/pima.csv`` → ``pima``), so that two CSV files get two
+    panels under their own names; other rows are left as they are."""
+    if "dataset" not in results.columns or "dataset.path" not in results.columns:
+        return results
+    csv = results["dataset"].eq("csv") & results["dataset.path"].notna()
+    if not csv.any():
+        return results
+    out = results.copy()
+    out.loc[csv, "dataset"] = [display("dataset.path", p) for p in out.loc[csv, "dataset.path"]]
+    return out
+
+
 def display(column: str, value: object) -> str:
     """A legend's name for ``value`` of ``column``: a path by its file's stem (a
     ``results.csv``/``metrics.csv`` by its folder), a hash by its first 8 digits after
