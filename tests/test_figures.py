@@ -297,7 +297,7 @@ def test_accuracy_vs_lambda_draws_the_summary_with_clipped_error_bars():
     frame = summary()
     fig = sweep_plots.metric_vs_lambda_figure(frame, "test_accuracy", SERIES)
     assert_constrained(fig)
-    (ax,) = fig.axes
+    ax, _ = fig.axes  # the full view, and the zoom on the best (see below)
     assert len(ax.containers) == 4
     for container, reg in zip(ax.containers, REGULARIZERS, strict=True):
         line = container[0]
@@ -326,7 +326,7 @@ def error_segments_of(container) -> np.ndarray:
 def test_equal_series_stay_apart_on_screen_with_their_data_exact():
     fig = sweep_plots.metric_vs_lambda_figure(summary(), "test_accuracy", SERIES)
     render(fig)
-    (ax,) = fig.axes
+    ax = fig.axes[0]
     lines = {c.get_label(): c[0] for c in ax.containers}
     group, sgl = lines["group_lasso"], lines["sgl"]
     np.testing.assert_array_equal(group.get_xydata(), sgl.get_xydata())  # the same data
@@ -344,7 +344,7 @@ def test_sixteen_series_have_distinct_styles_and_a_legend_that_fits():
         frames.append(summary().assign(mode=mode, hidden=hidden))
     frame = pd.concat(frames, ignore_index=True)
     fig = sweep_plots.metric_vs_lambda_figure(frame, "test_accuracy", [*SERIES, "hidden"])
-    (ax,) = fig.axes
+    ax = fig.axes[0]
     styles = {
         (to_hex(c[0].get_color()), c[0].get_marker(), c[0].get_linestyle()) for c in ax.containers
     }
