@@ -290,3 +290,20 @@ def test_csv_data_sets_are_named_by_their_file_in_figures():
     frame = pd.DataFrame({"dataset": ["csv", "csv", "digits"],
                           "dataset.path": ["data/pima.csv", "/x/heart.csv", None]})  # fmt: skip
     assert named_datasets(frame)["dataset"].tolist() == ["pima", "heart", "digits"]
+
+
+def test_a_sweep_prints_exactly_one_line_per_job_and_logs_the_rest_to_train_log(tmp_path, capfd):
+    from hydra.core.global_hydra import GlobalHydra
+
+    from regexp.cli import main
+
+    root = tmp_path / "sweep"
+    GlobalHydra.instance().clear()
+    main(["train", "-m", "regularizer=l1,sgl", "model.dropout=0,0.2", "trainer.epochs=2",
+          "model.hidden=[8]", f"hydra.sweep.dir={root}"])  # fmt: skip
+    captured = capfd.readouterr()
+    lines = (captured.out + captured.err).splitlines()
+    jobs = [t for t in lines if "| job " in t]
+    assert len(jobs) == 4 and all("dropout=" in t for t in jobs)  # dropout varies: named
+    assert not [t for t in lines if "\t#0 : " in t or "training 64-8-10" in t]
+    assert "training 64-8-10" in (root / "0" / "train.log").read_text()

@@ -66,10 +66,12 @@ class SweepLifecycle(Callback):
         self._lock = self._refuse_errors(lambda: sweep_dir.lock(root))
         self._total = sweep_size(config)
         self._keys = sweep_keys(config)
+        console.quiet_sweep_console()  # one line per job: no launchers' listing
         self._refuse_errors(lambda: sweep_dir.start(root, _resume(config)))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
+            console.quiet_sweep_console()  # the job's log goes to its train.log only
             root, run_dir = Path(str(config.hydra.sweep.dir)), config.hydra.runtime.output_dir
             self._refuse_errors(lambda: sweep_dir.add_job(root, Path(run_dir)))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +60,64 @@ def epoch_progress(total: int, enabled: bool = True) -> Iterator[object]:
     with progress:
         task = progress.add_task("", total=total)
         yield lambda text="": progress.update(task, advance=1, description=text)
+
+
+# Loggers whose INFO lines a sweep's console keeps: the job lines and the report
+# (lifecycle, report), the launchers' few lines per sweep or stack and Hydra's own; every
+# other INFO line of a job (its data, training and metrics lines) goes to its train.log.
+SWEEP_CONSOLE = (
+    "regexp.hydra_app.lifecycle",
+    "regexp.hydra_app.report",
+    "regexp.hydra_app.launcher",
+    "hydra",
+)
+_LAUNCH_LINE = re.compile(r"^\t#\d+ : ")
+
+
+class SweepConsoleFilter(logging.Filter):
+    """Lets through, to a sweep's console, warnings and errors and the INFO lines of
+    :data:`SWEEP_CONSOLE`, except the launchers' ``#k : overrides`` listing: one line per
+    finished job (:func:`job_line`) says what each job was."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        if _LAUNCH_LINE.match(str(record.msg)):
+            return False
+        return record.name.startswith(SWEEP_CONSOLE)
+
+
+# The loggers of the launchers that list every job (``#k : overrides``) before running it.
+LAUNCHER_LOGGERS = (
+    "hydra._internal.core_plugins.basic_launcher",
+    "regexp.hydra_app.launcher",
+    "hydra_plugins.hydra_joblib_launcher._core",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+    "hydra_plugins.hydra_ray_launcher._core",
+)
+
+
+class _NoLaunchListing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _LAUNCH_LINE.match(str(record.msg))
+
+
+def quiet_sweep_console() -> None:
+    """Add :class:`SweepConsoleFilter` to the root logger's console handlers (stream
+    handlers that are not files), once, and drop the launchers' ``#k : overrides``
+    listing (:data:`LAUNCHER_LOGGERS`; Hydra sets up new handlers between jobs, so
+    these filter on the loggers); file handlers (a job's train.log) get everything."""
+    for name in LAUNCHER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoLaunchListing) for f in logger.filters):
+            logger.addFilter(_NoLaunchListing())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) or not isinstance(
+            handler, logging.StreamHandler
+        ):
+            continue
+        if not any(isinstance(f, SweepConsoleFilter) for f in handler.filters):
+            handler.addFilter(SweepConsoleFilter())
 
 
 # Named in every job line (when in the row), before the keys that vary in the sweep.
