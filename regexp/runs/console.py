@@ -71,20 +71,25 @@ SWEEP_CONSOLE = (
     "regexp.hydra_app.launcher",
     "hydra",
 )
+# The command's own logger, exactly (not its children): "resume: ... is complete, skipping".
+COMMAND_LOGGER = "regexp"
 _LAUNCH_LINE = re.compile(r"^\t#\d+ : ")
 
 
 class SweepConsoleFilter(logging.Filter):
     """Lets through, to a sweep's console, warnings and errors and the INFO lines of
-    :data:`SWEEP_CONSOLE`, except the launchers' ``#k : overrides`` listing: one line per
-    finished job (:func:`job_line`) says what each job was."""
+    :data:`SWEEP_CONSOLE` (and their children) and :data:`COMMAND_LOGGER`, except the
+    launchers' ``#k : overrides`` listing: one line per finished job (:func:`job_line`)
+    says what each job was."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
             return True
         if _LAUNCH_LINE.match(str(record.msg)):
             return False
-        return record.name.startswith(SWEEP_CONSOLE)
+        name = record.name
+        kept = any(name == n or name.startswith(f"{n}.") for n in SWEEP_CONSOLE)
+        return kept or name == COMMAND_LOGGER
 
 
 # The loggers of the launchers that list every job (``#k : overrides``) before running it.
