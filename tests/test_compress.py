@@ -154,11 +154,11 @@ def test_a_conv_net_loses_its_dead_channels_and_columns():
     with torch.no_grad():
         convs[1].weight[:, 1] = 0  # conv1's output channel 1 feeds nothing
         head.weight[:, 2 * 4 : 3 * 4] = 0  # conv2's channel 2: all 4 of its columns
-        head.weight[:, 0 * 4 + 3] = 0  # one position of the live channel 0
+        head.weight[:, 0 * 4 + 3] = 0  # one position of the live channel 0: kept
     small = compress_model(model)
-    # By hand: conv1 1→3 (3·1·9 + 3 = 30), conv2 3→5 (5·3·9 + 5 = 140), head 19 columns
-    # (5 channels · 4 positions − 1) → 3 (3·19 + 3 = 60): 230.
-    assert sum(p.numel() for p in small.parameters()) == 230
+    # By hand: conv1 1→3 (3·1·9 + 3 = 30), conv2 3→5 (5·3·9 + 5 = 140), head 20 columns
+    # (5 channels · 4 positions) → 3 (3·20 + 3 = 63): 233.
+    assert sum(p.numel() for p in small.parameters()) == 233
     x = torch.randn(40, 64)
     with torch.no_grad():
         np.testing.assert_allclose(small.forward_full(x), model(x), atol=1e-5)

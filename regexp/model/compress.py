@@ -18,8 +18,8 @@ as ``params_kept`` counts it.
 A conv net (:func:`regexp.model.cnn.cnn`) loses its dead channels the same way: input channel
 ``c`` of conv layer ``i`` is dead when ``W_i[:, c, :, :] == 0``, and then conv layer ``i-1``
 loses output channel ``c`` (its filter and bias). The last conv layer's channel ``c`` is dead
-when every column of the linear head that reads it is 0; a dead column of a live channel
-(one position of its flattened output) is dropped by a :class:`Select` before the head. An
+when every column of the linear head that reads it is 0 (the head's inputs are grouped per
+channel, as its group penalty groups them: a live channel keeps all of its columns). An
 image channel (the first conv layer's input) that is dead drops all of its pixels from
 :attr:`CompressedNet.kept_inputs`.
 """
@@ -30,17 +30,6 @@ import copy
 
 import torch
 from torch import Tensor, nn
-
-
-class Select(nn.Module):
-    """Keeps the entries ``index`` of its input's last dimension (no parameters)."""
-
-    def __init__(self, index: Tensor) -> None:
-        super().__init__()
-        self.register_buffer("index", index.to(torch.int64))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.index_select(-1, self.index)
 
 
 class CompressedNet(nn.Module):
@@ -96,6 +85,11 @@ def compress_model(model: nn.Sequential) -> CompressedNet:
         raise ValueError(f"compress cannot remove units through {', '.join(sorted(set(bad)))}")
     weighted = [m for m in modules if isinstance(m, _WEIGHTED)]
     alive_in = [~_dead_inputs(m) for m in weighted]
+    for i in range(1, len(weighted)):  # the head after a flatten: alive per channel
+        before, m = weighted[i - 1], weighted[i]
+        if isinstance(before, nn.Conv2d) and isinstance(m, nn.Linear):
+            per_channel = alive_in[i].reshape(before.out_channels, -1)
+            alive_in[i] = per_channel.any(dim=1, keepdim=True).expand_as(per_channel).flatten()
     alive_out = []
     for i, m in enumerate(weighted):
         n_out = m.out_features if isinstance(m, nn.Linear) else m.out_channels
@@ -121,10 +115,9 @@ def compress_model(model: nn.Sequential) -> CompressedNet:
     out: list[nn.Module] = []
     spec: list = []
     index = 0
-    previous_out: Tensor | None = None  # alive output channels of the last conv layer
     for m in modules:
         if isinstance(m, nn.Unflatten):
-            c, h, w = m.unflattened_size
+            _, h, w = m.unflattened_size
             size = (int(alive_in[0].sum()), h, w)
             out.append(nn.Unflatten(1, size))
             spec.append(["unflatten", *size])
@@ -133,22 +126,9 @@ def compress_model(model: nn.Sequential) -> CompressedNet:
             spec.append(_spec_of(m))
         else:
             rows, cols = alive_out[index].nonzero().flatten(), alive_in[index].nonzero().flatten()
-            if isinstance(m, nn.Linear) and previous_out is not None:
-                # The head after a flatten: keep the alive columns of the alive channels,
-                # renumbered in the compressed flatten (channel rank · positions + position).
-                positions = m.in_features // len(previous_out)
-                rank = torch.cumsum(previous_out, 0) - 1
-                new = rank[cols // positions] * positions + cols % positions
-                total = int(previous_out.sum()) * positions
-                if len(cols) < total:
-                    out.append(Select(new))
-                    spec.append(["select", new.tolist()])
-                previous_out = None
             layer = _shrunk(m, rows, cols)
             out.append(layer)
             spec.append(_spec_of(layer))
-            if isinstance(m, nn.Conv2d):
-                previous_out = alive_out[index]
             index += 1
     net = nn.Sequential(*out).eval()
     return CompressedNet(net, kept_inputs, n_features, spec).eval()
@@ -202,8 +182,6 @@ def _from_spec(entry: list) -> nn.Module:
         return nn.Flatten()
     if kind == "unflatten":
         return nn.Unflatten(1, tuple(entry[1:]))
-    if kind == "select":
-        return Select(torch.tensor(entry[1]))
     if kind == "activation":
         cls = {c.__name__: c for c in _ACTIVATIONS}[entry[1]]
         return cls(**entry[2])
