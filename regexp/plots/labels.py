@@ -10,6 +10,7 @@ axes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 
 import numpy as np
 import pandas as pd
@@ -136,9 +137,10 @@ def _adjust(ax: Axes, texts: list[Annotation]) -> None:
         if text.arrow_patch is not None:
             text.arrow_patch.set_visible(True)
     others = [t for t in ax.texts if t not in texts]
-    adjust_text(texts, x=points[:, 0], y=points[:, 1], objects=others or None, ax=ax,
-                target_x=targets[:, 0], target_y=targets[:, 1], ensure_inside_axes=True,
-                expand_axes=False, time_lim=1)  # fmt: skip
+    with suppress(ValueError):  # a degenerate layout (e.g. one point): the labels stay put
+        adjust_text(texts, x=points[:, 0], y=points[:, 1], objects=others or None, ax=ax,
+                    target_x=targets[:, 0], target_y=targets[:, 1], ensure_inside_axes=True,
+                    expand_axes=False, time_lim=1)  # fmt: skip
     frame = ax.get_window_extent(renderer)
     for text in texts:  # inside the axes, whatever adjustText did
         text.update_positions(renderer)
