@@ -154,6 +154,8 @@ class RunOutputs:
     channels: dict | None = None
     # [channels, height, width] of an image data set, for rebuilding a conv net from model.pt.
     input_shape: list[int] | None = None
+    # The inputs' names as trained on (the data's columns), kept in model.pt for regexp plot.
+    feature_names: list[str] | None = None
 
 
 def channel_norms(model: nn.Module) -> dict | None:
@@ -223,6 +225,7 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     row["train_seconds"] = result.seconds
     row |= dotted  # the whole config last: the CSV's first columns stay readable
     out = RunOutputs(dict(cfg), row, result.history, model)
+    out.feature_names = [str(n) for n in data.feature_names]
     if data.image_shape is not None:
         out.input_shape = [data.channels, *data.image_shape]
     if ok:
@@ -259,10 +262,8 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
     write_csv(run_dir / "history.csv", out.history)
     ids = {k: out.row.get(k) for k in schema.IDS}
     extra = {"metrics": out.row, **ids, "input_shape": out.input_shape}
-    if out.features is not None:  # the inputs' names as trained on, for regexp plot
-        shape = out.features["image_shape"]
-        extra["feature_names"] = [str(n) for n in out.features["names"]]
-        extra["image_shape"] = list(shape) if shape is not None else None
+    if out.feature_names is not None:  # the inputs' names as trained on, for regexp plot
+        extra["feature_names"] = out.feature_names
     save_checkpoint(run_dir / "model.pt", out.model, out.cfg, extra)
     if out.layers is not None:
         write_csv(run_dir / "sparsity.csv", out.layers)
@@ -342,10 +343,11 @@ def plot_run(run_dir: Path) -> list[Path]:
     if ok:
         ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
         first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
-        names, shape = ckpt.get("feature_names"), ckpt.get("image_shape")
+        names = ckpt.get("feature_names")
+        shape = tuple(ckpt["input_shape"][1:]) if ckpt.get("input_shape") else None
         if names is None:  # a model.pt written before the names were stored in it
             names, shape = _names_now(ckpt["config"]["dataset"], ckpt.get("data_id"), first)
-        features = feature_map(first, list(names), tuple(shape) if shape else None)
+        features = feature_map(first, list(names), shape)
         if first.dim() > 2:  # a conv net: its channels from the rebuilt model
             from regexp.model.build import load_model
 
@@ -367,7 +369,7 @@ def _names_now(dataset: Mapping, trained_on: str | None, first: Tensor) -> tuple
     if same:
         table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
         return table.feature_names, table.image_shape
-    return [f"x{i}" for i in range(first.shape[1])], None
+    return [f"x{i}" for i in range(first.shape[1])], None  # an MLP's inputs (conv nets are newer)
 
 
 def _mark_incomplete(run_dir: Path) -> None:
