@@ -40,7 +40,8 @@ bench: install
 # there, so delete outputs/reproduce to start over. Then the baselines (magnitude pruning,
 # and LassoNet: the `paper` extra) → outputs/reproduce/baselines/, and the document.
 REPRO_EXPERIMENTS := scardapane2017_proximal_front scardapane2017_front scardapane2017_proximal \
-	scardapane2017 scardapane2017_identity_front
+	scardapane2017_synthetic scardapane2017_sgd_front scardapane2017_input_front scardapane2017 \
+	scardapane2017_identity_front scardapane2017_breast_cancer
 REPRO_LAUNCHER ?= batched
 REPRO_JOBS ?= 2
 REPRO_ARGS := resume=true $(if $(REPRO_LAUNCHER),hydra/launcher=$(REPRO_LAUNCHER))

@@ -122,7 +122,8 @@ def run_metrics(
 class RunOutputs:
     """Everything a run writes, computed and held in memory (small and picklable).
 
-    ``model`` is on the CPU (thresholded if ``row["status"] == "ok"``); ``layers`` is the
+    ``model`` is on the CPU (thresholded if ``row["status"] == "ok"``) and ``raw`` its
+    state dict before thresholding (saved in ``model.pt`` as ``raw_state_dict``); ``layers`` is the
     per-layer table of ``sparsity.csv`` and ``features`` the arguments of
     :func:`regexp.plots.run.plot_features`: both are ``None`` unless the run is ok.
     """
@@ -133,6 +134,7 @@ class RunOutputs:
     model: nn.Module
     layers: pd.DataFrame | None = None
     features: dict | None = None
+    raw: dict | None = None
 
 
 def feature_map(first: Tensor, names: list[str], image_shape: tuple | None) -> dict:
@@ -161,13 +163,14 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     row = {k: v for k, v in config.items() if k not in dotted}
     row |= {"status": result.status, "epochs_run": len(result.history)}
     ok = result.status == "ok"
+    raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
     metrics, layers = run_metrics(model if ok else copy.deepcopy(model), data, cfg["threshold"])
     if not ok:
         metrics = {k: (v if k == "params_total" else math.nan) for k, v in metrics.items()}
     row |= metrics
     row["train_seconds"] = result.seconds
     row |= dotted  # the whole config last: the CSV's first columns stay readable
-    out = RunOutputs(dict(cfg), row, result.history, model)
+    out = RunOutputs(dict(cfg), row, result.history, model, raw=raw)
     if ok:
         out.layers = pd.DataFrame(
             [vars(layer) for layer in layers], columns=["layer", "units", "removed", "fraction"]
@@ -190,7 +193,8 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
     _mark_incomplete(run_dir)
     write_csv(run_dir / "history.csv", out.history)
     ids = {k: out.row.get(k) for k in schema.IDS}
-    save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row, **ids})
+    extra = {"metrics": out.row, **ids, "raw_state_dict": out.raw}
+    save_checkpoint(run_dir / "model.pt", out.model, out.cfg, extra)
     if out.layers is not None:
         write_csv(run_dir / "sparsity.csv", out.layers)
     if figures:

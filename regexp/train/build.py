@@ -81,7 +81,7 @@ def build_regularizer(cfg: Mapping, strength: float) -> tuple[Regularizer, str]:
         raise ValueError("regularizer.mode=proximal is not defined for weight_decay; use penalty")
     check_choice("regularizer.prox_metric", cfg.get("prox_metric", "identity"), PROX_METRICS)
     options = {k: v for k, v in cfg.items() if k not in ("name", "mode", "prox_metric")}
-    known = set(inspect.signature(REGULARIZERS[name]).parameters) - {"strength", "params"}
+    known = set(inspect.signature(REGULARIZERS[name]).parameters) - {"strength"}
     unknown = sorted(set(options) - known)
     if unknown:
         allowed = ", ".join(f"regularizer.{k}" for k in sorted(known))
