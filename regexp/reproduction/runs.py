@@ -53,18 +53,27 @@ def read_runs(root: Path) -> pd.DataFrame:
 
 
 def dedupe(runs: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
-    """Keep the first of runs with equal config columns (the same job in two sweeps).
+    """Keep the first of runs with equal config columns (the same job in two sweeps; the
+    unregularized network at any λ).
 
     Returns the runs, how many configurations ran more than once, and how many of those
     disagree on status, a test metric or a kept count (non-determinism, logged).
     """
     keys = aggregate.config_columns(runs)
     metrics = ["status", *[c for c in runs if c.startswith(("test_", "kept_", "params_"))]]
-    twins = runs[runs.duplicated(keys, keep=False)].groupby(keys, dropna=False)
+    # the unregularized network ignores λ: its jobs at several λ are one configuration
+    frame = runs.copy()
+    none = frame["regularizer"] == "none"
+    for col, same in (("lambda", 0.0), ("config_id", "none")):
+        if col in frame:
+            frame[col] = frame[col].astype(object).where(~none, same)
+    dup = frame.duplicated(keys, keep=False)
+    twins = frame[dup].groupby(keys, dropna=False)
     differ = sum(len(g[metrics].drop_duplicates()) > 1 for _, g in twins)
     if differ:
         log.warning("%d configurations give different metrics in different sweeps", differ)
-    return runs.drop_duplicates(keys).reset_index(drop=True), twins.ngroups, differ
+    keep = ~frame.duplicated(keys)
+    return runs[keep].reset_index(drop=True), twins.ngroups, differ
 
 
 def mean_std(mean: float, std: float, scale: float = 1.0, digits: int = 1) -> str:
