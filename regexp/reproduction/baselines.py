@@ -148,7 +148,7 @@ def measure(model: nn.Module, data: Dataset, threshold: float) -> dict:
         "kept_input": layers[0].units - layers[0].removed,
         "kept_hidden": sum(s.units - s.removed for s in layers[1:]),
         "params_kept": sparsity.params_kept(model),
-        "inputs": " ".join(map(str, torch.flatnonzero(alive).tolist())),
+        "inputs": " ".join(map(str, np.flatnonzero(alive.numpy()).tolist())),
     }
 
 

@@ -175,7 +175,7 @@ def removal_check(
 
 def _logged(check: Check) -> Check:
     if check.verdict in ("disagrees", "within noise", "undecided"):
-        log.warning("claim %s: %s (%s)", check.verdict, check.claim, check.detail)
+        log.info("claim %s: %s (%s)", check.verdict, check.claim, check.detail)
     return check
 
 

@@ -21,7 +21,7 @@ from regexp.reproduction.claims import (
     verdict,
 )
 from regexp.reproduction.matched import Interval, paired_interval
-from regexp.reproduction.sections import BEYOND, diff_line, noise, paired_at_lambda
+from regexp.reproduction.sections import BEYOND, noise, paired_at_lambda
 from regexp.reproduction.study import REFERENCE, Study, label, ordered
 from regexp.results import aggregate
 
@@ -420,35 +420,53 @@ def proximal(s: Study) -> list[str]:
 
 
 def _matched_lines(s: Study, methods: list[str], ref: str = REFERENCE) -> list[str]:
-    """Paired differences of each method against ``ref`` at ``P*``, ``I*`` and ``A*``."""
+    """A table: each method against ``ref`` at ``P*``, ``I*`` (accuracy, points) and at
+    ``A*`` (units kept): the method's mean, then the paired difference method − ``ref`` with
+    its interval and ``n``; ``–`` where the method has no front on that axis."""
     t, mt = s.targets, s.matched
     fronts = s.fronts()
-    out = []
-    for m in [m for m in methods if m in fronts and ref in fronts]:
-        names = (label(m), f"{label(ref)} in penalty mode")
-        out += [f"{names[0]} against {names[1]}, at matched sparsity and accuracy:", ""]
-        if m not in analysis.BASELINE_AXES:
-            d, a, b = mt.accuracy("params_kept", m, ref, t["params"])
-            what = f"accuracy (%) at {t['params']:.0f} parameters"
-            out.append(diff_line(what, d, a, b, 100, 2, names))
-        d, a, b = mt.accuracy("kept_input", m, ref, t["inputs"])
-        out.append(diff_line(f"accuracy (%) at {t['inputs']:.1f} inputs", d, a, b, 100, 2, names))
+    rows = [m for m in methods if m in fronts and ref in fronts]
+    if not rows:
+        return []
+    head = [
+        "method",
+        f"accuracy (%) at {t['params']:.0f} parameters",
+        f"accuracy (%) at {t['inputs']:.1f} inputs",
+        *(f"{analysis.AXES[a]} at {100 * t['level']:.2f}%" for a in analysis.AXES),
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in rows:
         axes = analysis.BASELINE_AXES.get(m, tuple(analysis.AXES))
-        for axis in axes:
-            d, a, b = mt.kept(axis, m, ref, t["level"])
+        cells = [label(m)]
+        for axis, target in (("params_kept", t["params"]), ("kept_input", t["inputs"])):
+            if axis not in axes:
+                cells.append("–")
+                continue
+            d, a, _ = mt.accuracy(axis, m, ref, target)
+            cells.append(_versus(a, d, 100, 2))
+        for axis in analysis.AXES:
+            if axis not in axes:
+                cells.append("–")
+                continue
+            d, a, _ = mt.kept(axis, m, ref, t["level"])
             # kept() gives how many more m removes: report kept counts, difference m − ref
-            flipped = Interval(-d.mean, -d.high, -d.low, d.n)
-            out.append(
-                diff_line(
-                    f"{analysis.AXES[axis]} at {100 * t['level']:.2f}% accuracy",
-                    flipped,
-                    a,
-                    b,
-                    names=names,
-                )
-            )
-        out.append("")
-    return out
+            cells.append(_versus(a, Interval(-d.mean, -d.high, -d.low, d.n), 1, 1))
+        lines.append("| " + " | ".join(cells) + " |")
+    return [
+        "\n".join(lines),
+        "",
+        f"Each cell: the method's mean over seeds; in brackets its paired difference from "
+        f"{label(ref)} (penalty mode) with the 95% interval and the number of seeds where "
+        "both have a value (a `gap`, `grid ends`, `≤` or `not reached` reading leaves a seed "
+        "out).",
+        "",
+    ]
+
+
+def _versus(a: float, d: Interval, scale: float, digits: int) -> str:
+    if not math.isfinite(a):
+        return "no value"
+    return f"{scale * a:.{digits}f} ({d.text(scale, digits)})"
 
 
 def _metric_note(s: Study) -> list[str]:
@@ -488,38 +506,50 @@ def _metric_note(s: Study) -> list[str]:
 
 
 def baselines(s: Study) -> list[str]:
-    """Magnitude pruning (with and without fine-tuning) and LassoNet at matched sparsity."""
-    out = ["## Baselines at matched sparsity", ""]
-    if s.prune is None and s.lasso is None:
-        return [
-            *out,
-            "The baselines did not run "
-            f"(`python -m regexp.reproduction.baselines {s.root}` writes them).",
-            "",
-        ]
+    """Pruning (two criteria, with and without fine-tuning), SGL with the same fine-tuning,
+    LassoNet (path and refit), input-layer-only GL and SGL and proximal SGD, each against
+    penalty SGL at equal parameters, equal inputs and equal accuracy."""
+    out = ["## Baselines and like-for-like methods at matched sparsity (Table 5)", ""]
     if s.prune is not None:
         ft = int(s.prune["finetune_epochs"].max())
         fr = sorted(s.prune["fraction"].unique())
         out += [
             "Magnitude pruning of the unregularized networks (`none`, one per seed) after "
-            "training: in each layer, the units whose outgoing weights have the largest L2 "
-            "norm are kept and the others' outgoing weights set to 0 (`torch.nn.utils.prune."
-            "ln_structured` with n = 2 over columns). *All layers* keeps the fraction q of the "
-            "inputs and of each hidden layer, *inputs only* prunes the input features alone; "
-            f"q in {', '.join(f'{q:g}' for q in fr)}. *Fine-tuned*: then {ft} epochs of Adam "
-            "on the data loss (the run's lr, batch and seed) with the pruned weights held at 0.",
+            "training: in each layer the units of largest score are kept and the others' "
+            "outgoing weights set to 0. Scores: ‖W_j‖, the L2 norm of unit j's outgoing "
+            "weights (`torch.nn.utils.prune.ln_structured` with n = 2 over columns), and "
+            "‖W_j‖·std(x_j) for the input layer (x_j: input j over the training rows; a "
+            "weight's effect scales with its input's spread; hidden layers keep ‖W_j‖). *All "
+            "layers* keeps the fraction q of the inputs and of each hidden layer, *inputs "
+            "only* prunes the input features alone (all hidden units stay: not matched in "
+            f"size to SGL, compare it at equal inputs only); q in "
+            f"{', '.join(f'{q:g}' for q in fr)}. *Fine-tuned*: then {ft} epochs of Adam on "
+            "the data loss (the run's lr, batch and seed) with the pruned weights held at 0. "
+            f"*SGL, fine-tuned*: every penalty SGL network of the front given the same {ft} "
+            "epochs with its zero weights held at 0, so that the two have the same budget "
+            "(pruning without and SGL without fine-tuning are the other equal-budget pair).",
             "",
         ]
     if s.lasso is not None:
-        secs = s.lasso.groupby("seed")["path_seconds"].first()
+        path = s.lasso[s.lasso["reading"] == "path"]
+        refit = s.lasso[s.lasso["reading"] == "refit"]
+        secs = path.groupby("seed")["path_seconds"].first()
+        first = path[path["seed"] == path["seed"].min()]["epochs"].astype(int).tolist()
         out += [
-            "LassoNet (the `lassonet` package, `LassoNetClassifier`): hidden layers "
-            f"{tuple(s.cfg['model']['hidden'])} (its own ReLU network and linear skip layer), "
-            "its default optimizers and early stopping on this protocol's validation rows, "
-            "seeded with the run's seed on the same split; every point of its λ path "
-            f"(path multiplier {_lassonet_multiplier()}) is scored on the test rows: "
-            f"{s.lasso.groupby('seed').size().mean():.0f} points and {secs.mean():.0f} s per "
-            "seed on one CPU thread.",
+            "LassoNet (Lemhadri et al. 2021; the `lassonet` package, `LassoNetClassifier`): "
+            f"hidden layers {tuple(s.cfg['model']['hidden'])} (its own ReLU network and "
+            "linear skip layer), the package's defaults (path multiplier "
+            f"{_lassonet_multiplier()}, n_iters (1000, 100), patience (100, 10), its own "
+            "optimizers), early stopping on this protocol's validation rows, seeded with the "
+            f"run's seed on the same split: {path.groupby('seed').size().mean():.0f} path "
+            f"points and {secs.mean():.0f} s per seed on one CPU thread. Epochs per path "
+            f"point for seed {path['seed'].min()}: {first[:8]} … (median "
+            f"{int(path['epochs'].median())}). Two readings: *its path's networks*, each "
+            "scored as it is; and *selection refitted* (Lemhadri et al.'s protocol): the "
+            "inputs selected at the path point nearest each of "
+            f"{sorted(set(refit['kept_input'].astype(int)), reverse=True)} inputs retrained "
+            "with this project's MLP, initialisation, optimizer and budget "
+            f"({s.cfg['trainer']['epochs']} epochs), the other inputs' weights held at 0.",
             "",
         ]
     else:
@@ -528,8 +558,27 @@ def baselines(s: Study) -> list[str]:
             "lassonet`, or `pip install -e .[paper]`).",
             "",
         ]
-    out += _matched_lines(s, list(analysis.BASELINES))
+    out += [
+        "Input-layer-only GL and SGL: the penalty on the first layer's weights only "
+        '(`regularizer.params: ["0.weight"]`), the like-for-like feature selectors. '
+        "Proximal SGD: a plain SGD step (lr "
+        f"{_sgd_lr(s)}, no momentum) on the data loss, then the identity-metric proximal "
+        "step of lr·λ·R: the consistent method of the identity metric.",
+        "",
+    ]
+    others = [
+        m
+        for m in (*analysis.BASELINES, "group_lasso/input", "sgl/input", "sgl/prox-sgd")
+        if m in s.fronts()
+    ]
+    out += ["**Table 5.** Each method against penalty SGL at matched sparsity:", ""]
+    out += _matched_lines(s, others)
     return out
+
+
+def _sgd_lr(s: Study) -> str:
+    sgd = s.runs[(s.runs["method"] == "sgl/prox-sgd") & (s.runs["status"] == "ok")]
+    return f"{float(sgd['lr'].iloc[0]):g}" if len(sgd) else "–"
 
 
 def _lassonet_multiplier() -> str:

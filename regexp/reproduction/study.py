@@ -108,6 +108,32 @@ class Study:
     def hidden_units(self) -> int:
         return int(sum(self.runs[c].max() for c in self.runs if c.startswith("units_hidden")))
 
+    def other(self, dataset: str, lam: float) -> Study | None:
+        """The study of another data set's runs (read with this one), ``None`` without an
+        ok run of the reference method at ``lam`` there."""
+        runs = self.others[self.others["dataset"] == dataset].reset_index(drop=True)
+        at = np.isclose(runs["lambda"].astype(float), lam, rtol=1e-9, atol=0)
+        ok = runs[(runs["status"] == "ok") & (runs["method"] == REFERENCE)]
+        if ok.empty:
+            return None
+        ref = ok[at[ok.index]] if at[ok.index].any() else ok
+        _, cfg = load_checkpoint(Path(ref["run_dir"].iloc[0]) / "model.pt")
+        base_rows, prune, _ = analysis.read_baselines(self.root / "baselines", dataset)
+        return build(
+            self.root,
+            self.everything.iloc[0:0],
+            runs,
+            0,
+            0,
+            lam,
+            cfg,
+            base_rows,
+            prune,
+            None,
+            float(cfg["threshold"]),
+            self.others.iloc[0:0],
+        )
+
     def at(self, threshold: float) -> Study:
         """This study with every run re-measured at ``threshold`` (from the weights before
         thresholding; the baselines as they are)."""
