@@ -122,6 +122,7 @@ class Matched:
     points: pd.DataFrame
     x_targets: Mapping[str, Sequence[float]]
     levels: Sequence[float]
+    gap: float | None = matched.GAP
     at_x: dict[str, pd.DataFrame] = field(default_factory=dict)
     at_level: dict[str, pd.DataFrame] = field(default_factory=dict)
 
@@ -129,11 +130,13 @@ class Matched:
         pts = restrict(self.points)
         for axis, targets in self.x_targets.items():
             sel = pts.dropna(subset=[axis, "test_accuracy"])
-            self.at_x[axis] = matched.per_seed(sel, axis, "test_accuracy", targets, "value")
+            self.at_x[axis] = matched.per_seed(
+                sel, axis, "test_accuracy", targets, "value", self.gap
+            )
         for axis in AXES:
             sel = pts.dropna(subset=[axis, "test_accuracy"])
             self.at_level[axis] = matched.per_seed(
-                sel, axis, "test_accuracy", list(self.levels), "level"
+                sel, axis, "test_accuracy", list(self.levels), "level", self.gap
             )
 
     def accuracy(self, axis: str, a: str, b: str, target: float) -> tuple[Interval, float, float]:
