@@ -24,7 +24,7 @@ from regexp.reproduction import thresholds
 from regexp.train.build import resolve_prox_metric
 
 SHORT = {"none": "none", "l2": "L2", "l1": "L1", "group_lasso": "GL", "sgl": "SGL"}
-METRIC_LABEL = {"adaptive": "Adam metric", "identity": "identity"}
+METRIC_LABEL = {"adaptive": "Adam metric", "identity": "identity metric, after Adam"}
 
 
 def constant_inputs(data: Dataset) -> np.ndarray:
@@ -51,8 +51,8 @@ def method_key(
 
 
 def method_label(key: str) -> str:
-    """``"SGL"``, ``"SGL prox (Adam metric)"``, ``"SGL prox (identity)"``, ``"SGL proximal
-    SGD"``, ``"SGL, input layer only"``; other keys as they are."""
+    """``"SGL"``, ``"SGL prox (Adam metric)"``, ``"SGL prox (identity metric, after
+    Adam)"``, ``"SGL proximal SGD"``, ``"SGL, input layer only"``; other keys as they are."""
     key, inp, _ = key.partition("/input")
     reg, _, prox = key.partition("/prox-")
     name = SHORT.get(reg, reg)
