@@ -510,6 +510,18 @@ def test_the_synthetic_data_set_is_make_classification_unshuffled():
     assert table.feature_names[20] == "redundant_0" and table.feature_names[40] == "noise_0"
 
 
+def test_runs_of_the_sweeps_below_the_root_are_read(tiny_sweep, tmp_path):
+    from regexp.reproduction.runs import read_runs
+
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "multirun.yaml").write_text("{}\n")  # a sweep of its own
+    shutil.copytree(tiny_sweep / "tiny" / "0", tmp_path / "one" / "0")
+    shutil.copytree(tiny_sweep / "tiny" / "1", tmp_path / "loose")
+    runs = read_runs(tmp_path)
+    assert sorted(runs["job"]) == ["loose", "one/0"]
+    assert sorted(runs["sweep"]) == ["loose", "one"]
+
+
 def test_thresholds_remeasure_the_saved_raw_weights(metrics):
     from regexp.data.prepare import load_dataset
     from regexp.model.mlp import load_checkpoint

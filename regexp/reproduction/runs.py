@@ -17,15 +17,17 @@ from omegaconf import OmegaConf
 
 from regexp.results import aggregate
 from regexp.runs import collect as sweep
+from regexp.runs.sweep_dir import STATE_DIR
 
 log = logging.getLogger(__name__)
 
 
 def read_runs(root: Path) -> pd.DataFrame:
-    """:func:`regexp.runs.collect.collect` of ``root`` plus, per run, ``run_dir``, ``sweep`` (the
-    first directory below ``root``) and, from its ``sparsity.csv``, ``units_<layer>`` and
-    ``kept_<layer> = units − removed`` per layer and ``kept_hidden``, their sum over the
-    hidden layers.
+    """:func:`regexp.runs.collect.collect` of ``root`` and of each sweep directly below it
+    (a folder with ``multirun.yaml`` or a state folder), plus, per run, ``run_dir``,
+    ``sweep`` (the first directory below ``root``) and, from its ``sparsity.csv``,
+    ``units_<layer>`` and ``kept_<layer> = units − removed`` per layer and ``kept_hidden``,
+    their sum over the hidden layers.
 
     Raises
     ------
@@ -33,7 +35,15 @@ def read_runs(root: Path) -> pd.DataFrame:
         If there is no run under ``root``.
     """
     root = Path(root)
-    runs = sweep.collect(root)
+    frames = [sweep.collect(root)]  # runs outside the sweeps below
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        if (child / "multirun.yaml").is_file() or (child / STATE_DIR).is_dir():
+            # a sweep of its own: collect(root) leaves its jobs to it
+            jobs = sweep.collect(child)
+            if not jobs.empty:
+                frames.append(jobs.assign(job=child.name + "/" + jobs["job"].astype(str)))
+    frames = [f for f in frames if not f.empty]
+    runs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if runs.empty:
         raise ValueError(f"no runs under '{root}'; run the sweeps first")
     runs["run_dir"] = [root / job for job in runs["job"]]
