@@ -26,8 +26,26 @@ ABBREVIATIONS = [
 ]
 
 
-def _word(checks: Sequence[Check], strict: bool = True) -> str:
-    return ", ".join(f"{(c.strict or c.verdict) if strict else c.verdict}" for c in checks)
+def short(c: Check) -> str:
+    """A check's part of the claim in a few words: ``inputs removed vs L1``."""
+    text = c.claim
+    ref = text.rsplit(" ", 1)[-1].removesuffix("'s")
+    if "equal parameters" in text:
+        what = "accuracy at equal parameters"
+    elif "equal inputs" in text:
+        what = "accuracy at equal inputs"
+    elif "input features" in text:
+        what = "inputs removed"
+    elif "hidden neurons" in text:
+        what = "hidden neurons removed"
+    else:
+        what = "accuracy"
+    return f"{what} vs {ref}"
+
+
+def _word(checks: Sequence[Check]) -> str:
+    """``inputs removed vs L1: within noise; …`` with the strict verdicts."""
+    return "; ".join(f"{short(c)}: {c.strict or c.verdict}" for c in checks)
 
 
 def _parts(checks: Sequence[Check], kind: str) -> list[Check]:
@@ -99,7 +117,15 @@ def summary(
     out.append(
         f"- **Thresholds {ts}**: {len(same_t)} of {len(next(iter(per_threshold.values())))} "
         "parts keep the same strict verdict at every threshold"
-        + (": " + "; ".join(f"{c} ({v})" for c, v in same_t) if same_t else "")
+        + (
+            ": "
+            + "; ".join(
+                f"{'validation' if 'validation' in c else 'matched'}, {short(Check(c, v, ''))}: {v}"
+                for c, v in same_t
+            )
+            if same_t
+            else ""
+        )
         + "; the others depend on the threshold. [Table 4b]"
     )
     out += _baseline_lines(s)
