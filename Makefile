@@ -42,7 +42,7 @@ bench: install
 # SGL fine-tuned, LassoNet's path and refit: the `paper` extra) →
 # outputs/reproduce/baselines/ (kept when there), and the document.
 REPRO_EXPERIMENTS := scardapane2017_proximal_front scardapane2017_front scardapane2017_proximal \
-	scardapane2017_synthetic scardapane2017_sgd_front scardapane2017_input_front scardapane2017 \
+	scardapane2017_synthetic scardapane2017_sgd_front scardapane2017 \
 	scardapane2017_identity_front scardapane2017_breast_cancer
 REPRO_LAUNCHER ?= batched
 REPRO_JOBS ?= 2
