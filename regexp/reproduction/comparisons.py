@@ -558,12 +558,25 @@ def baselines(s: Study) -> list[str]:
             "lassonet`, or `pip install -e .[paper]`).",
             "",
         ]
+    methods = set(s.runs["method"])
+    inputs = [m for m in ("group_lasso/input", "sgl/input") if m in methods]
     out += [
-        "Input-layer-only GL and SGL: the penalty on the first layer's weights only "
-        '(`regularizer.params: ["0.weight"]`), the like-for-like feature selectors. '
-        "Proximal SGD: a plain SGD step (lr "
-        f"{_sgd_lr(s)}, no momentum) on the data loss, then the identity-metric proximal "
-        "step of lr·λ·R: the consistent method of the identity metric.",
+        (
+            f"{' and '.join(label(m) for m in inputs)}: the penalty on the first layer's "
+            'weights only (`regularizer.params: ["0.weight"]`), the like-for-like feature '
+            "selector. "
+            if inputs
+            else "Input-layer-only GL and SGL (`conf/experiment/scardapane2017_input_front."
+            "yaml`) did not run: their jobs cannot be stacked and were too slow for this "
+            "run's time budget. "
+        )
+        + (
+            f"Proximal SGD: a plain SGD step (lr {_sgd_lr(s)}, no momentum) on the data loss, "
+            "then the identity-metric proximal step of lr·λ·R: the consistent method of the "
+            "identity metric."
+            if "sgl/prox-sgd" in methods
+            else ""
+        ),
         "",
     ]
     others = [
