@@ -554,8 +554,9 @@ def baselines(s: Study) -> list[str]:
         ]
     else:
         out += [
-            "LassoNet did not run: the `lassonet` package is not installed (`pip install "
-            "lassonet`, or `pip install -e .[paper]`).",
+            "LassoNet did not run for this report: there is no `baselines/lassonet.csv` "
+            "(`python -m regexp.reproduction.baselines` writes it unless `--no-lassonet`; it "
+            "needs the `lassonet` package, `pip install -e .[paper]`).",
             "",
         ]
     methods = set(s.runs["method"])
