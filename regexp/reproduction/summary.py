@@ -130,7 +130,11 @@ def summary(
     )
     out += _baseline_lines(s)
     if seconds is not None and math.isfinite(seconds):
-        out.append(f"- `make reproduce` took {seconds / 60:.1f} minutes on this machine.")
+        out.append(
+            f"- Measured run time: {seconds / 60:.1f} minutes of wall time from the first "
+            "sweep to this report (`--seconds`), on the machine and under the load it ran on "
+            "(see Runs and times)."
+        )
     out += [
         "",
         "Abbreviations: " + "; ".join(ABBREVIATIONS) + ".",
