@@ -538,7 +538,7 @@ def test_thresholds_remeasure_the_saved_raw_weights(metrics):
         kept = [np.where(np.abs(w) < t, 0.0, w) for w in ws]
         alive_in = (kept[0] != 0).any(axis=0)
         assert got[thresholds.column("kept_input", t)] == alive_in.sum()
-        np.testing.assert_array_equal(got[f"alive@{t:g}"], alive_in)
+        np.testing.assert_array_equal(got[thresholds.column("alive", t)], alive_in)
     # at the run's own threshold, the numbers of metrics.csv
     t = cfg["threshold"]
     assert got[thresholds.column("test_accuracy", t)] == pytest.approx(r["test_accuracy"])

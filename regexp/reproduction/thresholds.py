@@ -26,8 +26,9 @@ MEASURES = ("val_accuracy", "test_accuracy", "kept_input", "kept_hidden", "param
 
 
 def column(measure: str, threshold: float) -> str:
-    """``test_accuracy@0.0005``: the column of ``measure`` at ``threshold``."""
-    return f"{measure}@{threshold:g}"
+    """``test_accuracy@0p0005``: the column of ``measure`` at ``threshold``, its dot written
+    ``p`` (a dotted column would read as a config key)."""
+    return f"{measure}@{threshold:g}".replace(".", "p")
 
 
 @torch.no_grad()
@@ -36,7 +37,8 @@ def remeasure(
 ) -> dict:
     """``model`` loaded with the weights ``raw`` and thresholded at each of ``thresholds``
     (ascending, each on the previous one's result, which is the same as thresholding the
-    raw weights at each): :func:`column` → value, and ``alive@t`` (bool mask of kept inputs)."""
+    raw weights at each): :func:`column` → value, and ``column("alive", t)`` (bool mask of
+    kept inputs)."""
     model.load_state_dict(dict(raw))
     out: dict = {}
     for t in sorted(thresholds):
@@ -49,7 +51,7 @@ def remeasure(
             column("kept_input", t): layers[0].units - layers[0].removed,
             column("kept_hidden", t): sum(s.units - s.removed for s in layers[1:]),
             column("params_kept", t): sparsity.params_kept(model),
-            f"alive@{t:g}": (first != 0).any(dim=0).numpy(),
+            column("alive", t): (first != 0).any(dim=0).numpy(),
         }
     return out
 
@@ -59,7 +61,7 @@ def at_threshold(runs: pd.DataFrame, threshold: float) -> pd.DataFrame:
     ``threshold`` (runs without them keep theirs)."""
     out = runs.copy()
     for m in [*MEASURES, "alive"]:
-        col = column(m, threshold) if m != "alive" else f"alive@{threshold:g}"
+        col = column(m, threshold)
         if col in out:
             out[m] = out[col].where(out[col].notna(), out[m]) if m != "alive" else out[col]
     return out
