@@ -24,6 +24,28 @@ from regexp.model.mlp import ACTIVATIONS
 TERMS = ("l1", "l2", "group", "norm")
 
 
+def _leaky_relu_grad(g: Tensor, a: Tensor) -> Tensor:
+    return torch.where(a > 0, g, g * nn.LeakyReLU().negative_slope)
+
+
+def _elu_grad(g: Tensor, a: Tensor) -> Tensor:
+    alpha = nn.ELU().alpha
+    return torch.where(a > 0, g, g * (a + alpha))
+
+
+# ∂L/∂z from G = ∂L/∂a and the activation's output a = act(z), per activation of
+# regexp.model.mlp.ACTIVATIONS (with their default slope and alpha): relu 1[a > 0];
+# leaky_relu 1 or slope (a > 0 ⇔ z > 0); tanh 1 − a²; sigmoid a(1 − a); elu 1, or
+# α·eᶻ = a + α where z ≤ 0.
+ACT_GRADS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "relu": lambda g, a: torch.where(a > 0, g, 0.0),
+    "leaky_relu": _leaky_relu_grad,
+    "tanh": lambda g, a: g.mul_(1 - a * a),
+    "sigmoid": lambda g, a: g.mul_(a * (1 - a)),
+    "elu": _elu_grad,
+}
+
+
 class StackedMLP:
     """The parameters of N ``nn.Sequential`` MLPs stacked along a new leading dim.
 
@@ -42,17 +64,77 @@ class StackedMLP:
         self.act = ACTIVATIONS[activation]()
         with torch.no_grad():
             self.weights = [
-                torch.stack([ls[i].weight for ls in linears]).clone().requires_grad_()
+                torch.stack([ls[i].weight for ls in linears]).clone()
                 for i in range(len(linears[0]))
             ]
             self.biases = [
-                torch.stack([ls[i].bias for ls in linears]).clone().requires_grad_()
-                for i in range(len(linears[0]))
+                torch.stack([ls[i].bias for ls in linears]).clone() for i in range(len(linears[0]))
             ]
+
+        self.activation = activation
+        # Gradients, same layout as the parameters, written in place by the backward pass.
+        self.weight_grads = [torch.zeros_like(w) for w in self.weights]
+        self.bias_grads = [torch.zeros_like(b) for b in self.biases]
 
     @property
     def parameters(self) -> list[Tensor]:
         return [*self.weights, *self.biases]
+
+    @property
+    def grads(self) -> list[Tensor]:
+        """The gradients of :attr:`parameters`, in the same order."""
+        return [*self.weight_grads, *self.bias_grads]
+
+    @torch.no_grad()
+    def loss_and_grad_(
+        self, x: Tensor, y: Tensor, task: str, masks: Sequence[Tensor | None] = ()
+    ) -> Tensor:
+        """Each model's mean data loss on its minibatch ``[N]``; writes its gradient into
+        :attr:`grads` (overwriting them). No autograd.
+
+        ``x`` is ``[N, B, in]``, ``y`` ``[N, B]`` and ``masks`` as in :meth:`forward`.
+        Forward as :meth:`forward`, keeping each layer's input ``hᵀ`` ``[N, in, B]``; the
+        loss's gradient with respect to the outputs ``z`` ``[N, C, B]`` in closed form,
+        ``(softmax(z) − onehot(y))/B`` for the mean cross-entropy and ``2(z − y)/B`` for
+        the mean squared error; then per layer, last first, with ``G = ∂L/∂z``:
+        ``∂L/∂W = G·h`` (``[N, out, B]·[N, B, in]``), ``∂L/∂b = Σ_B G``, and for the layer
+        below ``G ← act'(Wᵀ·G ⊙ mask)`` with ``act'`` from the activation's output
+        (:data:`ACT_GRADS`).
+        """
+        b = y.shape[1]
+        ins = [x.transpose(1, 2)]  # [N, in, B]
+        outs = []
+        last = len(self.weights) - 1
+        h = ins[0]
+        for i, (w, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(bias.unsqueeze(2), w, h)
+            if i < last:
+                h = self.act(h)
+                outs.append(h)
+                if i < len(masks) and masks[i] is not None:
+                    h = h * masks[i]
+                ins.append(h)
+        if task == "classification":
+            ls = torch.log_softmax(h, 1)
+            yy = y.unsqueeze(1)
+            loss = ls.gather(1, yy).mean((1, 2)).neg_()
+            g = ls.exp_()
+            g.scatter_add_(1, yy, torch.full(yy.shape, -1.0, dtype=g.dtype, device=g.device))
+            g.mul_(1.0 / b)
+        else:
+            diff = h.squeeze(1) - y
+            loss = diff.square().mean(1)
+            g = diff.mul_(2.0 / b).unsqueeze(1)
+        act_grad = ACT_GRADS[self.activation]
+        for i in range(last, -1, -1):
+            torch.bmm(g, ins[i].transpose(1, 2), out=self.weight_grads[i])
+            torch.sum(g, 2, out=self.bias_grads[i])
+            if i > 0:
+                g = torch.bmm(self.weights[i].transpose(1, 2), g)
+                if i - 1 < len(masks) and masks[i - 1] is not None:
+                    g.mul_(masks[i - 1])
+                g = act_grad(g, outs[i - 1])
+        return loss
 
     def forward(self, x: Tensor, masks: Sequence[Tensor | None] = ()) -> Tensor:
         """Outputs ``[N, n_out, B]`` (class dim second) of inputs ``x`` ``[N, B, in]``.
@@ -87,13 +169,12 @@ class StackedMLP:
 
     @torch.no_grad()
     def add_penalty_grad_(self, terms: Sequence[Term]) -> None:
-        """Add the penalty's gradient to the weights' ``.grad`` (which must exist).
+        """Add the penalty's gradient to :attr:`weight_grads`.
 
         In closed form (:func:`regexp.core.penalties.add_penalty_grad_`), each term on its
         slice of models only, so no work is spent on models whose coefficient is zero.
         """
-        for w in self.weights:
-            grad = w.grad
+        for w, grad in zip(self.weights, self.weight_grads, strict=True):
             for t in terms:
                 add_penalty_grad_(w[t.start : t.end], grad[t.start : t.end], **t.kwargs)
 
