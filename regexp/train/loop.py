@@ -31,7 +31,7 @@ from regexp.data.prepare import Dataset
 from regexp.train.autograd import AutogradStep
 from regexp.train.build import ENGINES
 from regexp.train.setup import Setup, prepare
-from regexp.train.stacked.fit import Member, fit_stacked, unsupported
+from regexp.train.stacked.fit import Member, fit_stacked, mlp_activation, unsupported
 from regexp.train.step import EpochCallback, FitResult, epoch_rows, train
 
 __all__ = [
@@ -134,7 +134,7 @@ def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> 
         return fit_stacked(
             [member],
             s.data,
-            cfg["model"]["activation"],
+            mlp_activation(s.model),
             s.opt_cfg,
             tr["epochs"],
             tr["batch_size"],

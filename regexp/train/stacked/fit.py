@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from regexp.core.regularizers import Regularizer
 from regexp.data.prepare import Dataset
+from regexp.model.mlp import ACTIVATIONS
 from regexp.train.setup import Setup
 from regexp.train.stacked.model import (
     StackedMLP,
@@ -89,6 +90,32 @@ def group_key(cfg: Mapping) -> str:
     return json.dumps(shared, sort_keys=True)
 
 
+def mlp_activation(model: nn.Module) -> str | None:
+    """The hidden activation's name if ``model`` is built as :func:`regexp.model.mlp.mlp`
+    builds one (``Linear → act → [Dropout]`` per hidden layer, one activation and one
+    dropout ``p`` for all, a last ``Linear``, every ``Linear`` with a bias, activations
+    with their default parameters), else ``None``."""
+    if type(model) is not nn.Sequential or len(model) == 0:
+        return None
+    mods, kinds, drops, k = list(model), set(), set(), 0
+    while True:
+        if type(mods[k]) is not nn.Linear or mods[k].bias is None:
+            return None
+        if k + 1 == len(mods):
+            break
+        if k + 2 >= len(mods):
+            return None  # ends with an activation or a dropout
+        kinds.add(repr(mods[k + 1]))
+        k += 2
+        drop = type(mods[k]) is nn.Dropout
+        drops.add(mods[k].p if drop else 0.0)
+        k += drop
+    if len(kinds) > 1 or len(drops) > 1:
+        return None
+    names = {repr(cls()): name for name, cls in ACTIVATIONS.items()}
+    return names.get(kinds.pop()) if kinds else next(iter(ACTIVATIONS))
+
+
 def unsupported(setup: Setup) -> str | None:
     """Why the fast engine cannot train this setup, alone or in a stack (``None`` if it can).
 
@@ -97,6 +124,8 @@ def unsupported(setup: Setup) -> str | None:
     the norm penalty needs ``p`` 1 or 2), both metrics, dropout (masks drawn on the CPU)
     and ``drop_last``.
     """
+    if mlp_activation(setup.model) is None:
+        return "the model is not an MLP of regexp.model.mlp.mlp"
     if setup.reg.params is not None:
         return "regularizer.params selects custom parameters"
     if setup.opt_cfg.get("name") not in NAMES:
