@@ -196,6 +196,8 @@ class FastStep:
         self.adaptive_term = metric_term(coefs, adaptive)  # all terms at once, Adam's metric
         self.all_terms = terms(coefs, [True] * self.n_models)
         self.lr = torch.tensor([m.lr for m in members], dtype=torch.float64)
+        # The proximal step size: a float when every model has the same lr (fewer ops).
+        self.prox_lr = members[0].lr if len({m.lr for m in members}) == 1 else self.lr
         wd = torch.tensor(
             [getattr(m.reg, "weight_decay", 0.0) for m in members], dtype=torch.float64
         )
@@ -204,6 +206,7 @@ class FastStep:
         self.masks = _Masks(members, hidden[:-1], dev)
         self.slots: dict[str, list[Tensor]] = {}
 
+    @torch.no_grad()
     def step(self, idx: Tensor) -> Tensor:
         stack, data = self.stack, self.data
         x, y = _gather(data.x_train, idx), _gather(data.y_train, idx)
@@ -212,9 +215,9 @@ class FastStep:
             stack.add_penalty_grad_(self.pen_terms)
         self.opt.step()
         if self.prox_terms:
-            stack.prox_(self.lr, self.prox_terms)
+            stack.prox_(self.prox_lr, self.prox_terms)
         if self.adaptive_term is not None:
-            stack.prox_metric_(self.lr, self.adaptive_term, self.opt.metric)
+            stack.prox_metric_(self.prox_lr, self.adaptive_term, self.opt.metric)
         return loss
 
     def penalty(self) -> Tensor:

@@ -33,12 +33,21 @@ def _elu_grad(g: Tensor, a: Tensor) -> Tensor:
     return torch.where(a > 0, g, g * (a + alpha))
 
 
+# act(z) in place (z is a fresh output of baddbmm), per activation of
+# regexp.model.mlp.ACTIVATIONS with their default slope and alpha.
+ACT_FORWARD: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu_,
+    "leaky_relu": lambda z: F.leaky_relu_(z, nn.LeakyReLU().negative_slope),
+    "tanh": torch.tanh_,
+    "sigmoid": torch.sigmoid_,
+    "elu": lambda z: F.elu_(z, nn.ELU().alpha),
+}
 # ∂L/∂z from G = ∂L/∂a and the activation's output a = act(z), per activation of
 # regexp.model.mlp.ACTIVATIONS (with their default slope and alpha): relu 1[a > 0];
 # leaky_relu 1 or slope (a > 0 ⇔ z > 0); tanh 1 − a²; sigmoid a(1 − a); elu 1, or
 # α·eᶻ = a + α where z ≤ 0.
 ACT_GRADS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "relu": lambda g, a: torch.where(a > 0, g, 0.0),
+    "relu": lambda g, a: g.mul_(a > 0),
     "leaky_relu": _leaky_relu_grad,
     "tanh": lambda g, a: g.mul_(1 - a * a),
     "sigmoid": lambda g, a: g.mul_(a * (1 - a)),
@@ -62,6 +71,7 @@ class StackedMLP:
         linears = [[m for m in model if isinstance(m, nn.Linear)] for model in models]
         self.n = len(models)
         self.act = ACTIVATIONS[activation]()
+        self.act_ = ACT_FORWARD[activation]  # in place, without a module call
         with torch.no_grad():
             self.weights = [
                 torch.stack([ls[i].weight for ls in linears]).clone()
@@ -80,12 +90,17 @@ class StackedMLP:
     def parameters(self) -> list[Tensor]:
         return [*self.weights, *self.biases]
 
+    def _minus_ones(self, shape: torch.Size, like: Tensor) -> Tensor:
+        """A tensor of −1 of ``shape`` (kept: every full minibatch has the same shape)."""
+        if getattr(self, "_ones", None) is None or self._ones.shape != shape:
+            self._ones = torch.full(shape, -1.0, dtype=like.dtype, device=like.device)
+        return self._ones
+
     @property
     def grads(self) -> list[Tensor]:
         """The gradients of :attr:`parameters`, in the same order."""
         return [*self.weight_grads, *self.bias_grads]
 
-    @torch.no_grad()
     def loss_and_grad_(
         self, x: Tensor, y: Tensor, task: str, masks: Sequence[Tensor | None] = ()
     ) -> Tensor:
@@ -109,7 +124,7 @@ class StackedMLP:
         for i, (w, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.baddbmm(bias.unsqueeze(2), w, h)
             if i < last:
-                h = self.act(h)
+                h = self.act_(h)
                 outs.append(h)
                 if i < len(masks) and masks[i] is not None:
                     h = h * masks[i]
@@ -119,7 +134,7 @@ class StackedMLP:
             yy = y.unsqueeze(1)
             loss = ls.gather(1, yy).mean((1, 2)).neg_()
             g = ls.exp_()
-            g.scatter_add_(1, yy, torch.full(yy.shape, -1.0, dtype=g.dtype, device=g.device))
+            g.scatter_add_(1, yy, self._minus_ones(yy.shape, g))
             g.mul_(1.0 / b)
         else:
             diff = h.squeeze(1) - y
@@ -167,7 +182,6 @@ class StackedMLP:
                 total[t.start : t.end] += penalties.penalty(w[t.start : t.end], **t.kwargs)
         return total
 
-    @torch.no_grad()
     def add_penalty_grad_(self, terms: Sequence[Term]) -> None:
         """Add the penalty's gradient to :attr:`weight_grads`.
 
@@ -176,24 +190,27 @@ class StackedMLP:
         """
         for w, grad in zip(self.weights, self.weight_grads, strict=True):
             for t in terms:
-                add_penalty_grad_(w[t.start : t.end], grad[t.start : t.end], **t.kwargs)
+                add_penalty_grad_(_rows(w, t), _rows(grad, t), **t.kwargs)
 
-    @torch.no_grad()
-    def prox_(self, lr: Tensor, terms: Sequence[Term]) -> None:
-        """In place ``W ← prox_{lr·penalty}(W)`` per model (:func:`regexp.core.penalties.prox_`)."""
+    def prox_(self, lr: float | Tensor, terms: Sequence[Term]) -> None:
+        """In place ``W ← prox_{lr·penalty}(W)`` per model (:func:`regexp.core.penalties.prox_`);
+        ``lr`` per model ``[N]``, or a float that all share."""
         for w in self.weights:
             for t in terms:
-                penalties.prox_(w[t.start : t.end], lr[t.start : t.end], **t.kwargs)
+                step = lr if isinstance(lr, float) else lr[t.start : t.end]
+                penalties.prox_(_rows(w, t), step, **t.kwargs)
 
-    @torch.no_grad()
-    def prox_metric_(self, lr: Tensor, term: Term, metric: Callable[[int], Tensor | None]) -> None:
+    def prox_metric_(
+        self, lr: float | Tensor, term: Term, metric: Callable[[int], Tensor | None]
+    ) -> None:
         """In place prox per model in the metric ``metric(i)`` ``[N, out, in]`` of
         ``weights[i]`` (``None``: identity), via :func:`regexp.core.metric_prox.prox_metric_`
         with every coefficient of ``term`` (a :func:`metric_term`) in one call."""
         s = slice(term.start, term.end)
         for i, w in enumerate(self.weights):
             d = metric(i)
-            prox_metric_(w[s], lr[s], None if d is None else d[s], **term.kwargs)
+            step = lr if isinstance(lr, float) else lr[s]
+            prox_metric_(_rows(w, term), step, None if d is None else _rows(d, term), **term.kwargs)
 
     @torch.no_grad()
     def copy_to(self, n: int, model: nn.Sequential) -> None:
@@ -222,13 +239,18 @@ TERM_ORDER = ("l1", "group", "norm", "l2")
 SIGNATURES = (("l2",), ("l1", "l2"), ("l1",), ("group", "l1"), ("group",))
 
 
+def _rows(t: Tensor, term: Term) -> Tensor:
+    """The models ``term.start:term.end`` of ``t`` (``t`` itself when that is all of them)."""
+    return t if term.start == 0 and term.end == len(t) else t[term.start : term.end]
+
+
 @dataclass(frozen=True)
 class Term:
     """One penalty term over the models ``start:end`` of a stack, with their coefficients."""
 
     start: int
     end: int
-    kwargs: dict  # for penalties.penalty / prox_: {term: Tensor [end − start], "p": p}
+    kwargs: dict  # for penalties.penalty / prox_: {term: float or Tensor [end − start], "p": p}
 
 
 def stack_order(coefs: Sequence[Coefficients]) -> list[int]:
@@ -247,24 +269,50 @@ def stack_order(coefs: Sequence[Coefficients]) -> list[int]:
 
 
 def terms(coefs: Sequence[Coefficients], active: Sequence[bool]) -> list[Term]:
-    """Per term (in prox order) and norm ``p``: the models that carry it, as one range.
+    """The penalty terms of the models where ``active``, as few calls as exactness allows.
 
-    Model ``n`` contributes its coefficient where ``active[n]``; the range spans the first
-    to the last such model (models inside it without the term get a zero coefficient).
+    Usually one :class:`Term` over the first to the last active model with every nonzero
+    coefficient (models inside the range that do not carry a term get a zero coefficient,
+    which leaves their weights and gradients exactly as they are); a coefficient equal
+    over the range is a python float (a zero is then skipped), else a float32 tensor
+    ``[end − start]``. One call with all terms is what
+    :func:`regexp.core.penalties.prox_` composes in its order, exactly. When the norm
+    penalty comes with several ``p``, one term per penalty (in the prox order
+    l1 → group → norm → l2) and per ``p``.
     """
-    out = []
-    for term in TERM_ORDER:
-        for p in sorted({c.p for c in coefs}) if term == "norm" else [2.0]:
-            vals = [
-                getattr(c, term) if a and (term != "norm" or c.p == p) else 0.0
-                for c, a in zip(coefs, active, strict=True)
-            ]
-            nz = [n for n, v in enumerate(vals) if v != 0]
-            if nz:
-                a, b = nz[0], nz[-1] + 1
-                kw = {term: torch.tensor(vals[a:b], dtype=torch.float32), "p": p}
-                out.append(Term(a, b, kw))
-    return out
+    ps = {c.p for c, a in zip(coefs, active, strict=True) if a and c.norm != 0}
+    if len(ps) <= 1:
+        return _term(coefs, active, TERM_ORDER, ps.pop() if ps else 2.0)
+    return [
+        t
+        for term in TERM_ORDER
+        for p in (sorted(ps) if term == "norm" else [2.0])
+        for t in _term(coefs, active, (term,), p)
+    ]
+
+
+def _term(
+    coefs: Sequence[Coefficients], active: Sequence[bool], names: Sequence[str], p: float
+) -> list[Term]:
+    """At most one :class:`Term`: the coefficients ``names`` (norm: of the models with this
+    ``p`` only) of the active models."""
+    rows = [
+        {t: getattr(c, t) if a and (t != "norm" or c.p == p) else 0.0 for t in names}
+        for c, a in zip(coefs, active, strict=True)
+    ]
+    nz = [n for n, r in enumerate(rows) if any(r.values())]
+    if not nz:
+        return []
+    a, b = nz[0], nz[-1] + 1
+    kw: dict = {"p": p}
+    for t in names:
+        vals = [r[t] for r in rows[a:b]]
+        if len(set(vals)) == 1:
+            if vals[0] != 0:
+                kw[t] = float(vals[0])
+        else:
+            kw[t] = torch.tensor(vals, dtype=torch.float32)
+    return [Term(a, b, kw)]
 
 
 def metric_term(coefs: Sequence[Coefficients], active: Sequence[bool]) -> Term | None:
@@ -274,7 +322,8 @@ def metric_term(coefs: Sequence[Coefficients], active: Sequence[bool]) -> Term |
     Unlike :func:`terms`, not one term per call: in a non-uniform metric the prox of a sum
     is not the composition of single-term proxes once l2 is among them (l2 changes the
     metric of the others). The p = 1 norm joins l1; the p = 2 norm is ``norm``.
-    Coefficients are float64 ``[end − start]`` (zero for the models in between).
+    Coefficients are floats when the range shares them, else float64 ``[end − start]``
+    (zero for the models in between).
     """
     rows = []
     for c, a in zip(coefs, active, strict=True):
@@ -289,7 +338,9 @@ def metric_term(coefs: Sequence[Coefficients], active: Sequence[bool]) -> Term |
     kw: dict = {"p": 2.0}
     for j, name in enumerate(("l1", "l2", "group", "norm")):
         vals = [r[j] for r in rows[a:b]]
-        if any(vals):
+        if len(set(vals)) == 1 and vals[0] != 0:
+            kw[name] = float(vals[0])  # shared by every model of the range
+        elif any(vals):
             kw[name] = torch.tensor(vals, dtype=torch.float64)
     return Term(a, b, kw)
 

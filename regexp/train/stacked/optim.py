@@ -95,6 +95,18 @@ class StackedOptimizer:
                 step = torch.zeros((), dtype=torch.float32, device=p.device)
                 self.runs.setdefault(key, []).append((i, start, end, step))
                 start = end
+        # Per (lr, wd): the argument lists of one fused call, views made once (the
+        # parameters, gradients and moments are only ever written in place).
+        self.calls = {}
+        for key, runs in self.runs.items():
+            lists: tuple[list[Tensor], ...] = ([], [], [], [], [])
+            for i, start, end, step in runs:
+                for lst, t in zip(
+                    lists, (self.params[i], self.grads[i], self.m[i], self.v[i]), strict=False
+                ):
+                    lst.append(t if end - start == len(t) else t[start:end])
+                lists[4].append(step)
+            self.calls[key] = lists
 
     @staticmethod
     def _per_model(values: Tensor, p: Tensor) -> Tensor:
@@ -132,22 +144,14 @@ class StackedOptimizer:
             p.addcmul_(g, self._per_model(-self.lr, p))
 
     def _adam(self) -> None:
-        for (lr, wd), runs in self.runs.items():
-            ps, gs, ms, vs = [], [], [], []
-            for i, start, end, _ in runs:
-                for lst, t in zip(
-                    (ps, gs, ms, vs),
-                    (self.params[i], self.grads[i], self.m[i], self.v[i]),
-                    strict=True,
-                ):
-                    lst.append(t if end - start == len(t) else t[start:end])
+        for (lr, wd), (ps, gs, ms, vs, steps) in self.calls.items():
             adam_step(
                 ps,
                 gs,
                 ms,
                 vs,
                 [],
-                [r[3] for r in runs],
+                steps,
                 fused=True,
                 decoupled_weight_decay=self.name == "adamw",
                 amsgrad=False,
