@@ -206,3 +206,35 @@ def test_engine_is_checked_and_not_part_of_the_identity(make_config):
     ids = {config_id(make_config(f"trainer.engine={e}")) for e in ("auto", "fast", "autograd")}
     assert len(ids) == 1
     assert config_id(make_config("seed=1")) not in ids
+
+
+def test_pruning_fine_tuning_runs_the_one_loop_and_keeps_pruned_columns_at_zero():
+    from regexp.core.metrics import data_loss
+    from regexp.reproduction.baselines import fine_tune_
+
+    cfg = config(*SMALL, "regularizer=none", "trainer.batch_size=50")
+    a, b = train.prepare(cfg), train.prepare(cfg)  # the same initial weights
+    masks = [torch.ones(w.shape[1]) for w in (a.model[0].weight, a.model[2].weight)]
+    masks += [torch.ones(a.model[4].weight.shape[1])]
+    masks[0][::3] = 0  # prune every third input
+    opt_cfg = cfg["optimizer"]
+    fine_tune_(a.model, masks, a.data, 2, opt_cfg, 50, 7, False)
+    # The reference, from torch primitives: Adam, a seeded permutation per epoch, masks.
+    opt = torch.optim.Adam(b.model.parameters(), lr=opt_cfg["lr"])
+    gen, n = torch.Generator().manual_seed(7), len(b.data.y_train)
+    weights = [b.model[0].weight, b.model[2].weight, b.model[4].weight]
+    for _ in range(2):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, 50):
+            idx = order[i : i + 50]
+            loss = data_loss(b.model(b.data.x_train[idx]), b.data.y_train[idx], "classification")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for w, m in zip(weights, masks, strict=True):
+                    w.mul_(m)
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0)
+    assert (a.model[0].weight[:, ::3] == 0).all()
+    assert not a.model.training
