@@ -104,6 +104,12 @@ def choose_engine(cfg: Mapping, s: Setup) -> tuple[str, str]:
             raise ValueError(
                 "trainer.engine=vmap is not available in this version; use auto, fast or autograd"
             )
+        why = importlib.import_module("regexp.train.vmap").unsupported(s)
+        if why is not None:
+            raise ValueError(
+                f"trainer.engine=vmap cannot train this configuration: {why}; "
+                "use trainer.engine=auto or autograd"
+            )
         return "vmap", "trainer.engine=vmap"
     why = unsupported(s)
     if why is None and s.device.type != "cpu" and cfg["model"]["dropout"] > 0:
