@@ -45,6 +45,7 @@ class Setup:
     prox_metric: str = "identity"  # identity | adaptive (resolved, see resolve_prox_metric)
     drop_last: bool = False
     rng_state: torch.Tensor | None = None
+    engine: str = "auto"  # trainer.engine, as asked (see regexp.train.loop.choose_engine)
     _optimizer: torch.optim.Optimizer | None = field(default=None, repr=False)
 
     @property
@@ -89,4 +90,7 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
     metric = resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
     drop_last = bool(tr.get("drop_last", False))
     rng = torch.get_rng_state()
-    return Setup(data, model, reg, mode, cfg["optimizer"], patience, device, metric, drop_last, rng)
+    engine = tr.get("engine", "auto")
+    return Setup(
+        data, model, reg, mode, cfg["optimizer"], patience, device, metric, drop_last, rng, engine
+    )

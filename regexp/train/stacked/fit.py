@@ -124,6 +124,8 @@ def unsupported(setup: Setup) -> str | None:
     the norm penalty needs ``p`` 1 or 2), both metrics, dropout (masks drawn on the CPU)
     and ``drop_last``.
     """
+    if setup.engine not in ("auto", "fast"):
+        return f"trainer.engine={setup.engine}"
     if mlp_activation(setup.model) is None:
         return "the model is not an MLP of regexp.model.mlp.mlp"
     if setup.reg.params is not None:
