@@ -14,7 +14,7 @@ from torch import nn
 
 from regexp.core.regularizers import Regularizer
 from regexp.data.prepare import Dataset, load_dataset
-from regexp.model.mlp import mlp
+from regexp.model.build import build_model
 from regexp.train.build import (
     build_regularizer,
     make_optimizer,
@@ -79,14 +79,8 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
         data = load_dataset(**cfg["dataset"]).to(device)
     torch.manual_seed(cfg["seed"])
     m = cfg["model"]
-    model = mlp(
-        data.n_features,
-        list(m["hidden"]),
-        data.n_outputs,
-        m["activation"],
-        m["dropout"],
-        m.get("init", "default"),
-    ).to(device)
+    shape = (data.channels, *data.image_shape) if data.image_shape is not None else None
+    model = build_model(m, data.n_features, data.n_outputs, shape).to(device)
     metric = resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
     drop_last = bool(tr.get("drop_last", False))
     rng = torch.get_rng_state()
