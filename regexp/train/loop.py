@@ -104,7 +104,7 @@ def choose_engine(cfg: Mapping, s: Setup) -> tuple[str, str]:
             raise ValueError(
                 "trainer.engine=vmap is not available in this version; use auto, fast or autograd"
             )
-        why = importlib.import_module("regexp.train.vmap").unsupported(s)
+        why = importlib.import_module("regexp.train.vmap").unsupported(s.model)
         if why is not None:
             raise ValueError(
                 f"trainer.engine=vmap cannot train this configuration: {why}; "
@@ -150,7 +150,21 @@ def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> 
         )[0]
     if engine == "vmap":
         vmap = importlib.import_module("regexp.train.vmap")
-        return vmap.fit_setup(cfg, s, on_epoch)
+        member = Member.from_setup(cfg, s, torch.get_rng_state())
+        step = vmap.VmapStep([member], s.data, s.opt_cfg)
+        return train(
+            step,
+            [cfg["seed"]],
+            len(s.data.y_train),
+            s.data.x_train.device,
+            s.data.task,
+            tr["epochs"],
+            tr["batch_size"],
+            s.patience,
+            on_epoch,
+            s.drop_last,
+            engine="vmap",
+        )[0]
     return fit(
         s.model,
         s.data,

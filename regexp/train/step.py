@@ -22,12 +22,10 @@ else, for every engine alike:
 Models that stop keep being stepped with the others (a stack has one shape) but their
 weights at the stop are kept (:meth:`Step.keep`) and put back at the end.
 
-Adding an engine: a module ``regexp.train.<engine>`` with a class implementing
-:class:`Step`, ``unsupported(setup) -> str | None`` (why it cannot train a
-:class:`regexp.train.setup.Setup`, ``None`` if it can) and
-``fit_setup(cfg, setup, on_epoch) -> FitResult`` (one run: its step with N = 1, trained
-by :func:`train` with ``engine=`` its name); :mod:`regexp.train.loop` dispatches
-``trainer.engine`` to it.
+Adding an engine: a class implementing :class:`Step`, and a branch of
+:func:`regexp.train.loop.choose_engine` and :func:`regexp.train.loop.fit_setup` that
+says when it applies and trains one run with it (its step with N = 1, trained by
+:func:`train` with ``engine=`` its name).
 """
 
 from __future__ import annotations

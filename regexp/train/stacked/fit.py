@@ -130,6 +130,8 @@ def unsupported(setup: Setup) -> str | None:
         return "the model is not an MLP of regexp.model.mlp.mlp"
     if setup.reg.params is not None:
         return "regularizer.params selects custom parameters"
+    if not setup.reg.has_terms():
+        return f"{type(setup.reg).__name__} defines its own maths (no built-in terms)"
     if setup.opt_cfg.get("name") not in NAMES:
         return f"optimizer {setup.opt_cfg.get('name')!r}"
     c = setup.reg.coefficients()
