@@ -262,8 +262,8 @@ def test_cnn_sparsity_counts_channels_removed_and_params_kept_by_hand() -> None:
     layers = neuron_sparsity(net)
     assert layers == [
         LayerSparsity("input", 1, 0, 0.0, "channel"),
-        LayerSparsity("hidden1", 4, 2, 0.5, "channel"),
-        LayerSparsity("hidden2", 3, 1, 1 / 3, "channel"),
+        LayerSparsity("conv1", 4, 2, 0.5, "channel"),
+        LayerSparsity("conv2", 3, 1, 1 / 3, "channel"),
     ]
     # by hand: conv0 keeps output channels 0, 2 (1, 3 are dead inputs of conv2): 2·1·9 + 2
     # conv2 keeps output channels 0, 1 (channel 2 feeds no Linear input), inputs 0, 2:

@@ -120,10 +120,28 @@ class LayerSparsity:
     unit: str = "unit"
 
 
+def unit_names(model: nn.Module) -> list[str]:
+    """The name of each layer's input units: ``"input"``, then the layer that produces them:
+    ``"conv{k}"`` (the k-th conv layer's output channels) or ``"hidden{j}"`` (the j-th
+    hidden Linear layer's outputs). An MLP gets :func:`layer_names`."""
+    names, convs, linears = ["input"], 0, 0
+    for layer in _layers(model)[:-1]:
+        if isinstance(layer, nn.Linear):
+            linears += 1
+            names.append(f"hidden{linears}")
+        else:
+            convs += 1
+            names.append(f"conv{convs}")
+    return names
+
+
 def layer_sparsity(
-    weights: Sequence[Tensor], groupings: Sequence[Grouping] | None = None
+    weights: Sequence[Tensor],
+    groupings: Sequence[Grouping] | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[LayerSparsity]:
-    """:class:`LayerSparsity` of each layer's input units or channels for one model.
+    """:class:`LayerSparsity` of each layer's input units or channels for one model
+    (``names``: of each layer's inputs, default :func:`layer_names`).
 
     For a stack of models use ``[d.sum(-1) for d in dead_groups(weights, groupings)]``.
     """
@@ -135,16 +153,18 @@ def layer_sparsity(
         )
     out = []
     dead = dead_groups(weights, groupings)
-    for name, d, g in zip(layer_names(len(weights)), dead, groupings, strict=True):
+    names = list(names) if names is not None else layer_names(len(weights))
+    for name, d, g in zip(names, dead, groupings, strict=True):
         removed = int(d.sum())
         out.append(LayerSparsity(name, d.numel(), removed, removed / max(d.numel(), 1), g.unit))
     return out
 
 
 def neuron_sparsity(model: nn.Module) -> list[LayerSparsity]:
-    """:func:`layer_sparsity` of the Linear and conv weights of ``model``."""
+    """:func:`layer_sparsity` of the Linear and conv weights of ``model``, named by
+    :func:`unit_names` (``conv1`` for the first conv layer's channels)."""
     weights = [w.detach() for w in layer_weights(model)]
-    return layer_sparsity(weights, layer_groupings(model))
+    return layer_sparsity(weights, layer_groupings(model), unit_names(model))
 
 
 def zero_fraction(weights: Sequence[Tensor], groupings: Sequence[Grouping] | None = None) -> Tensor:
