@@ -108,6 +108,7 @@ class TrainerConf:
     early_stopping_patience: int | None = None
     device: str = "cpu"
     num_threads: int = 1
+    engine: str = "auto"
 
 
 @dataclass
