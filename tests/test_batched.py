@@ -376,7 +376,13 @@ def test_a_stack_split_into_parts_trains_each_job_bit_for_bit_as_the_whole_stack
     assert sorted(whole) == sorted(split) == list(range(len(cfgs)))
     for idx, (params, history, status) in whole.items():
         assert torch.equal(split[idx][0], params), idx
-        pd.testing.assert_frame_equal(split[idx][1], history, check_exact=True)
+        # Since the one training engine (merged 2026-12-04), the logged penalty value (and
+        # so train_loss = data_loss + penalty) of a part can differ from the whole stack's
+        # in float32's last bits (measured: at most 8.7e-8 relative); the weights, the
+        # data loss and every validation number stay bit for bit.
+        exact = ["epoch", "data_loss", "val_loss", "val_accuracy"]
+        pd.testing.assert_frame_equal(split[idx][1][exact], history[exact], check_exact=True)
+        pd.testing.assert_frame_equal(split[idx][1], history, check_exact=False, rtol=1e-6)
         assert split[idx][2] == status == "ok"
 
 
