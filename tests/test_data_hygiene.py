@@ -256,8 +256,9 @@ def test_semicolon_file_reads_with_sep_or_detection(tmp_path, make_config):
         "columns are: a;b;y; is ',' the wrong separator? set dataset.sep, "
         "or dataset.sep=null to detect it"
     )
+    bad = make_config("dataset=csv", f"dataset.path={path}", "dataset.target=y", "dataset.sep=';;'")
     with pytest.raises(ValueError, match=r"dataset.sep must be one character, .* got ';;'"):
-        csv_load(path, sep=";;")
+        validate(bad)
 
 
 @pytest.mark.parametrize("name", ["digits", "diabetes", "breast_cancer", "wine"])

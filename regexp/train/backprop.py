@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from regexp.core.penalties import add_penalty_grad_, prox_
+from regexp.core.penalties import add_penalty_grad_, prox_, prox_undefined
 from regexp.core.regularizers import Coefficients, Regularizer
 from regexp.data.prepare import Dataset
 from regexp.train.evaluate import evaluate
@@ -130,8 +130,8 @@ def unsupported(model: nn.Module, reg: Regularizer, mode: str, opt_cfg: Mapping)
     if p > 0 and dev.type != "cpu":
         return "dropout off the CPU (torch's fused dropout draws its masks differently)"
     c = reg.coefficients()
-    if mode == "proximal" and c.norm != 0 and c.p not in (1, 2):
-        return f"the proximal step of the norm penalty is undefined for p={c.p:g}"
+    if mode == "proximal":
+        return prox_undefined(c.norm, c.p)
     return None
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from regexp.core.penalties import prox_undefined
 from regexp.core.regularizers import Regularizer
 from regexp.data.prepare import Dataset
 from regexp.train.loop import EpochCallback, FitResult, Setup, epoch_rows
@@ -92,8 +93,8 @@ def unbatchable(setup: Setup) -> str | None:
     if setup.reg.params is not None:
         return "regularizer.params selects custom parameters"
     c = setup.reg.coefficients()
-    if setup.mode == "proximal" and c.norm != 0 and c.p not in (1, 2):
-        return f"the proximal step of the norm penalty is undefined for p={c.p:g}"
+    if setup.mode == "proximal":
+        return prox_undefined(c.norm, c.p)
     return None
 
 
