@@ -137,6 +137,7 @@ def test_debug_switch_raises_with_traceback(tmp_path, capsys, monkeypatch):
     assert os.environ["HYDRA_FULL_ERROR"] == "1"
 
 
+@pytest.mark.slow
 def test_console_script_stderr_is_one_line_and_debug_shows_traceback(tmp_path):
     exe = Path(sys.executable).with_name("regexp")
     env = {k: v for k, v in os.environ.items() if k not in ("REGEXP_DEBUG", "HYDRA_FULL_ERROR")}

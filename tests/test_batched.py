@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from hypothesis import given
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from regexp.train import loop as train
@@ -290,16 +292,23 @@ def test_stacked_training_is_bit_identical_at_one_and_two_threads():
         pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
-def test_stack_threads_share_the_launchers_cores():
+@given(cores=st.integers(1, 256), trainings=st.integers(1, 500), workers=st.integers(1, 256))
+def test_stack_threads_share_the_launchers_cores(cores, trainings, workers):
+    """The spec, not the formula: the trainings that run at once (at most one per worker)
+    share the cores without oversubscribing them, leave fewer idle cores than there are
+    trainings, and each gets at least one thread."""
     from regexp.hydra_app.launcher import stack_threads
 
-    assert stack_threads(cores=2, trainings=1, workers=2) == 2  # a stack by itself
-    assert stack_threads(cores=2, trainings=1, workers=1) == 2
-    assert stack_threads(cores=2, trainings=4, workers=1) == 2  # one after another
-    assert stack_threads(cores=2, trainings=4, workers=2) == 1  # two at a time
-    assert stack_threads(cores=16, trainings=3, workers=16) == 5  # 3 side by side
-    assert stack_threads(cores=16, trainings=40, workers=16) == 1
-    assert stack_threads(cores=1, trainings=5, workers=1) == 1
+    threads = stack_threads(cores=cores, trainings=trainings, workers=workers)
+    at_once = min(workers, trainings)
+    assert threads >= 1
+    if at_once <= cores:
+        assert threads * at_once <= cores  # no core oversubscribed
+        assert cores - threads * at_once < at_once  # no thread left that one more could use
+    else:
+        assert threads == 1
+    if at_once == 1:
+        assert threads == cores  # a stack by itself, or one after another: every core
 
 
 def test_a_stack_that_fails_to_train_hands_its_jobs_back(tmp_path, monkeypatch, caplog):

@@ -200,6 +200,7 @@ def _hydra_files(run: Path, drop: tuple[str, ...]) -> dict[str, str]:
     return files
 
 
+@pytest.mark.slow
 def test_batched_sweep_writes_the_hydra_files_of_hydras_basic_sweep(tmp_path):
     args = [
         "-m",
@@ -237,6 +238,7 @@ def test_batched_sweep_writes_the_hydra_files_of_hydras_basic_sweep(tmp_path):
             assert ours_bytes == (tmp_path / "reference" / run / ".hydra" / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_a_bad_choice_in_a_sweep_gives_hydras_message_and_exit_code(tmp_path):
     args = ["-m", "regularizer=nosuch,l1", "trainer.epochs=1", "hydra.sweep.dir=sweep"]
     ref = _cli(*args, "hydra/sweeper=basic", cwd=tmp_path)

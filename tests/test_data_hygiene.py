@@ -319,6 +319,7 @@ def test_cli_refuses_bad_data_with_one_line(case, tmp_path, capsys, monkeypatch)
     assert not (run_dir / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_console_refuses_duplicate_columns_with_one_stderr_line(tmp_path):
     path = write(
         tmp_path / "dup.csv", "a,y,b,y\n" + "".join(f"{i},{i % 2},1,0\n" for i in range(N))

@@ -46,6 +46,7 @@ def test_readme_stacked_example_prints_each_models_validation_accuracy(capsys):
     np.testing.assert_allclose(printed, recomputed, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_readme_notebook_example_prints_the_saved_models_numpy_accuracy(
     capsys, tmp_path, monkeypatch
 ):

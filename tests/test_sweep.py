@@ -152,6 +152,7 @@ def test_optuna_search_returns_both_objectives(tmp_path):
     assert set(meaning["objective_meaning"]) == {"val_metric", "params_kept"}
 
 
+@pytest.mark.slow
 def test_compare_two_sweeps(grid, joblib_sweep, tmp_path, capsys):
     out = tmp_path / "cmp"
     cli.main(["compare", str(grid), str(joblib_sweep / "results.csv"), "--out", str(out)])
@@ -169,6 +170,7 @@ def test_compare_two_sweeps(grid, joblib_sweep, tmp_path, capsys):
     assert by_source.loc[str(joblib_sweep), ["n", "n_ok"]].tolist() == [3, 1]
 
 
+@pytest.mark.slow
 def test_compare_a_run_directory(grid, tmp_path):
     cli.main(["compare", str(grid / "5"), "--out", str(tmp_path)])
     comparison = pd.read_csv(tmp_path / "comparison.csv")

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -294,22 +293,28 @@ def test_compare_refuses_a_truncated_results_csv_and_an_out_file(tmp_path, capsy
 # --- 6. Clean stops -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_one_line_keeps_finished_runs_and_leaves_no_temporaries(tmp_path):
     root = tmp_path / "sweep"
     cmd = [
         sys.executable, "-m", "regexp.cli", "train", "-m", "seed=0,1,2,3,4,5",
-        "model.hidden=[8]", "trainer.epochs=30", f"hydra.sweep.dir={root}",
+        "model.hidden=[8]", "trainer.epochs=3", f"hydra.sweep.dir={root}",
     ]  # fmt: skip
-    # A background shell ignores SIGINT, and children inherit that: restore the default.
+    # A Ctrl-C (SIGINT to the process) right after the second job's files are complete
+    # (regexp.errors.fault_point). A background shell ignores SIGINT, and children inherit
+    # that: restore the default.
     default = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default
+    env = {k: v for k, v in os.environ.items() if k != "REGEXP_DEBUG"}
+    proc = subprocess.run(
+        cmd,
+        env=env | {"REGEXP_FAULT": "run_written:sigint:2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default,
+        timeout=600,
     )
-    deadline = time.monotonic() + 120
-    while not list(root.glob("*/metrics.csv")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = proc.stderr
     assert proc.returncode == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == (
         f"regexp: interrupted; finished runs are kept in {root}. To continue a sweep, run the "
@@ -317,8 +322,10 @@ def test_ctrl_c_prints_one_line_keeps_finished_runs_and_leaves_no_temporaries(tm
     )
     assert "Traceback" not in err
     assert not [p for p in root.rglob("*.tmp")]
-    for done in root.glob("*/metrics.csv"):
-        assert pd.read_csv(done)["status"].tolist() == ["ok"]
+    done = sorted(p.parent.name for p in root.glob("*/metrics.csv"))
+    assert done == ["0", "1"]
+    for name in done:
+        assert pd.read_csv(root / name / "metrics.csv")["status"].tolist() == ["ok"]
 
 
 def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):

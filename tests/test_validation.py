@@ -36,18 +36,21 @@ def calls(monkeypatch) -> list[dict]:
     return seen
 
 
+@pytest.mark.slow
 def test_a_single_cli_run_validates_once(calls, tmp_path):
     main(["train", *FAST, f"hydra.run.dir={tmp_path / 'run'}"])
     assert (tmp_path / "run" / "metrics.csv").is_file()
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_each_job_of_a_sweep_validates_once(calls, tmp_path):
     args = ["-m", *FAST, "seed=0,1", "hydra/launcher=basic", f"hydra.sweep.dir={tmp_path}/s"]
     main(["train", *args])
     assert sorted(c["seed"] for c in calls) == [0, 1]
 
 
+@pytest.mark.slow
 def test_regexp_run_validates_once(calls, tmp_path):
     regexp.run(FAST, run_dir=tmp_path / "run")
     assert len(calls) == 1

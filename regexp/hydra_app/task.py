@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from regexp import errors
 from regexp.runs import console
 from regexp.runs.run_files import finish_run, wants_figures
 from regexp.train.loop import fit_setup, prepare
@@ -41,4 +42,5 @@ def run_task(cfg: Mapping, run_dir: Path, summary: bool = True, sweep: bool = Fa
     figures = wants_figures(cfg, sweep)
     row = finish_run(cfg, run_dir, s.model, s.data, result, summary=summary, figures=figures)
     log.info(console.metrics_line(row, run_dir))
+    errors.fault_point("run_written")
     return row
