@@ -6,6 +6,7 @@ to see the full traceback instead.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -31,36 +32,35 @@ def one_line(err: BaseException) -> str:
 
 
 FAULT_ENV = "REGEXP_FAULT"
-FAULT_ACTIONS = ("raise", "kill", "sigint")
-_fault_hits: dict[str, int] = {}
+# Passes through each fault point so far, per REGEXP_FAULT spec (see fault_point).
+FAULT_HITS: dict[str, int] = {}
+FAULT_KINDS = ("interrupt", "enospc", "kill", "sigint")
 
 
 def fault_point(name: str) -> None:
-    """A named point where a test injects a fault, deterministically.
+    """A place where tests inject a fault: nothing unless ``REGEXP_FAULT`` names it.
 
-    ``REGEXP_FAULT=<name>[:<action>[:<n>]]`` acts at the ``n``-th time (default 1) this
-    process reaches point ``name``: ``raise`` (the default) raises ``RuntimeError``,
-    ``kill`` ends the process with SIGKILL (nothing runs after it: a power cut), ``sigint``
-    sends the process SIGINT (a Ctrl-C, handled as one). Unset, or another name: nothing
-    happens. The points: ``run_written`` (a run's files are complete, in
-    :func:`regexp.hydra_app.task.run_task`).
+    ``REGEXP_FAULT=<name>[@<n>][:<kind>]`` acts at the ``n``-th pass (default the first)
+    through ``fault_point(<name>)`` in this process: ``interrupt`` (the default) raises
+    :class:`KeyboardInterrupt`, ``enospc`` raises ``OSError(ENOSPC)`` (a full disk),
+    ``sigint`` sends the process SIGINT (a Ctrl-C through the signal handler), ``kill``
+    sends it SIGKILL (nothing runs after it: a power cut). The points include
+    ``run_written`` (a run's files are complete, in :func:`regexp.hydra_app.task.run_task`).
     """
-    spec = os.environ.get(FAULT_ENV)
-    if not spec or spec.split(":")[0] != name:
+    spec = os.environ.get(FAULT_ENV, "")
+    point, _, kind = spec.partition(":")
+    point, _, nth = point.partition("@")
+    if point != name:
         return
-    parts = spec.split(":")
-    action = parts[1] if len(parts) > 1 and parts[1] else "raise"
-    nth = int(parts[2]) if len(parts) > 2 else 1
-    if action not in FAULT_ACTIONS:
-        raise ValueError(
-            f"{FAULT_ENV} action must be one of {', '.join(FAULT_ACTIONS)}, got {action!r}"
-        )
-    _fault_hits[name] = _fault_hits.get(name, 0) + 1
-    if _fault_hits[name] != nth:
+    kind = kind or "interrupt"
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"{FAULT_ENV} kind must be one of {', '.join(FAULT_KINDS)}, got {kind!r}")
+    FAULT_HITS[spec] = FAULT_HITS.get(spec, 0) + 1
+    if FAULT_HITS[spec] != int(nth or 1):
         return
-    if action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if action == "sigint":
-        os.kill(os.getpid(), signal.SIGINT)
+    if kind == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"<fault point {name}>")
+    if kind in ("kill", "sigint"):
+        os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else signal.SIGINT)
         return
-    raise RuntimeError(f"fault injected at {name} ({FAULT_ENV}={spec})")
+    raise KeyboardInterrupt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -14,30 +15,37 @@ from regexp import errors
 
 @pytest.fixture
 def fresh(monkeypatch):
-    monkeypatch.setattr(errors, "_fault_hits", {})
+    monkeypatch.setattr(errors, "FAULT_HITS", {})
     return monkeypatch
 
 
 def test_unset_or_another_point_does_nothing(fresh):
     fresh.delenv(errors.FAULT_ENV, raising=False)
     errors.fault_point("run_written")
-    fresh.setenv(errors.FAULT_ENV, "elsewhere:raise")
+    fresh.setenv(errors.FAULT_ENV, "elsewhere:enospc")
     errors.fault_point("run_written")
 
 
-def test_raise_acts_at_the_nth_time_only(fresh):
-    fresh.setenv(errors.FAULT_ENV, "run_written:raise:3")
+def test_interrupt_acts_at_the_nth_pass_only(fresh):
+    fresh.setenv(errors.FAULT_ENV, "run_written@3")
     errors.fault_point("run_written")
     errors.fault_point("run_written")
-    with pytest.raises(RuntimeError, match="fault injected at run_written"):
+    with pytest.raises(KeyboardInterrupt):
         errors.fault_point("run_written")
     errors.fault_point("run_written")  # the 4th: past it
+
+
+def test_enospc_is_a_full_disk(fresh):
+    fresh.setenv(errors.FAULT_ENV, "run_written:enospc")
+    with pytest.raises(OSError) as err:
+        errors.fault_point("run_written")
+    assert err.value.errno == errno.ENOSPC
 
 
 def test_an_unknown_action_names_the_allowed_ones(fresh):
     fresh.setenv(errors.FAULT_ENV, "run_written:explode")
     with pytest.raises(
-        ValueError, match="action must be one of raise, kill, sigint, got 'explode'"
+        ValueError, match="kind must be one of interrupt, enospc, kill, sigint, got 'explode'"
     ):
         errors.fault_point("run_written")
 

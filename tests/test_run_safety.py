@@ -154,7 +154,7 @@ def test_killed_sweep_resumes_skipping_finished_jobs(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("REGEXP_DEBUG", "REGEXP_FAULT")}
     # SIGKILL right after the second job's files are complete (regexp.errors.fault_point).
     killed = subprocess.run(
-        args, env=env | {"REGEXP_FAULT": "run_written:kill:2"}, capture_output=True, timeout=600
+        args, env=env | {"REGEXP_FAULT": "run_written@2:kill"}, capture_output=True, timeout=600
     )
     assert killed.returncode == -signal.SIGKILL
     done = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.csv")}

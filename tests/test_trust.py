@@ -307,7 +307,7 @@ def test_ctrl_c_prints_one_line_keeps_finished_runs_and_leaves_no_temporaries(tm
     env = {k: v for k, v in os.environ.items() if k != "REGEXP_DEBUG"}
     proc = subprocess.run(
         cmd,
-        env=env | {"REGEXP_FAULT": "run_written:sigint:2"},
+        env=env | {"REGEXP_FAULT": "run_written@2:sigint"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
