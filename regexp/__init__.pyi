@@ -37,3 +37,4 @@ from .core.sparsity import (
 from .results.aggregate import summarize as summarize
 from .results.selection import best as best
 from .runs.collect import load_results as load_results
+from .runs.compression import compress as compress

@@ -34,8 +34,10 @@ from omegaconf import OmegaConf
 from regexp.core.checks import check_choice, check_int, check_real
 from regexp.core.penalties import prox_undefined
 from regexp.core.regularizers import REGULARIZERS, make_regularizer
+from regexp.data.images import IMAGE_SETS
 from regexp.data.prepare import SCALERS, TASKS
 from regexp.data.sources import BUILTIN_TASKS, LOADERS
+from regexp.model.build import MODELS
 from regexp.model.mlp import ACTIVATIONS, INITS
 from regexp.train.build import (
     DEVICES,
@@ -91,12 +93,26 @@ def nullable(check: Check, allowed: str) -> Check:
     return run
 
 
-def sizes(key: str, value: Any) -> None:
-    """A non-empty list of positive ints (``model.hidden``)."""
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) == 0:
+def sizes(key: str, value: Any, *, empty: bool = False) -> None:
+    """A list of positive ints, non-empty unless ``empty`` (layer sizes)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ValueError(f"{key} must be a list of positive ints, got {value!r}")
+    if not empty and len(value) == 0:
         raise ValueError(f"{key} must be a non-empty list of positive ints, got {value!r}")
     if any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in value):
         raise ValueError(f"{key} sizes must be positive ints, got {list(value)}")
+
+
+def odd_size(key: str, value: Any) -> None:
+    """An odd positive int (a kernel size with same padding)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise ValueError(f"{key} must be an odd positive int, got {value!r}")
+
+
+def folder_path(key: str, value: Any) -> None:
+    """A non-empty string: a folder (``~`` expanded where it is used)."""
+    if not (isinstance(value, str) and value):
+        raise ValueError(f"{key} must be a folder path, got {value!r}")
 
 
 def betas(key: str, value: Any) -> None:
@@ -156,6 +172,10 @@ class Param:
 ADAM = ("optimizer.name", ("adam", "adamw"))
 SGD = ("optimizer.name", ("sgd",))
 CSV = ("dataset.name", ("csv",))
+IMAGES = ("dataset.name", tuple(IMAGE_SETS))
+CNN = ("model.name", ("cnn",))
+# A group key a config may leave out, and the choice that then applies.
+CHOICE_DEFAULTS = {"model.name": "mlp"}
 TENSORBOARD = ("logger.name", ("tensorboard",))
 MLFLOW = ("logger.name", ("mlflow",))
 
@@ -168,6 +188,7 @@ PARAMETERS: dict[str, Param] = {
     "seed": Param(integer(0, SEED_LIMIT)),
     "figures": Param(options(FIGURES), optional=True),
     "resume": Param(boolean, optional=True),
+    "compress": Param(boolean, optional=True),
     "dataset.name": Param(options(tuple(LOADERS))),
     "dataset.task": Param(options(TASKS)),
     "dataset.val_size": Param(real(0.0, 1.0, open_low=True, open_high=True), optional=True),
@@ -178,7 +199,13 @@ PARAMETERS: dict[str, Param] = {
     "dataset.target": Param(column, when=CSV),
     "dataset.encode_categorical": Param(boolean, optional=True, when=CSV),
     "dataset.sep": Param(separator, optional=True, when=CSV),
-    "model.hidden": Param(sizes),
+    "dataset.root": Param(folder_path, optional=True, when=IMAGES),
+    "dataset.download": Param(boolean, optional=True, when=IMAGES),
+    "model.name": Param(options(MODELS), optional=True),
+    "model.hidden": Param(lambda key, v: sizes(key, v, empty=True)),  # rule mlp_hidden
+    "model.channels": Param(sizes, when=CNN),
+    "model.kernel_size": Param(odd_size, when=CNN),
+    "model.pool": Param(integer(1), when=CNN),
     "model.activation": Param(options(tuple(ACTIVATIONS))),
     "model.dropout": Param(real(0.0, 1.0, open_high=True)),
     "model.init": Param(options(INITS), optional=True),
@@ -230,7 +257,7 @@ def applies(cfg: Mapping, key: str) -> bool:
     if key.split(".")[0] in OPTIONAL_GROUPS and key.split(".")[0] not in cfg:
         return False
     when = PARAMETERS[key].when
-    return when is None or _get(cfg, when[0]) in when[1]
+    return when is None or _get(cfg, when[0], CHOICE_DEFAULTS.get(when[0])) in when[1]
 
 
 def group_keys(cfg: Mapping, group: str) -> list[str]:
@@ -240,6 +267,12 @@ def group_keys(cfg: Mapping, group: str) -> list[str]:
 
 
 # --- cross-key rules --------------------------------------------------------------------
+
+
+def mlp_hidden(cfg: Mapping) -> None:
+    """An MLP has at least one hidden layer (a conv net's head may have none)."""
+    if _get(cfg, "model.name", "mlp") == "mlp":
+        sizes("model.hidden", cfg["model"]["hidden"])
 
 
 def split_sizes(cfg: Mapping) -> None:
@@ -304,6 +337,7 @@ def tracker_installed(cfg: Mapping) -> None:
 
 
 RULES: tuple[Callable[[Mapping], None], ...] = (
+    mlp_hidden,
     split_sizes,
     builtin_task,
     regularizer_options,
