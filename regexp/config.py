@@ -32,7 +32,6 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from regexp.core.checks import check_choice, check_int, check_real
-from regexp.core.penalties import prox_undefined
 from regexp.core.regularizers import REGULARIZERS, make_regularizer
 from regexp.data.images import IMAGE_SETS
 from regexp.data.prepare import SCALERS, TASKS
@@ -293,7 +292,8 @@ def builtin_task(cfg: Mapping) -> None:
 
 def regularizer_options(cfg: Mapping) -> None:
     """The regularizer's options are the arguments of its class, which checks them (at
-    ``lambda``); proximal mode needs a proximal step in closed form."""
+    ``lambda``); proximal mode needs a proximal step, which the class says it has
+    (``Regularizer.proximal_error``)."""
     reg = cfg["regularizer"]
     name, mode = reg["name"], reg.get("mode", "penalty")
     options = {k: v for k, v in reg.items() if k not in ("name", "mode", "prox_metric")}
@@ -306,15 +306,14 @@ def regularizer_options(cfg: Mapping) -> None:
             + (f"its options are: {allowed}" if allowed else "it takes none")
         )
     try:
-        c = make_regularizer(name, strength=cfg["lambda"], **options).coefficients()
+        reg = make_regularizer(name, strength=cfg["lambda"], **options)
     except ValueError as err:
         raise ValueError(f"regularizer.{err}") from None
-    if mode == "proximal" and name == "weight_decay":
-        raise ValueError("regularizer.mode=proximal is not defined for weight_decay; use penalty")
-    if mode == "proximal" and prox_undefined(c.norm, c.p):
+    why = reg.proximal_error() if mode == "proximal" else None  # the class says
+    if why is not None:
         raise ValueError(
-            f"regularizer.mode=proximal needs regularizer.p=1 or 2 for norm, got {c.p:g} "
-            "(its proximal step has no closed form); use regularizer.mode=penalty"
+            f"regularizer.mode=proximal is not defined for regularizer={name}: {why}; "
+            "use regularizer.mode=penalty"
         )
 
 

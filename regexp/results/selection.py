@@ -45,9 +45,10 @@ def _test_metric(select: str) -> str:
 
 
 def _units(architecture: object) -> list[int]:
-    """Units of each layer's inputs: ``"64-40-20-10"`` → ``[64, 40, 20]``."""
+    """Units of each layer's inputs: ``"64-40-20-10"`` → ``[64, 40, 20]``; a conv net's
+    ``"1x8x8-c8-c16-10"`` → ``[1, 8, 16]`` (image channels, then each conv layer's)."""
     try:
-        return [int(u) for u in str(architecture).split("-")][:-1]
+        return [int(u.lstrip("c").split("x")[0]) for u in str(architecture).split("-")][:-1]
     except ValueError:
         return []
 
