@@ -74,6 +74,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", CASES, ids=[" ".join(c) for c in CASES])
 def test_one_epoch_matches_the_autograd_loop(overrides):
     # The single-run engine takes proximal steps in the identity metric; Adam's metric
@@ -95,6 +96,7 @@ def test_one_epoch_matches_the_autograd_loop(overrides):
     assert s._optimizer is None  # no torch.optim optimizer was built
 
 
+@pytest.mark.slow
 def test_twenty_epochs_of_a_default_run_give_the_autograd_runs_metrics(tmp_path):
     cfg = config("trainer.epochs=20")
     row = run(cfg, tmp_path / "new", summary=False)
@@ -111,6 +113,7 @@ def test_twenty_epochs_of_a_default_run_give_the_autograd_runs_metrics(tmp_path)
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [

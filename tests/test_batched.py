@@ -113,6 +113,7 @@ def test_initial_weights_are_those_of_the_sequential_runs():
     assert not torch.equal(stack.weights[0][0], stack.weights[0][1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "base",
     [
@@ -193,6 +194,7 @@ def metrics(sweep: Path) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True).drop(columns="train_seconds", errors="ignore")
 
 
+@pytest.mark.slow
 def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
     sweep = [
         "regularizer=l1,sgl",
@@ -271,6 +273,7 @@ def test_launcher_rejects_a_bad_worker_count():
         BatchedLauncher(n_jobs=0)
 
 
+@pytest.mark.slow
 def test_stacked_training_is_bit_identical_at_one_and_two_threads():
     # The launcher gives a stack its share of the cores; that must not change its numbers.
     # Wide layers, so that the stack's tensors are large enough for torch to split them.
@@ -339,6 +342,7 @@ def _messages(log: Path, run_dir: Path) -> list[str]:
     return [x.replace(str(run_dir), "RUN") for x in lines if "regexp.hydra_app.lifecycle" not in x]
 
 
+@pytest.mark.slow
 def test_batched_sweep_trains_stacks_of_two_shapes_and_lone_jobs_side_by_side(tmp_path):
     # Per model.hidden: adam with prox_metric identity and adaptive stack; sgd identity is
     # the only job of its settings (it runs alone); sgd adaptive is invalid (it fails).

@@ -123,6 +123,7 @@ def test_outputs_that_disagree_write_nothing(sgl_run, monkeypatch, tmp_path):
     assert not (run / "compressed.pt").exists() and not (run / "compression.csv").exists()
 
 
+@pytest.mark.slow
 def test_compress_of_a_folder_without_runs_is_one_line(regexp_cli, tmp_path):
     proc = regexp_cli("compress", str(tmp_path), check=False)
     assert proc.returncode == 2

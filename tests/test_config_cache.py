@@ -96,6 +96,7 @@ def _dump(cfg: DictConfig, idx: int) -> tuple:
     )
 
 
+@pytest.mark.slow
 def test_derived_configs_equal_hydras_for_every_job_of_a_mixed_sweep():
     with initialize_config_module("regexp.conf", version_base="1.3"):
         master, loader = _master(SWEEP)

@@ -94,6 +94,7 @@ def test_a_truncated_or_foreign_idx_file_is_one_line(tmp_path):
         images.load_image_set("mnist", str(tmp_path))
 
 
+@pytest.mark.slow
 def test_missing_files_are_one_line_naming_the_folder(regexp_cli, tmp_path):
     proc = regexp_cli(
         "train", "dataset=fashion_mnist", f"dataset.root={tmp_path}/data", check=False

@@ -153,6 +153,7 @@ def check_mlflow_run(uri: str, mlrun, run_dir: Path, cfg: dict) -> None:
     assert [p.step for p in points] == [len(history)]
 
 
+@pytest.mark.slow
 def test_mlflow_run_holds_params_history_and_final_metrics(make_config, tmp_path, mlflow_store):
     cfg = make_config(
         "logger=mlflow",
