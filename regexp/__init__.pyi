@@ -26,7 +26,7 @@ from .core.regularizers import (
 from .core.sparsity import (
     LayerSparsity as LayerSparsity,
     dead_units as dead_units,
-    kept_params as kept_params,
+    count_params_kept as count_params_kept,
     layer_sparsity as layer_sparsity,
     neuron_sparsity as neuron_sparsity,
     params_kept as params_kept,
