@@ -140,6 +140,7 @@ def test_divergence_and_early_stopping_as_in_the_autograd_loop(overrides):
         assert ref.status == "diverged"
 
 
+@pytest.mark.slow
 def test_what_it_cannot_train_goes_to_the_autograd_loop():
     cfg = config(*SMALL, "trainer.epochs=1", "regularizer=l1")
     s = train.prepare(cfg)

@@ -140,6 +140,7 @@ def test_one_epoch_matches_sequential_fit_for_every_regularizer(base):
         assert result.status == ref.status == "ok"
 
 
+@pytest.mark.slow
 def test_divergence_and_early_stopping_are_per_model():
     sgd = ["optimizer=sgd", "optimizer.lr=0.05", "regularizer=l2", *SMALL, "trainer.epochs=4"]
     adam = ["regularizer=l2", "lambda=1e-4", *SMALL, "trainer.epochs=12"]

@@ -76,6 +76,7 @@ def sgl_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_regexp_compress_matches_params_kept_and_the_thresholded_outputs(sgl_run, capsys):
     from regexp.cli import main
 
@@ -132,6 +133,7 @@ def test_compress_of_a_folder_without_runs_is_one_line(regexp_cli, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_compress_true_adds_the_compressed_columns_to_metrics(tmp_path):
     from regexp.cli import main
 

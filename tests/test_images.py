@@ -173,6 +173,7 @@ def test_cnn_options_are_checked():
         )
 
 
+@pytest.mark.slow
 def test_a_conv_run_is_rebuilt_from_its_checkpoint(tmp_path):
     from regexp.cli import main
 
@@ -189,6 +190,7 @@ def test_a_conv_run_is_rebuilt_from_its_checkpoint(tmp_path):
         assert torch.equal(model.state_dict()[key], value)
 
 
+@pytest.mark.slow
 def test_a_conv_run_reports_channels_and_compresses_to_params_kept(tmp_path):
     import pandas as pd
 

@@ -38,6 +38,7 @@ def test_sweep_jobs_draw_no_figures_by_default_and_regexp_plot_draws_them(launch
     assert pngs(root / "0") == FIGURES and pngs(root / "1") == FIGURES
 
 
+@pytest.mark.slow
 def test_regexp_plot_redraws_a_single_runs_figures_byte_for_byte(tmp_path):
     run_dir = tmp_path / "run"
     assert regexp("train", *TINY, f"hydra.run.dir={run_dir}") == 0

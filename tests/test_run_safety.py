@@ -96,6 +96,7 @@ def test_a_writer_dying_midway_leaves_the_old_file_whole(writer, tmp_path, monke
     assert path.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_failure_late_in_a_run_leaves_no_metrics_and_keeps_earlier_files(
     tmp_path, capsys, monkeypatch
 ):

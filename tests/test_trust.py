@@ -142,6 +142,7 @@ def test_resume_skips_a_finished_job_without_rewriting_its_hydra_files(tmp_path)
     assert len(pd.read_csv(root / "results.csv")) == 2
 
 
+@pytest.mark.slow
 def test_resume_matches_jobs_by_config_when_a_sweep_grows(tmp_path):
     root = tmp_path / "sweep"
     assert sweep(root, "lambda=1e-4,1e-2")[0] == 0
@@ -155,6 +156,7 @@ def test_resume_matches_jobs_by_config_when_a_sweep_grows(tmp_path):
     assert sorted(results["lambda"]) == [1e-4, 1e-3, 1e-2]
 
 
+@pytest.mark.slow
 def test_resume_of_a_smaller_sweep_pools_only_its_jobs(tmp_path):
     root = tmp_path / "sweep"
     assert sweep(root, "lambda=1e-4,1e-2")[0] == 0
