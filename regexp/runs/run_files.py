@@ -22,7 +22,7 @@ from regexp.core import sparsity
 from regexp.data.prepare import Dataset
 from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv
 from regexp.plots import run as run_plots
-from regexp.results import schema
+from regexp.results import schema, selection
 from regexp.results.identity import config_id, data_id, flatten
 from regexp.runs import compression, console, trackers
 from regexp.train.build import resolve_prox_metric
@@ -213,6 +213,7 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     if not ok:
         metrics = {k: (v if k == "params_total" else math.nan) for k, v in metrics.items()}
     row |= metrics
+    row["collapsed"] = collapsed(row, data)
     row["train_seconds"] = result.seconds
     row |= dotted  # the whole config last: the CSV's first columns stay readable
     out = RunOutputs(dict(cfg), row, result.history, model)
@@ -226,6 +227,16 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
         out.features = feature_map(first, data.feature_names, data.image_shape)
         out.channels = channel_norms(model)
     return out
+
+
+def collapsed(row: Mapping, data: Dataset) -> bool:
+    """:func:`selection.is_collapsed` of the run: chance is the share of the validation
+    split's most frequent class (what always predicting it scores)."""
+    chance = 0.0
+    if data.task == "classification" and len(data.y_val):
+        chance = float(data.y_val.bincount().max()) / len(data.y_val)
+    val = row.get("val_accuracy" if data.task == "classification" else "val_r2")
+    return selection.is_collapsed(data.task, val, chance)
 
 
 def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool = True) -> dict:
