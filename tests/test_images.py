@@ -116,6 +116,7 @@ def test_data_id_follows_the_files(tmp_path):
     assert data_id(cfg) != before
 
 
+@pytest.mark.slow
 def test_an_mnist_run_trains_on_the_generated_files(tmp_path, make_config):
     from regexp.cli import main
 

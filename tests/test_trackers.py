@@ -61,6 +61,7 @@ def test_flat_params_dots_nested_keys_and_writes_lists_as_json():
     }
 
 
+@pytest.mark.slow
 def test_tensorboard_events_hold_history_per_epoch_and_final_metrics(make_config, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
