@@ -14,6 +14,7 @@ and sweeps back (:mod:`regexp.hydra_app.lifecycle`, :mod:`regexp.results.aggrega
 
 from __future__ import annotations
 
+import random
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from regexp.config import validate
+from regexp.config import check_overrides, validate
 from regexp.hydra_app.task import run_task
 from regexp.model.mlp import load_checkpoint
 from regexp.runs.run_files import read_metrics
@@ -69,6 +70,7 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
 
     if isinstance(overrides, str):
         raise TypeError(f"overrides must be a list of strings, got the string {overrides!r}")
+    check_overrides(list(overrides))  # one line for a bad override, as regexp train
     gh = GlobalHydra.instance()
     theirs = gh.hydra if gh.is_initialized() else None  # the caller's Hydra, put back below
     gh.clear()
@@ -104,7 +106,8 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
         message of ``regexp train``.
 
     The caller's state is left as it was: torch's random number generators (the run seeds
-    them from ``seed``) and thread count (the run uses ``trainer.num_threads``), Hydra's
+    them from ``seed``), Python's ``random`` (which importing scikit-learn draws from), the
+    thread count (the run uses ``trainer.num_threads``), Hydra's
     global state; no matplotlib backend is set.
     """
     cfg = compose_config(overrides)
@@ -118,6 +121,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
     tr = cfg["trainer"]
     devices = [] if tr["device"] == "cpu" else list(range(torch.cuda.device_count()))
     threads = torch.get_num_threads()
+    python_random = random.getstate()  # importing scikit-learn draws from it
     temporary = None
     try:
         if run_dir is None:
@@ -131,6 +135,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
         history = pd.read_csv(where / "history.csv")
     finally:
         torch.set_num_threads(threads)
+        random.setstate(python_random)
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
     return RunResult(
