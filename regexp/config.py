@@ -41,6 +41,7 @@ from regexp.model.build import MODELS
 from regexp.model.mlp import ACTIVATIONS, INITS
 from regexp.train.build import (
     DEVICES,
+    ENGINES,
     MODES,
     OPTIMIZERS,
     PROX_METRICS,
@@ -285,6 +286,7 @@ PARAMETERS: dict[str, Param] = {
     ),
     "trainer.device": Param(device),
     "trainer.num_threads": Param(integer(1), optional=True),
+    "trainer.engine": Param(options(ENGINES), optional=True),
     "logger.name": Param(options(("csv", "tensorboard", "mlflow"))),
     "logger.save_dir": Param(nullable(text, "null or a folder"), when=TENSORBOARD),
     "logger.tracking_uri": Param(text, when=MLFLOW),

@@ -226,3 +226,26 @@ def test_a_conv_run_reports_channels_and_compresses_to_params_kept(tmp_path):
     assert (run / "channels.png").is_file()
     small = compress_model(model)
     assert sum(p.numel() for p in small.parameters()) == metrics["params_kept"]
+
+
+def test_a_batched_conv_sweep_gives_the_numbers_of_jobs_run_one_by_one(regexp_cli, tmp_path):
+    """Conv jobs are never trained as MLP stacks: each launcher's metrics are the same."""
+    import pandas as pd
+
+    frames = {}
+    for launcher in ("batched", "basic"):
+        regexp_cli(
+            "train",
+            "-m",
+            "model=cnn",
+            "dataset=digits_images",
+            "seed=0,1",
+            "trainer.epochs=2",
+            f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={tmp_path / launcher}",
+        )
+        frames[launcher] = pd.read_csv(tmp_path / launcher / "results.csv").sort_values("seed")
+    for column in ("test_accuracy", "val_loss", "params_kept", "architecture"):
+        if column in frames["basic"]:
+            assert frames["batched"][column].tolist() == frames["basic"][column].tolist()
+    assert set(frames["batched"]["architecture"]) == {"1x8x8-c8-c16-10"}

@@ -20,8 +20,9 @@ from regexp.data.sources import ID_LENGTH, builtin_id, csv_id, read_stable
 
 # Config keys that cannot change a run's numbers, and so are left out of its config_id:
 # resume (whether finished runs are reused), objectives (what a sweeper is told), logger
-# (where metrics are copied to) and figures (whether per-run figures are drawn).
-NOT_IDENTITY = ("resume", "objectives", "logger", "figures", "compress")
+# (where metrics are copied to), figures (whether per-run figures are drawn), compress
+# and trainer.engine (engines agree up to float reordering: tests/test_engines.py).
+NOT_IDENTITY = ("resume", "objectives", "logger", "figures", "compress", "trainer.engine")
 
 
 def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -59,6 +60,9 @@ def config_id(cfg: Mapping) -> str:
     """sha256 of the resolved config less :data:`NOT_IDENTITY`, as canonical JSON (sorted
     keys, numbers as floats), first :data:`ID_LENGTH` hex digits."""
     kept = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY}
+    for path in (k.split(".") for k in NOT_IDENTITY if "." in k):
+        if isinstance(kept.get(path[0]), Mapping) and path[1] in kept[path[0]]:
+            kept[path[0]] = {k: v for k, v in kept[path[0]].items() if k != path[1]}
     text = json.dumps(_canonical(kept), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
 

@@ -215,7 +215,7 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     config = config_row(cfg, data.n_features, data.n_outputs, image, data.data_id)
     dotted = {k: v for k, v in config.items() if k not in schema.SHORT and k not in schema.IDS}
     row = {k: v for k, v in config.items() if k not in dotted}
-    row |= {"status": result.status, "epochs_run": len(result.history)}
+    row |= {"status": result.status, "engine": result.engine, "epochs_run": len(result.history)}
     ok = result.status == "ok"
     metrics, layers = run_metrics(model if ok else copy.deepcopy(model), data, cfg["threshold"])
     if not ok:

@@ -20,6 +20,7 @@ MODES = ("penalty", "proximal")
 PROX_METRICS = ("auto", "identity", "adaptive")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
+ENGINES = ("auto", "fast", "autograd", "vmap")
 
 
 def resolve_device(name: str) -> torch.device:
