@@ -360,7 +360,7 @@ def regularizer_options(cfg: Mapping) -> None:
     reg = cfg["regularizer"]
     name, mode = reg["name"], reg.get("mode", "penalty")
     options = {k: v for k, v in reg.items() if k not in ("name", "mode", "prox_metric")}
-    known = set(inspect.signature(REGULARIZERS[name]).parameters) - {"strength", "params"}
+    known = set(inspect.signature(REGULARIZERS[name]).parameters) - {"strength"}
     unknown = sorted(set(options) - known)
     if unknown:
         allowed = ", ".join(f"regularizer.{k}" for k in sorted(known))
