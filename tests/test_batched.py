@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from hypothesis import given
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from regexp.train import loop as train
@@ -110,6 +112,7 @@ def test_initial_weights_are_those_of_the_sequential_runs():
     assert not torch.equal(stack.weights[0][0], stack.weights[0][1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "base",
     [
@@ -136,6 +139,7 @@ def test_one_epoch_matches_sequential_fit_for_every_regularizer(base):
         assert result.status == ref.status == "ok"
 
 
+@pytest.mark.slow
 def test_divergence_and_early_stopping_are_per_model():
     sgd = ["optimizer=sgd", "optimizer.lr=0.05", "regularizer=l2", *SMALL, "trainer.epochs=4"]
     adam = ["regularizer=l2", "lambda=1e-4", *SMALL, "trainer.epochs=12"]
@@ -190,6 +194,7 @@ def metrics(sweep: Path) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True).drop(columns="train_seconds", errors="ignore")
 
 
+@pytest.mark.slow
 def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
     sweep = [
         "regularizer=l1,sgl",
@@ -268,6 +273,7 @@ def test_launcher_rejects_a_bad_worker_count():
         BatchedLauncher(n_jobs=0)
 
 
+@pytest.mark.slow
 def test_stacked_training_is_bit_identical_at_one_and_two_threads():
     # The launcher gives a stack its share of the cores; that must not change its numbers.
     # Wide layers, so that the stack's tensors are large enough for torch to split them.
@@ -386,6 +392,31 @@ def test_a_stack_split_into_parts_trains_each_job_bit_for_bit_as_the_whole_stack
         assert split[idx][2] == status == "ok"
 
 
+@given(cores=st.integers(1, 256), trainings=st.integers(1, 500), workers=st.integers(1, 256))
+def test_stack_threads_share_the_launchers_cores(cores, trainings, workers):
+    """The spec, not the formula: for models large enough for threads, the trainings that
+    run at once (at most one per worker) share the cores without oversubscribing them,
+    leave fewer idle cores than there are trainings, and each gets at least one thread;
+    smaller models get one thread."""
+    from regexp.hydra_app.launcher import stack_threads
+    from regexp.hydra_app.stack_plan import THREADS_FROM_MACS
+
+    small = stack_threads(cores, trainings, workers, macs=THREADS_FROM_MACS - 1)
+    assert small == 1
+    threads = stack_threads(
+        cores=cores, trainings=trainings, workers=workers, macs=THREADS_FROM_MACS
+    )
+    at_once = min(workers, trainings)
+    assert threads >= 1
+    if at_once <= cores:
+        assert threads * at_once <= cores  # no core oversubscribed
+        assert cores - threads * at_once < at_once  # no thread left that one more could use
+    else:
+        assert threads == 1
+    if at_once == 1:
+        assert threads == cores  # a stack by itself, or one after another: every core
+
+
 def test_a_stack_that_fails_to_train_hands_its_jobs_back(tmp_path, monkeypatch, caplog):
     from regexp.hydra_app import stack_plan as stacks
     from regexp.hydra_app.launcher import _train_stack
@@ -414,6 +445,7 @@ def _messages(log: Path, run_dir: Path) -> list[str]:
     return [x.replace(str(run_dir), "RUN") for x in lines if "regexp.hydra_app.lifecycle" not in x]
 
 
+@pytest.mark.slow
 def test_batched_sweep_trains_stacks_of_two_shapes_and_lone_jobs_side_by_side(tmp_path):
     # Per model.hidden: adam with prox_metric identity and adaptive stack; sgd identity is
     # the only job of its settings (it runs alone); sgd adaptive is invalid (it fails).

@@ -141,6 +141,7 @@ def test_experiment_sets_the_demos_lambda_and_a_split_per_seed(make_config):
     assert cfg["dataset"]["split_seed"] == 3 and cfg["trainer"]["drop_last"] is True
 
 
+@pytest.mark.slow
 def test_constant_inputs_are_those_of_numpy_on_the_training_rows(metrics, report):
     from regexp.data.prepare import load_dataset
 
@@ -162,6 +163,7 @@ def removed_beyond(run_dir, seed: int) -> int:
     return int((dead & ~constant_pixels(seed)).sum())
 
 
+@pytest.mark.slow
 def test_same_lambda_table_equals_a_pandas_computation(metrics, report):
     text, out = report
     assert (out / "figures" / "pixel_maps.png").stat().st_size > 0
@@ -184,6 +186,7 @@ def test_same_lambda_table_equals_a_pandas_computation(metrics, report):
     assert "1 configurations ran in two sweeps; 1 of them gave identical metrics" in text
 
 
+@pytest.mark.slow
 def test_same_lambda_paired_line_is_scipys_t_interval(metrics, report):
     text, _ = report
     at = np.isclose(metrics["lambda"], LAM) & (metrics["mode"] == "penalty")
@@ -198,6 +201,7 @@ def test_same_lambda_paired_line_is_scipys_t_interval(metrics, report):
     assert line in text
 
 
+@pytest.mark.slow
 def test_pixel_map_is_the_mean_over_seeds_of_inputs_with_a_nonzero_outgoing_weight(metrics):
     m = metrics[(metrics["regularizer"] == "sgl") & (metrics["mode"] == "penalty")]
     alive = [
@@ -211,6 +215,7 @@ def test_pixel_map_is_the_mean_over_seeds_of_inputs_with_a_nonzero_outgoing_weig
     np.testing.assert_array_equal(keep_fraction(pd.Series(alive)), expected)
 
 
+@pytest.mark.slow
 def test_matched_cells_are_numpy_interp_along_each_seeds_front(metrics, report):
     """The accuracy at SGL's mean parameter count, read off each seed's λ front: numpy.interp
     inside the front, nothing across an accuracy gap above 2 points or past its ends."""
@@ -567,6 +572,7 @@ def test_pruning_keeps_exactly_the_k_columns_of_largest_l2_norm():
         keep_columns(lin.weight, 13)
 
 
+@pytest.mark.slow
 def test_pruning_front_from_the_dense_runs(metrics, tiny_sweep):
     dense = metrics[metrics["regularizer"] == "none"].sort_values("seed")
     table = pd.read_csv(tiny_sweep / "baselines" / "pruning.csv")
@@ -587,6 +593,7 @@ def test_pruning_front_from_the_dense_runs(metrics, tiny_sweep):
     assert ft["kept_input"] <= 32 and ft["kept_hidden"] <= 20 + 10
 
 
+@pytest.mark.slow
 def test_report_has_every_section_and_figure(report):
     text, out = report
     for heading in (
@@ -617,6 +624,7 @@ def test_report_has_every_section_and_figure(report):
             assert re.search(r"\[Table \d", line), line
 
 
+@pytest.mark.slow
 def test_lassonet_path_selects_ever_fewer_inputs(make_config):
     import lassonet  # noqa: F401  (the dev extra installs it: never skipped)
 

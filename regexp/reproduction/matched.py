@@ -135,8 +135,9 @@ class Interval:
 def paired_interval(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Interval:
     """t interval of the mean of ``a − b``, paired on the index (seeds); NaN pairs dropped.
 
-    With ``n`` pairs, ``mean ± t.ppf((1 + level)/2, n − 1) · sd(ddof=1) / √n``; for
-    ``n < 2`` the bounds are NaN (and the mean too when ``n = 0``).
+    With ``n`` pairs, ``mean ± t.ppf((1 + level)/2, n − 1) · sd(ddof=1) / √n``: scipy's
+    ``ttest_rel(a, b).confidence_interval(level)``; for ``n < 2`` the bounds are NaN (and
+    the mean too when ``n = 0``).
     """
     d = (a - b).dropna()
     n = len(d)
@@ -145,8 +146,11 @@ def paired_interval(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Interva
     mean = float(d.mean())
     if n < 2:
         return Interval(mean, math.nan, math.nan, n)
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, n)
+    if float(d.std(ddof=1)) == 0:  # every seed the same difference (scipy warns here)
+        return Interval(mean, mean, mean, n)
+    pairs = pd.concat([a, b], axis=1).dropna()
+    ci = stats.ttest_rel(pairs.iloc[:, 0], pairs.iloc[:, 1]).confidence_interval(level)
+    return Interval(mean, float(ci.low), float(ci.high), n)
 
 
 def per_seed(
