@@ -47,10 +47,19 @@ Set REGEXP_DEBUG=1 to see full tracebacks.
 
 
 def _remove_if_empty(run_dir: Path) -> None:
-    """Delete a run directory that holds nothing but Hydra's own files."""
-    if run_dir.is_dir() and all(
-        p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()
-    ):
+    """Delete a run directory that holds nothing but Hydra's own files, the run's marker
+    and its lock (released first)."""
+    from regexp.runs.run_files import MARKER
+    from regexp.runs.sweep_dir import LOCK_FILE, STATE_DIR, release_locks
+
+    release_locks()
+
+    def hydra_only(p: Path) -> bool:
+        if p.name == STATE_DIR and p.is_dir():
+            return all(q.name == LOCK_FILE for q in p.iterdir())
+        return p.name in (".hydra", MARKER) or p.suffix == ".log"
+
+    if run_dir.is_dir() and all(hydra_only(p) for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -258,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE, end="")
         return
     command, rest = argv[0], argv[1:]
+    os.environ["REGEXP_PID"] = str(os.getpid())  # the default hydra.run.dir ends with it
     try:
         if command == "train":
             _hydra(train_app, "regexp train", rest)
@@ -274,23 +284,69 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
         raise SystemExit(0) from None
+    except OSError as err:  # a full disk, a read-only folder: one line
+        if debug():
+            raise
+        _os_error(err)
+    finally:
+        sweep_dir = sys.modules.get("regexp.runs.sweep_dir")
+        if sweep_dir is not None:
+            sweep_dir.release_locks()
+
+
+def _loaded(name: str) -> object | None:
+    """Module ``name`` if this process has imported it, else ``None``. The handlers below
+    import nothing: a Ctrl-C during the first import of torch leaves it half-initialized,
+    and importing it again would raise a second, chained error."""
+    module = sys.modules.get(name)
+    return module if getattr(module, "__spec__", None) is not None else None
+
+
+def _output_roots() -> list[Path]:
+    atomic = _loaded("regexp.io.atomic")
+    return list(getattr(atomic, "OUTPUT_ROOTS", []))
 
 
 def _interrupted() -> None:
     """Ctrl-C: remove half-written temporaries, say what is kept, exit 130 (no traceback)."""
-    from regexp.io.atomic import OUTPUT_ROOTS, remove_all_temporaries
-    from regexp.runs.sweep_dir import restore_unclaimed
-
-    for root in OUTPUT_ROOTS:
-        remove_all_temporaries(root)
-        restore_unclaimed(root)  # an interrupted resume: earlier runs back where they were
-    where = f" in {OUTPUT_ROOTS[-1]}" if OUTPUT_ROOTS else ""
+    try:
+        atomic, sweep_dir = _loaded("regexp.io.atomic"), _loaded("regexp.runs.sweep_dir")
+        for root in _output_roots():
+            if atomic is not None:
+                atomic.remove_all_temporaries(root)
+            if sweep_dir is not None:  # an interrupted resume: runs back where they were
+                sweep_dir.restore_unclaimed(root)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop tidying up
+        pass
+    roots = _output_roots()
+    where = f" in {roots[-1]}" if roots else ""
     print(
         f"regexp: interrupted; finished runs are kept{where}. To continue a sweep, run the "
         "same command with resume=true",
         file=sys.stderr,
     )
     raise SystemExit(130)
+
+
+def _os_error(err: OSError) -> None:
+    """An ``OSError`` that reached the top (a full disk, a folder that cannot be written):
+    one line naming the file, exit 1. A sweep cut off by it keeps a ``results.csv`` of
+    the jobs that finished."""
+    import errno
+
+    where = f" '{err.filename}'" if err.filename else ""
+    kept = ""
+    lifecycle = _loaded("regexp.hydra_app.lifecycle")
+    for root in _output_roots() if lifecycle is not None else []:
+        try:
+            if lifecycle.report_finished_jobs(root):
+                kept = f"; results.csv in {root} holds the jobs that finished"
+        except Exception:  # the disk is still full: nothing more to save
+            pass
+    reason = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        reason = "the disk is full (No space left on device)"
+    fail(f"cannot write{where}: {reason}{kept}", code=1)
 
 
 if __name__ == "__main__":

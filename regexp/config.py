@@ -12,6 +12,7 @@ message names the config key, the bad value and what is allowed, e.g.
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -170,7 +171,7 @@ def validate(cfg: Mapping) -> None:
 LOGGERS: dict[str, tuple[str, ...]] = {
     "csv": (),
     "tensorboard": ("save_dir",),
-    "mlflow": ("tracking_uri", "experiment_name"),
+    "mlflow": ("tracking_uri", "experiment_name", "timeout"),
 }
 
 
@@ -202,6 +203,11 @@ def validate_logger(logger: Mapping | None) -> None:
         raise ValueError(f"logger.{extra[0]} is not an option of logger={name}; it takes {takes}")
     for key in options:
         value = logger.get(key)
+        if key == "timeout":  # seconds a request to a tracking server may take
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (ok and math.isfinite(value) and value > 0):
+                raise ValueError(f"logger.timeout must be a number of seconds > 0, got {value!r}")
+            continue
         if not (isinstance(value, str) and value) and not (key == "save_dir" and value is None):
             allowed = "null or a folder" if key == "save_dir" else "a non-empty string"
             raise ValueError(f"logger.{key} must be {allowed}, got {value!r}")

@@ -6,6 +6,7 @@ to see the full traceback instead.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import NoReturn
@@ -27,3 +28,28 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def one_line(err: BaseException) -> str:
     """An exception's message on one line (Hydra's and OmegaConf's span several)."""
     return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
+FAULT_ENV = "REGEXP_FAULT"
+# Passes through each fault point so far, per REGEXP_FAULT spec (see fault_point).
+FAULT_HITS: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """A place where tests inject a fault: nothing unless ``REGEXP_FAULT`` names it.
+
+    ``REGEXP_FAULT=<name>[@<n>][:enospc]`` makes the ``n``-th pass (default the first)
+    through ``fault_point(<name>)`` in this process raise :class:`KeyboardInterrupt` (a
+    Ctrl-C at exactly that step), or with ``:enospc`` ``OSError(ENOSPC)`` (a full disk).
+    """
+    spec = os.environ.get(FAULT_ENV, "")
+    point, _, kind = spec.partition(":")
+    point, _, nth = point.partition("@")
+    if point != name:
+        return
+    FAULT_HITS[spec] = FAULT_HITS.get(spec, 0) + 1
+    if FAULT_HITS[spec] != int(nth or 1):
+        return
+    if kind == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"<fault point {name}>")
+    raise KeyboardInterrupt
