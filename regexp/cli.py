@@ -6,6 +6,7 @@ traceback; set ``REGEXP_DEBUG=1`` to see the full traceback instead.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -196,7 +197,9 @@ def compare_main(argv: list[str]) -> None:
     print_comparison(summary, by, metric)
     if best is not None:
         print_best(best)
-    print(f"comparison.csv, best.csv and plots written to {out}")
+        print(f"comparison.csv, best.csv and plots written to {out}")
+    else:
+        print(f"comparison.csv and plots written to {out} (no best.csv: no ok run to choose λ)")
 
 
 def plot_main(argv: list[str]) -> None:
@@ -222,15 +225,28 @@ def plot_main(argv: list[str]) -> None:
         if not found:
             fail(f"no finished runs in '{path}' (expected a run or sweep directory)")
         runs += [d for d in found if d not in runs]
-    drawn = 0
+    drawn, unwritable, failed = 0, [], 0
     for run_dir in runs:
         try:
             drawn += len(plot_run(run_dir))
         except (ValueError, OSError) as err:
             if debug():
                 raise
-            log.warning("%s: %s", run_dir, err)
+            failed += 1
+            if isinstance(err, PermissionError) or getattr(err, "errno", None) == errno.EROFS:
+                unwritable.append((run_dir, err))
+            else:  # one line per run that cannot be drawn (a corrupt model.pt); others go on
+                print(f"regexp: error: {run_dir}: {one_line(err)}", file=sys.stderr)
     print(f"{drawn} figures of {len(runs)} run(s) written")
+    if unwritable:
+        where, err = unwritable[0]
+        fail(
+            f"{len(unwritable)} run folder(s) cannot be written, e.g. '{where}' "
+            f"({getattr(err, 'strerror', None) or err}): no figures drawn there",
+            code=1,
+        )
+    if failed:
+        raise SystemExit(1)
 
 
 def _register_plugins() -> None:
@@ -251,6 +267,8 @@ def _register_plugins() -> None:
 def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
     _register_plugins()
     sys.argv = [prog, *argv]
+    # Hydra's errors reach main() as exceptions (not Hydra's own lines): one line each.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     app()
     # The interpreter's final garbage collections would walk every object that torch,
     # pandas and the others created (about a second); frozen objects are skipped. Exit
@@ -288,6 +306,14 @@ def main(argv: list[str] | None = None) -> None:
         if debug():
             raise
         _os_error(err)
+    except Exception as err:  # Hydra's errors (a bad override), or a crash: one line
+        if debug():
+            raise
+        from hydra.errors import HydraException
+
+        if isinstance(err, HydraException | OmegaConfBaseException | ValueError):
+            fail(one_line(err))
+        fail(f"{type(err).__name__}: {one_line(err)} (set {DEBUG_ENV}=1 for the traceback)", 1)
     finally:
         sweep_dir = sys.modules.get("regexp.runs.sweep_dir")
         if sweep_dir is not None:
@@ -332,8 +358,6 @@ def _os_error(err: OSError) -> None:
     """An ``OSError`` that reached the top (a full disk, a folder that cannot be written):
     one line naming the file, exit 1. A sweep cut off by it keeps a ``results.csv`` of
     the jobs that finished."""
-    import errno
-
     where = f" '{err.filename}'" if err.filename else ""
     kept = ""
     lifecycle = _loaded("regexp.hydra_app.lifecycle")

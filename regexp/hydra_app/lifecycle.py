@@ -62,11 +62,12 @@ class SweepLifecycle(Callback):
             sweep_dir.finish_sweep(Path(str(config.hydra.run.dir)))
         finally:
             if self._lock is not None:
-                self._lock.release(force=True)
+                sweep_dir.unlock(self._lock)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(str(config.hydra.sweep.dir))
         self._refuse_errors(lambda: check_subdir(config))
+        self._refuse_errors(lambda: check_n_jobs(config))
         self._refuse_errors(lambda: writable_dir(root, "hydra.sweep.dir"))
         OUTPUT_ROOTS.append(root)
         self._lock = self._refuse_errors(lambda: sweep_dir.lock(root))
@@ -95,7 +96,7 @@ class SweepLifecycle(Callback):
             label_objectives(root, list(OmegaConf.select(config, "objectives", default=[])))
         finally:
             if self._lock is not None:
-                self._lock.release()
+                sweep_dir.unlock(self._lock)
 
     @staticmethod
     def _refuse_errors(action: Any) -> Any:
@@ -119,6 +120,18 @@ def check_subdir(config: DictConfig) -> None:
         raise ValueError(
             f"hydra.sweep.subdir '{text}' leads out of hydra.sweep.dir; a job's folder "
             "must lie inside the sweep's, e.g. hydra.sweep.subdir=${hydra.job.num} (the default)"
+        )
+
+
+def check_n_jobs(config: DictConfig) -> None:
+    """Refuse ``hydra.launcher.n_jobs=0`` (or a non-integer), which runs no job."""
+    n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
+    if n_jobs is None:
+        return
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(
+            f"hydra.launcher.n_jobs must be -1 (every core) or a number of workers >= 1, "
+            f"got {n_jobs!r}"
         )
 
 

@@ -111,6 +111,8 @@ def best(
             near = near.assign(_kept=near.get("params_kept_mean", np.nan))
             pick = near.sort_values(["_kept", "lambda"], ascending=[True, False]).index[0]
         rows.append(g.loc[pick])
+    if not rows:
+        raise ValueError(f"no group has an ok run with a {metric} to choose λ on")
     chosen = pd.DataFrame(rows)
     out = chosen[[*groups, "lambda"]].copy()
     out["rule"], out["selected_on"] = rule, metric

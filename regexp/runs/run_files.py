@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from regexp.core import sparsity
 from regexp.data.prepare import Dataset
+from regexp.errors import one_line
 from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv, write_text
 from regexp.plots import run as run_plots
 from regexp.results import schema
@@ -299,9 +300,16 @@ def plot_run(run_dir: Path) -> list[Path]:
     layers = pd.read_csv(run_dir / "sparsity.csv") if ok else None
     features = None
     if ok:
-        ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-        first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
-        dataset = ckpt["config"]["dataset"]
+        path = run_dir / "model.pt"
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
+            dataset = ckpt["config"]["dataset"]
+        except Exception as err:  # corrupt, truncated, or not a checkpoint of regexp
+            raise ValueError(
+                f"'{path}' is not a readable checkpoint ({type(err).__name__}: "
+                f"{one_line(err)[:200]}); train the run again to rewrite it"
+            ) from None
         table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
         features = feature_map(first, table.feature_names, table.image_shape)
     return draw_figures(run_dir, history, layers, features, run_plots.run_title(row))

@@ -98,6 +98,13 @@ def lock(sweep_dir: Path, key: str = "hydra.sweep.dir") -> FileLock:
     return held
 
 
+def unlock(held: FileLock) -> None:
+    """Release one lock taken with :func:`lock`."""
+    held.release(force=True)
+    if held in _HELD:
+        _HELD.remove(held)
+
+
 def release_locks() -> None:
     """Release every lock this process took with :func:`lock` (at the end of a command,
     however it ends)."""
@@ -149,8 +156,7 @@ def open_run(run_dir: Path, resume: bool, key: str = "hydra.run.dir") -> FileLoc
         start_run(root, resume)
         mark_run(root)
     except BaseException:
-        held.release(force=True)
-        _HELD.remove(held)
+        unlock(held)
         raise
     return held
 
