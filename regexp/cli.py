@@ -103,6 +103,8 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
         if debug():
             raise
         bad_input = isinstance(err, ValueError | OmegaConfBaseException)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            raise  # a full disk: every job would fail; regexp stops (main() says so)
         if multirun:
             log.error("job %s failed: %s: %s", hc.job.num, type(err).__name__, err)
             failed_row(config, run_dir, err)

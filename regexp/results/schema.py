@@ -13,7 +13,7 @@ position in a file:
 from __future__ import annotations
 
 # Where a row came from and how its job ended.
-LABELS = ("job", "source", "status", "error")
+LABELS = ("job", "source", "status", "error", "tracker_error")
 # A run's identity: hashes of its resolved config and of its data (regexp.results.identity).
 IDS = ("config_id", "data_id")
 # Short config columns, each the copy of a dotted config key (None: derived from several).
@@ -59,6 +59,7 @@ TEXT_COLUMNS = {
     "hidden": str,
     "architecture": str,
     "error": str,
+    "tracker_error": str,
     "config_id": str,
     "data_id": str,
 }

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from regexp.core import sparsity
 from regexp.data.prepare import Dataset
-from regexp.errors import one_line
+from regexp.errors import fault_point, one_line
 from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv, write_text
 from regexp.plots import run as run_plots
 from regexp.results import schema
@@ -222,6 +222,7 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
     ``summary``: print the metrics table. ``figures``: draw the run's three figures
     (:func:`draw_figures`; ``regexp plot`` draws them later).
     """
+    fault_point("write_run")  # tests: a full disk (REGEXP_FAULT=write_run:enospc)
     _mark_incomplete(run_dir)
     write_csv(run_dir / "history.csv", out.history)
     ids = {k: out.row.get(k) for k in schema.IDS}
