@@ -131,6 +131,21 @@ def test_a_folder_holding_other_files_is_refused_and_left_as_it_was(tmp_path, ca
     assert sorted(p.name for p in folder.iterdir()) == ["data.csv", "notes.txt"]
 
 
+def test_a_sweep_into_a_folder_of_other_files_is_refused_and_left_as_it_was(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "results.csv").write_text("my,own\n1,2\n")
+    before = listing(folder)
+    code, err = sweep(folder, "seed=0,1", capsys=capsys)
+    assert code == 2
+    assert err.splitlines() == [
+        f"regexp: error: hydra.sweep.dir '{folder}' holds files that are not a regexp "
+        "sweep's (results.csv); a sweep writes only into a new or empty folder or one of "
+        "its own: choose another hydra.sweep.dir"
+    ]
+    assert listing(folder) == before
+
+
 def test_superseding_moves_only_the_earlier_runs_own_files(tmp_path):
     run_dir = tmp_path / "run"
     assert train(run_dir)[0] == 0

@@ -68,6 +68,7 @@ class SweepLifecycle(Callback):
         root = Path(str(config.hydra.sweep.dir))
         self._refuse_errors(lambda: check_subdir(config))
         self._refuse_errors(lambda: check_n_jobs(config))
+        self._refuse_errors(lambda: sweep_dir.check_sweep_folder(root))
         self._refuse_errors(lambda: writable_dir(root, "hydra.sweep.dir"))
         OUTPUT_ROOTS.append(root)
         self._lock = self._refuse_errors(lambda: sweep_dir.lock(root))

@@ -26,7 +26,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from regexp.errors import fault_point
-from regexp.io.atomic import write_text
+from regexp.io.atomic import WRITE_CHECK, write_text
 from regexp.results.identity import config_id, data_id
 from regexp.runs.run_files import MARKER, is_owned, mark_run, read_metrics
 
@@ -120,8 +120,27 @@ def foreign_files(folder: Path) -> list[str]:
     return sorted(
         p.name
         for p in Path(folder).iterdir()
-        if not is_owned(p.name) and p.name not in (STATE_DIR, ORIGIN_FILE)
+        if not is_owned(p.name)
+        and p.name not in (STATE_DIR, ORIGIN_FILE)
+        and WRITE_CHECK not in p.name  # another regexp checking that it may write here
     )
+
+
+def check_sweep_folder(sweep_dir: Path) -> None:
+    """Raise :class:`SweepDirError` unless ``sweep_dir`` is new, empty, or a sweep's (its
+    ``.regexp/`` folder or Hydra's ``multirun.yaml``): a sweep writes its job folders and
+    ``results.csv`` into no folder of other files."""
+    root = Path(sweep_dir)
+    if not root.is_dir() or state(root).is_dir() or (root / "multirun.yaml").is_file():
+        return
+    others = sorted(p.name for p in root.iterdir() if WRITE_CHECK not in p.name)
+    if others:
+        listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise SweepDirError(
+            f"hydra.sweep.dir '{root}' holds files that are not a regexp sweep's ({listed}); "
+            "a sweep writes only into a new or empty folder or one of its own: choose "
+            "another hydra.sweep.dir"
+        )
 
 
 def check_run_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
