@@ -126,14 +126,23 @@ def foreign_files(folder: Path) -> list[str]:
     )
 
 
+def _holds_regexp(path: Path) -> bool:
+    """Whether ``path`` is a folder holding runs or sweeps of regexp (at any depth)."""
+    marks = (MARKER, STATE_DIR, "multirun.yaml")
+    return path.is_dir() and any(next(path.rglob(m), None) is not None for m in marks)
+
+
 def check_sweep_folder(sweep_dir: Path) -> None:
     """Raise :class:`SweepDirError` unless ``sweep_dir`` is new, empty, or a sweep's (its
-    ``.regexp/`` folder or Hydra's ``multirun.yaml``): a sweep writes its job folders and
-    ``results.csv`` into no folder of other files."""
+    ``.regexp/`` folder or Hydra's ``multirun.yaml``), or holds only folders of regexp's
+    runs and sweeps: a sweep writes its job folders and ``results.csv`` into no folder of
+    other files."""
     root = Path(sweep_dir)
     if not root.is_dir() or state(root).is_dir() or (root / "multirun.yaml").is_file():
         return
-    others = sorted(p.name for p in root.iterdir() if WRITE_CHECK not in p.name)
+    others = sorted(
+        p.name for p in root.iterdir() if WRITE_CHECK not in p.name and not _holds_regexp(p)
+    )
     if others:
         listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise SweepDirError(
