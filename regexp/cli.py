@@ -14,14 +14,15 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from typing import TYPE_CHECKING
 
 from regexp.errors import DEBUG_ENV, debug, fail, one_line
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+# This module imports nothing heavy at its top (Hydra, torch, pandas come inside main()'s
+# handlers), so that a Ctrl-C at any moment of startup ends with one line.
 
 log = logging.getLogger("regexp")
 
@@ -64,8 +65,16 @@ def _remove_if_empty(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-@hydra.main(config_path="pkg://regexp.conf", config_name="config", version_base="1.3")
-def train_app(cfg: DictConfig) -> float | list[float] | None:
+def train_app() -> Callable[[], object]:
+    """``regexp train``: :func:`train_task` as a Hydra app (``@hydra.main``) over the
+    shipped config (``regexp.conf``)."""
+    import hydra
+
+    main_ = hydra.main(config_path="pkg://regexp.conf", config_name="config", version_base="1.3")
+    return main_(train_task)
+
+
+def train_task(cfg: DictConfig) -> float | list[float] | None:
     """Hydra task: one run. Returns its ``objectives`` for the sweeper.
 
     See :func:`regexp.hydra_app.objectives.objective_values`: one float (by default the validation
@@ -77,6 +86,10 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
     configuration is skipped.
     """
     import torch
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from regexp.config import validate
     from regexp.hydra_app.objectives import objective_values, validate_objectives
@@ -290,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["REGEXP_PID"] = str(os.getpid())  # the default hydra.run.dir ends with it
     try:
         if command == "train":
-            _hydra(train_app, "regexp train", rest)
+            _hydra(train_app(), "regexp train", rest)
         elif command == "compare":
             compare_main(rest)
         elif command == "plot":
@@ -312,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug():
             raise
         from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
 
         if isinstance(err, HydraException | OmegaConfBaseException | ValueError):
             fail(one_line(err))

@@ -382,21 +382,22 @@ def test_mlflow_requests_get_the_configured_timeout_and_no_retries(tmp_path, mon
 # --- One line where a traceback was -----------------------------------------------------
 
 
-def test_ctrl_c_during_the_first_import_of_torch_is_one_line(tmp_path):
-    """A Ctrl-C while torch is first imported leaves it half-initialized: importing it
-    again fails. The hook below raises KeyboardInterrupt at that first import, and makes
-    every later one fail as a half-initialized torch does."""
+@pytest.mark.parametrize("module", ["torch", "hydra", "pandas"])
+def test_ctrl_c_during_the_first_import_of_a_library_is_one_line(module, tmp_path):
+    """A Ctrl-C while a library is first imported leaves it half-initialized: importing
+    it again fails. The hook below raises KeyboardInterrupt at that first import, and
+    makes every later one fail as a half-initialized module does."""
     script = textwrap.dedent(f"""
         import builtins, sys
         real, state = builtins.__import__, {{"hit": False}}
 
         def fake(name, *args, **kwargs):
-            if name == "torch" or name.startswith("torch."):
+            if name == {module!r} or name.startswith({module + "."!r}):
                 if not state["hit"]:
                     state["hit"] = True
                     raise KeyboardInterrupt
-                raise ImportError("cannot import name 'Tensor' from partially initialized "
-                                  "module 'torch'")
+                raise ImportError("cannot import name 'x' from partially initialized "
+                                  "module")
             return real(name, *args, **kwargs)
 
         builtins.__import__ = fake
@@ -404,6 +405,9 @@ def test_ctrl_c_during_the_first_import_of_torch_is_one_line(tmp_path):
         sys.argv = ["regexp"]
         main({["train", *TINY, f"hydra.run.dir={tmp_path / 'run'}"]!r})
     """)
+    if module == "hydra":  # as the console script does: the import is part of startup
+        script = script.replace("from regexp.cli import main", "")
+        script = script.replace("main([", "from regexp.cli import main; main([")
     env = {k: v for k, v in os.environ.items() if k != "REGEXP_DEBUG"}
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
