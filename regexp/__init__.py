@@ -66,6 +66,7 @@ _EXPORTS = {
     "load_results": "regexp.runs.collect",
     "summarize": "regexp.results.aggregate",
     "best": "regexp.results.selection",
+    "compress": "regexp.runs.compression",
 }
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "WeightDecay",
     "add_penalty_grad_",
     "best",
+    "compress",
     "dead_units",
     "group_norms",
     "kept_params",

@@ -37,6 +37,8 @@ commands:
             (`regexp compare --help`)
   plot      draw the figures of finished runs, or of every job of a sweep
             (`regexp plot --help`)
+  compress  rebuild finished runs' sparse MLPs as smaller dense ones, checked and timed
+            (`regexp compress --help`)
 
 examples:
   regexp train regularizer=sgl lambda=1e-3
@@ -264,6 +266,54 @@ def plot_main(argv: list[str]) -> None:
         raise SystemExit(1)
 
 
+def compress_main(argv: list[str]) -> None:
+    """``regexp compress PATH...``: ``compressed.pt`` and ``compression.csv`` of each ok run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="regexp compress",
+        description="Remove the dead inputs and units of finished runs' MLPs: writes\n"
+        "compressed.pt (a smaller dense network over the kept features) and compression.csv\n"
+        "(parameters, file size and latency before and after) into each run directory.\n"
+        "Nothing is written for a run whose compressed outputs differ by more than 1e-5.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directory")
+    args = parser.parse_args(argv)
+    from regexp.runs.collect import job_dirs
+    from regexp.runs.compression import compress
+    from regexp.runs.run_files import read_metrics
+
+    runs: list[Path] = []
+    for path in map(Path, args.paths):
+        found = [d for d in job_dirs(path) if (d / "model.pt").is_file()] if path.is_dir() else []
+        if not found:
+            fail(f"no finished runs in '{path}' (expected a run or sweep directory)")
+        runs += [d for d in found if d not in runs]
+    done = 0
+    for run_dir in runs:
+        if (read_metrics(run_dir) or {}).get("status") != "ok":
+            log.warning("%s: not an ok run; skipped", run_dir)
+            continue
+        try:
+            frame = compress(run_dir)
+        except (ValueError, OSError) as err:
+            if debug():
+                raise
+            log.warning("%s: %s", run_dir, one_line(err))
+            continue
+        before, after = frame.iloc[0], frame.iloc[1]
+        print(
+            f"{run_dir}: {before['params']} -> {after['params']} parameters, "
+            f"{before['latency_b1_us']:.1f} -> {after['latency_b1_us']:.1f} us at batch 1, "
+            f"max |diff| {after['max_abs_diff']:.2g}"
+        )
+        done += 1
+    print(f"{done} of {len(runs)} run(s) compressed")
+    if done == 0:
+        raise SystemExit(1)
+
+
 def _register_plugins() -> None:
     """Register regexp's Hydra plugins (``hydra/launcher=batched``, ``hydra/sweeper=regexp``).
 
@@ -308,9 +358,11 @@ def main(argv: list[str] | None = None) -> None:
             compare_main(rest)
         elif command == "plot":
             plot_main(rest)
+        elif command == "compress":
+            compress_main(rest)
         else:
             print(USAGE, end="", file=sys.stderr)
-            fail(f"unknown command '{command}'; choose one of: train, compare, plot")
+            fail(f"unknown command '{command}'; choose one of: train, compare, plot, compress")
     except KeyboardInterrupt:
         _interrupted()
     except BrokenPipeError:  # `regexp compare ... | head`: the reader has what it wants

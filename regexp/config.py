@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regexp.core.checks import check_choice, check_int, check_real
 from regexp.data.prepare import validate_dataset
-from regexp.model.mlp import validate_mlp
+from regexp.model.build import validate_model
 from regexp.train.build import (
     build_regularizer,
     resolve_prox_metric,
@@ -53,10 +53,23 @@ class TrainerConf:
 
 @dataclass
 class ModelConf:
+    name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [40, 20])
     activation: str = "relu"
     dropout: float = 0.0
     init: str = "default"
+
+
+@dataclass
+class CNNConf:
+    name: str = "cnn"
+    channels: list[int] = field(default_factory=lambda: [8, 16])
+    kernel_size: int = 3
+    pool: int = 2
+    activation: str = "relu"
+    dropout: float = 0.0
+    init: str = "default"
+    hidden: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -92,11 +105,23 @@ class CSVDatasetConf(BuiltinDatasetConf):
     sep: str | None = ","
 
 
+@dataclass
+class ImageDatasetConf(BuiltinDatasetConf):
+    root: str = "~/.cache/regexp/data"
+    download: bool = False
+
+
 SCHEMAS: dict[str, dict[str, type]] = {
     "trainer": {"default": TrainerConf},
-    "model": {"mlp": ModelConf},
+    "model": {"mlp": ModelConf, "cnn": CNNConf},
     "optimizer": {"adam": AdamConf, "adamw": AdamConf, "sgd": SGDConf},
-    "dataset": {"csv": CSVDatasetConf},  # every other data set: BuiltinDatasetConf
+    # every other data set: BuiltinDatasetConf
+    "dataset": {
+        "csv": CSVDatasetConf,
+        "mnist": ImageDatasetConf,
+        "fashion_mnist": ImageDatasetConf,
+        "cifar10": ImageDatasetConf,
+    },
 }
 
 
@@ -104,6 +129,8 @@ def _schema(group: str, node: Mapping) -> type:
     choices = SCHEMAS[group]
     if group == "dataset":
         return choices.get(node.get("name"), BuiltinDatasetConf)
+    if group == "model":
+        return choices.get(node.get("name", "mlp"), ModelConf)
     if group in ("optimizer",):
         return choices[node["name"]]
     return next(iter(choices.values()))
@@ -156,9 +183,11 @@ def validate(cfg: Mapping) -> None:
     check_choice("figures", cfg.get("figures", "auto"), FIGURES)
     if not isinstance(cfg.get("resume", False), bool):
         raise ValueError(f"resume must be true or false, got {cfg['resume']!r}")
+    if not isinstance(cfg.get("compress", False), bool):
+        raise ValueError(f"compress must be true or false, got {cfg['compress']!r}")
     validate_dataset(**cfg["dataset"])
     m = cfg["model"]
-    validate_mlp(m["hidden"], m["activation"], m["dropout"], m.get("init", "default"))
+    validate_model(m)
     build_regularizer(cfg["regularizer"], lam)
     validate_optimizer(cfg["optimizer"])
     resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])

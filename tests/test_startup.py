@@ -31,6 +31,7 @@ def test_every_public_name_is_its_modules_object():
     import regexp.results.aggregate
     import regexp.results.selection
     import regexp.runs.collect
+    import regexp.runs.compression
 
     modules = (
         regexp.core.penalties,
@@ -40,6 +41,7 @@ def test_every_public_name_is_its_modules_object():
         regexp.results.aggregate,
         regexp.results.selection,
         regexp.runs.collect,
+        regexp.runs.compression,
     )
     for name in regexp.__all__:
         found = {id(vars(m)[name]): vars(m)[name] for m in modules if name in vars(m)}

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from regexp.data import cache as datacache
+from regexp.data import images
 from regexp.data import sources as tables
 from regexp.data.sources import BUILTIN_TASKS, LOADERS
 
@@ -57,6 +58,8 @@ class Dataset:
     y_mean: float = 0.0
     y_std: float = 1.0
     image_shape: tuple[int, int] | None = None
+    # Image sets: each row is ``channels × image_shape`` pixels in channel-major order.
+    channels: int = 1
 
     @property
     def n_features(self) -> int:
@@ -115,6 +118,12 @@ def validate_dataset(
         raise ValueError(f"dataset.split_seed must be an integer in [0, 2**32), got {split_seed!r}")
     if scaler not in SCALERS:
         raise ValueError(f"dataset.scaler must be one of {', '.join(SCALERS)}, got '{scaler}'")
+    if name in images.IMAGE_SETS:
+        root, download = options.get("root", images.DEFAULT_ROOT), options.get("download", False)
+        if not isinstance(root, str) or not root:
+            raise ValueError(f"dataset.root must be a folder path, got {root!r}")
+        if not isinstance(download, bool):
+            raise ValueError(f"dataset.download must be true or false, got {download!r}")
     if name == "csv":
         path = options.get("path")
         if not isinstance(path, str) or not Path(path).expanduser().is_file():
@@ -238,6 +247,10 @@ def load_dataset(
     cache_key = None
     if name in BUILTIN_TASKS:
         settings = [name, task, val_size, test_size, split_seed, scaler, options]
+        if name in images.IMAGE_SETS:  # the files under dataset.root, by content
+            settings.append(
+                images.files_digest(name, str(options.get("root", images.DEFAULT_ROOT)))
+            )
         cache_key = f"{name}-{datacache.key(settings, _versions())}"
         cached = datacache.load(cache_key)
         if cached is not None and set(cached) == {f.name for f in fields(Dataset)}:
@@ -322,6 +335,7 @@ def _prepare(
         y_mean=y_mean,
         y_std=y_std,
         image_shape=table.image_shape,
+        channels=table.channels,
     )
     return data
 

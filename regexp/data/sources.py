@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from regexp.data import images
+
 log = logging.getLogger(__name__)
 
 # The task of each built-in data set; only dataset=csv takes dataset.task from the config.
@@ -30,6 +32,11 @@ BUILTIN_TASKS = {
     "diabetes": "regression",
     "breast_cancer": "classification",
     "wine": "classification",
+    # Images (regexp.data.images): digits as 1×8×8, and torchvision's files under dataset.root.
+    "digits_images": "classification",
+    "mnist": "classification",
+    "fashion_mnist": "classification",
+    "cifar10": "classification",
 }
 # Separators that dataset.sep=null (auto-detect) chooses from.
 SNIFF_SEPS = ",;\t|"
@@ -46,6 +53,8 @@ class Table:
     feature_names: list[str]
     task: str
     image_shape: tuple[int, int] | None = None
+    # Image sets: each row is ``channels × image_shape`` pixels in channel-major order.
+    channels: int = 1
 
 
 def _sklearn(loader: str, task: str, image_shape=None) -> Callable[..., Table]:
@@ -59,6 +68,19 @@ def _sklearn(loader: str, task: str, image_shape=None) -> Callable[..., Table]:
             f"x{i}" for i in range(bunch.data.shape[1])
         ]
         return Table(bunch.data, bunch.target, names, task, image_shape)
+
+    return load
+
+
+def _image_loader(name: str) -> Callable[..., Table]:
+    """The Table of image set ``name`` (:func:`regexp.data.images.load_image_set`)."""
+
+    def load(
+        root: str = images.DEFAULT_ROOT, download: bool = False, task: str = "", **_: object
+    ) -> Table:
+        x, y, (channels, height, width) = images.load_image_set(name, root, download)
+        names = images.pixel_names((channels, height, width))
+        return Table(x, y, names, BUILTIN_TASKS[name], (height, width), channels)
 
     return load
 
@@ -254,4 +276,6 @@ LOADERS: dict[str, Callable[..., Table]] = {
     "breast_cancer": _sklearn("load_breast_cancer", BUILTIN_TASKS["breast_cancer"]),
     "wine": _sklearn("load_wine", BUILTIN_TASKS["wine"]),
     "csv": load_csv,
+    "digits_images": _sklearn("load_digits", BUILTIN_TASKS["digits_images"], (8, 8)),
+    **{name: _image_loader(name) for name in images.IMAGE_SETS},
 }

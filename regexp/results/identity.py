@@ -15,10 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from regexp.data.images import DEFAULT_ROOT, IMAGE_SETS, files_digest
+
 # Config keys that cannot change a run's numbers, and so are left out of its config_id:
 # resume (whether finished runs are reused), objectives (what a sweeper is told), logger
 # (where metrics are copied to) and figures (whether per-run figures are drawn).
-NOT_IDENTITY = ("resume", "objectives", "logger", "figures")
+NOT_IDENTITY = ("resume", "objectives", "logger", "figures", "compress")
 ID_LENGTH = 16  # hex digits of sha256 kept: 64 bits
 
 
@@ -72,12 +74,17 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
 
 def data_id(dataset: Mapping) -> str:
     """The content behind config group ``dataset``: ``csv:<sha256 of the file's bytes>``,
-    or ``sklearn-<version>:<name>`` for a data set bundled with scikit-learn (its data
-    changes only with scikit-learn's version)."""
+    ``files:<sha256 of the files' bytes>`` for an image set read from ``dataset.root``
+    (:func:`regexp.data.images.files_digest`), or ``sklearn-<version>:<name>`` for a data set
+    bundled with scikit-learn (its data changes only with scikit-learn's version)."""
     if dataset["name"] == "csv":
         path = Path(str(dataset["path"])).expanduser().resolve()
         stat = path.stat()
         return f"csv:{_file_digest(str(path), stat.st_size, stat.st_mtime_ns)}"
     from importlib.metadata import version  # the installed version, without importing it
+
+    if dataset["name"] in IMAGE_SETS:  # torchvision's files under dataset.root, by content
+        root = str(dataset.get("root", DEFAULT_ROOT))
+        return f"files:{files_digest(dataset['name'], root) or 'missing'}"
 
     return f"sklearn-{version('scikit-learn')}:{dataset['name']}"

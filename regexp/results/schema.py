@@ -39,7 +39,7 @@ SHORT = {
     "threshold": "threshold",
 }
 # Keys at the config's top level (undotted when flattened).
-TOP_LEVEL = ("lambda", "seed", "threshold", "resume", "objectives", "figures")
+TOP_LEVEL = ("lambda", "seed", "threshold", "resume", "objectives", "figures", "compress")
 METRICS = (
     "epochs_run",
     "weight_sparsity",
@@ -51,7 +51,16 @@ METRICS = (
 )
 # kept_<layer> and units_<layer>: units per layer, added from sparsity.csv by readers of
 # runs (regexp.reproduction.runs); removed_<layer>: units removed (regexp.results.selection).
-METRIC_PREFIXES = ("test_", "val_", "neuron_sparsity_", "kept_", "units_", "removed_")
+# compressed_*: config key compress=true (regexp.runs.compression).
+METRIC_PREFIXES = (
+    "test_",
+    "val_",
+    "neuron_sparsity_",
+    "kept_",
+    "units_",
+    "removed_",
+    "compressed_",
+)
 # Text columns that pandas would otherwise read as numbers ("40" for one hidden layer).
 TEXT_COLUMNS = {
     "job": str,
@@ -62,6 +71,7 @@ TEXT_COLUMNS = {
     "tracker_error": str,
     "config_id": str,
     "data_id": str,
+    "compress_error": str,
 }
 
 

@@ -27,7 +27,7 @@ from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv, wri
 from regexp.plots import run as run_plots
 from regexp.results import schema
 from regexp.results.identity import config_id, data_id, flatten
-from regexp.runs import console, trackers
+from regexp.runs import compression, console, trackers
 from regexp.train.build import resolve_prox_metric
 from regexp.train.evaluate import evaluate
 from regexp.train.loop import FitResult
@@ -48,7 +48,16 @@ MARKER = ".regexp-run"
 # Every name a run creates in its folder: its files, the marker, Hydra's config and log
 # (train.log; train.previous.log when a resumed run took an earlier one over), TensorBoard's
 # event files. Setting an earlier run aside moves these and nothing else.
-OWNED = (*RUN_FILES, MARKER, ".hydra", "train.log", "train.previous.log", "tensorboard")
+OWNED = (
+    *RUN_FILES,
+    MARKER,
+    ".hydra",
+    "train.log",
+    "train.previous.log",
+    "tensorboard",
+    compression.COMPRESSED_FILE,  # with compress=true, or `regexp compress`
+    compression.COMPRESSION_FILE,
+)
 
 
 def is_owned(name: str) -> bool:
@@ -166,6 +175,8 @@ class RunOutputs:
     model: nn.Module
     layers: pd.DataFrame | None = None
     features: dict | None = None
+    # [channels, height, width] of an image data set, for rebuilding a conv net from model.pt.
+    input_shape: list[int] | None = None
 
 
 def feature_map(first: Tensor, names: list[str], image_shape: tuple | None) -> dict:
@@ -201,6 +212,8 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     row["train_seconds"] = result.seconds
     row |= dotted  # the whole config last: the CSV's first columns stay readable
     out = RunOutputs(dict(cfg), row, result.history, model)
+    if data.image_shape is not None:
+        out.input_shape = [data.channels, *data.image_shape]
     if ok:
         out.layers = pd.DataFrame(
             [vars(layer) for layer in layers], columns=["layer", "units", "removed", "fraction"]
@@ -226,11 +239,14 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
     _mark_incomplete(run_dir)
     write_csv(run_dir / "history.csv", out.history)
     ids = {k: out.row.get(k) for k in schema.IDS}
-    save_checkpoint(run_dir / "model.pt", out.model, out.cfg, {"metrics": out.row, **ids})
+    extra = {"metrics": out.row, **ids, "input_shape": out.input_shape}
+    save_checkpoint(run_dir / "model.pt", out.model, out.cfg, extra)
     if out.layers is not None:
         write_csv(run_dir / "sparsity.csv", out.layers)
     if figures:
         draw_figures(run_dir, out.history, out.layers, out.features, run_plots.run_title(out.row))
+    if out.cfg.get("compress") and out.row.get("status") == "ok":
+        out.row.update(compression.compressed_columns(run_dir))
     write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
     # logger=tensorboard, mlflow: after the run's own files, so a tracker never costs the run
     error = trackers.track(run_dir, out.cfg, out.history, out.row)

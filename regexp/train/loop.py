@@ -25,7 +25,7 @@ from regexp.core.metric_prox import optimizer_metric
 from regexp.core.metrics import data_loss
 from regexp.core.regularizers import Regularizer
 from regexp.data.prepare import Dataset, load_dataset
-from regexp.model.mlp import mlp
+from regexp.model.build import build_model
 from regexp.train.build import (
     build_regularizer,
     make_optimizer,
@@ -211,14 +211,8 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
         data = load_dataset(**cfg["dataset"]).to(device)
     torch.manual_seed(cfg["seed"])
     m = cfg["model"]
-    model = mlp(
-        data.n_features,
-        list(m["hidden"]),
-        data.n_outputs,
-        m["activation"],
-        m["dropout"],
-        m.get("init", "default"),
-    ).to(device)
+    shape = (data.channels, *data.image_shape) if data.image_shape is not None else None
+    model = build_model(m, data.n_features, data.n_outputs, shape).to(device)
     metric = resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
     drop_last = bool(cfg["trainer"].get("drop_last", False))
     return Setup(data, model, reg, mode, cfg["optimizer"], patience, device, metric, drop_last)

@@ -1,0 +1,188 @@
+"""Image data sets (regexp.data.images) read from small files written here in the formats
+torchvision keeps on disk, and the conv net (regexp.model.cnn) counted by hand."""
+
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from regexp.data import images
+from regexp.data.prepare import load_dataset
+from regexp.model.build import build_model, load_model
+from regexp.model.cnn import cnn
+from regexp.results.identity import data_id
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array, written with struct (independently of read_idx)."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += b"".join(struct.pack(">i", d) for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_mnist(root, folder="MNIST/raw", n_train=60, n_test=20, gz=False, seed=0):
+    """Files like torchvision's MNIST download: two images and two label files per split."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder
+    raw.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(n_train, dtype=np.uint8) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.arange(n_test, dtype=np.uint8) % 10,
+    }
+    for name, array in arrays.items():
+        data = _idx_bytes(array)
+        if gz:
+            (raw / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (raw / name).write_bytes(data)
+    return arrays
+
+
+def write_cifar(root, per_batch=12, seed=0):
+    """CIFAR-10's python batches: dicts of b"data" [n, 3072] uint8 and b"labels"."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
+        }
+        (folder / name).write_bytes(pickle.dumps(batch))
+        batches[name] = batch
+    return batches
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_files_are_read_pixel_for_pixel(tmp_path, gz):
+    arrays = write_mnist(tmp_path, gz=gz)
+    x, y, shape = images.load_image_set("mnist", str(tmp_path))
+    assert shape == (1, 28, 28)
+    expected = np.concatenate(
+        [arrays["train-images-idx3-ubyte"], arrays["t10k-images-idx3-ubyte"]]
+    ).reshape(80, 784)
+    np.testing.assert_array_equal(x, expected / 255.0)
+    np.testing.assert_array_equal(y, np.r_[np.arange(60) % 10, np.arange(20) % 10])
+
+
+def test_cifar_batches_are_read_channel_major(tmp_path):
+    batches = write_cifar(tmp_path)
+    x, y, shape = images.load_image_set("cifar10", str(tmp_path))
+    assert shape == (3, 32, 32) and x.shape == (72, 3072)
+    first = batches["data_batch_1"][b"data"][0]
+    # Row 0, channel 1 (green), pixel (2, 5): CIFAR's own layout, R then G then B planes.
+    assert x[0, 1 * 1024 + 2 * 32 + 5] == first[1024 + 2 * 32 + 5] / 255.0
+    assert y[-1] == batches["test_batch"][b"labels"][-1]
+    assert images.pixel_names(shape)[1024 + 2 * 32 + 5] == "c1_pixel_2_5"
+
+
+def test_a_truncated_or_foreign_idx_file_is_one_line(tmp_path):
+    write_mnist(tmp_path)
+    path = tmp_path / "MNIST/raw/train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="is truncated"):
+        images.load_image_set("mnist", str(tmp_path))
+    path.write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        images.load_image_set("mnist", str(tmp_path))
+
+
+def test_missing_files_are_one_line_naming_the_folder(regexp_cli, tmp_path):
+    proc = regexp_cli(
+        "train", "dataset=fashion_mnist", f"dataset.root={tmp_path}/data", check=False
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert f"no files under '{tmp_path}/data/FashionMNIST/raw'" in lines[0]
+    assert "dataset.download=true" in lines[0]
+    assert not any(p.is_file() for p in (tmp_path / "outputs").rglob("*"))  # no run left
+
+
+def test_data_id_follows_the_files(tmp_path):
+    write_mnist(tmp_path)
+    cfg = {"name": "mnist", "root": str(tmp_path)}
+    before = data_id(cfg)
+    assert before.startswith("files:") and before != "files:missing"
+    write_mnist(tmp_path, seed=1)  # other pixels, same names and sizes
+    assert data_id(cfg) != before
+
+
+def test_an_mnist_run_trains_on_the_generated_files(tmp_path, make_config):
+    from regexp.cli import main
+
+    write_mnist(tmp_path, n_train=200, n_test=50)
+    cfg = make_config("dataset=mnist", f"dataset.root={tmp_path}")
+    data = load_dataset(**cfg["dataset"])
+    assert data.n_features == 784 and data.channels == 1 and data.image_shape == (28, 28)
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 250
+    run = tmp_path / "run"
+    main(
+        [
+            "train",
+            "dataset=mnist",
+            f"dataset.root={tmp_path}",
+            "trainer.epochs=2",
+            f"hydra.run.dir={run}",
+        ]
+    )
+    assert (run / "metrics.csv").is_file()
+
+
+def test_cnn_layers_and_parameters_by_hand():
+    model = cnn((1, 8, 8), [8, 16], 10)
+    # conv 1→8 (3×3): 8·1·9 + 8 = 80; conv 8→16: 16·8·9 + 16 = 1168; pooled 16×2×2 → 10:
+    # 64·10 + 10 = 650.
+    counts = [sum(p.numel() for p in m.parameters()) for m in model if list(m.parameters())]
+    assert counts == [80, 1168, 650]
+    assert model(torch.zeros(5, 64)).shape == (5, 10)
+    # Column c·4 + i of the head reads channel c of the last conv layer.
+    with torch.no_grad():
+        x = torch.randn(3, 64)
+        features = model[:-1](x)
+        conv_out = model[:-2](x)
+    assert torch.equal(features[:, 4 * 5 : 4 * 6], conv_out[:, 5].flatten(1))
+
+
+def test_cnn_options_are_checked():
+    with pytest.raises(ValueError, match=r"model\.kernel_size must be an odd"):
+        cnn((1, 8, 8), [8], 10, kernel_size=4)
+    with pytest.raises(ValueError, match=r"shrinks 8×8 images below one pixel"):
+        cnn((1, 8, 8), [4, 4, 4, 4], 10, pool=2)
+    with pytest.raises(ValueError, match="needs an image data set"):
+        build_model(
+            {
+                "name": "cnn",
+                "channels": [4],
+                "kernel_size": 3,
+                "pool": 2,
+                "activation": "relu",
+                "dropout": 0.0,
+            },
+            10,
+            1,
+            None,
+        )
+
+
+def test_a_conv_run_is_rebuilt_from_its_checkpoint(tmp_path):
+    from regexp.cli import main
+
+    run = tmp_path / "run"
+    main(
+        ["train", "model=cnn", "dataset=digits_images", "trainer.epochs=2", f"hydra.run.dir={run}"]
+    )
+    model, cfg = load_model(run / "model.pt")
+    assert cfg["model"]["name"] == "cnn"
+    assert isinstance(model[1], nn.Conv2d) and model[1].in_channels == 1
+    state = torch.load(run / "model.pt", weights_only=True)
+    assert state["input_shape"] == [1, 8, 8]
+    for key, value in state["state_dict"].items():
+        assert torch.equal(model.state_dict()[key], value)
