@@ -37,6 +37,8 @@ commands:
             (`regexp compare --help`)
   plot      draw the figures of finished runs, or of every job of a sweep
             (`regexp plot --help`)
+  refine    propose a finer λ grid where a sweep's accuracy falls, and print the
+            command that adds it to the sweep (`regexp refine --help`)
   compress  rebuild finished runs' sparse MLPs as smaller dense ones, checked and timed
             (`regexp compress --help`)
 
@@ -45,6 +47,7 @@ examples:
   regexp train -m regularizer=l1,l2,group_lasso,sgl lambda=1e-4,1e-3,1e-2 seed=0,1,2
   regexp train -m experiment=digits_sweep
   regexp compare outputs/multirun/2024-05-01/12-00-00 outputs/multirun/2024-05-02/09-30-00
+  regexp compare outputs/multirun/2024-05-01/12-00-00 --rule within:0.01
 
 Set REGEXP_DEBUG=1 to see full tracebacks.
 """
@@ -135,7 +138,21 @@ COMPARE_EPILOG = """examples:
   regexp compare outputs/multirun/2024-05-01/12-00-00
   regexp compare outputs/multirun/a outputs/multirun/b/results.csv outputs/multirun/a/0
   regexp compare outputs/multirun/a outputs/multirun/b --by source,regularizer --out cmp
+  regexp compare outputs/multirun/a --rule within:0.01 --sparsity inputs
 """
+
+
+def _rule(text: str) -> str:
+    """argparse type of ``--rule``: :func:`regexp.results.selection.parse_rule`."""
+    import argparse
+
+    from regexp.results.selection import parse_rule
+
+    try:
+        parse_rule(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def compare_main(argv: list[str]) -> None:
@@ -183,10 +200,19 @@ def compare_main(argv: list[str]) -> None:
     )
     parser.add_argument(
         "--rule",
-        choices=("best", "1se"),
+        type=_rule,
         default="best",
+        metavar="RULE",
         help="best: the λ with the best mean; 1se: the sparsest λ within one standard "
-        "error of the best mean (default: best)",
+        "error of the best mean; within:TOL: the sparsest λ whose mean is within TOL of "
+        "the best (within:0.01: one point of accuracy), and one line with the sparsest "
+        "network of all within TOL of the best; ties go to the sparser λ (default: best)",
+    )
+    parser.add_argument(
+        "--sparsity",
+        choices=("params", "inputs"),
+        default="params",
+        help="what 'sparsest' counts: parameters kept or input features kept (default: params)",
     )
     parser.add_argument(
         "--out",
@@ -200,23 +226,30 @@ def compare_main(argv: list[str]) -> None:
     from datetime import datetime
 
     from regexp.hydra_app.report import compare
-    from regexp.runs.console import print_best, print_comparison
+    from regexp.runs.console import answer_line, print_best, print_comparison
 
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:
-        summary, by, metric, best = compare(
-            args.paths, args.by, args.metric, out, args.select, args.rule
+        summary, by, metric, best, answer = compare(
+            args.paths, args.by, args.metric, out, args.select, args.rule, args.sparsity
         )
     except ValueError as err:
         if debug():
             raise
         fail(str(err))
     print_comparison(summary, by, metric)
-    if best is not None:
-        print_best(best)
-        print(f"comparison.csv, best.csv and plots written to {out}")
-    else:
+    if best is None:
         print(f"comparison.csv and plots written to {out} (no best.csv: no ok run to choose λ)")
+        return
+    print_best(best)
+    written = "comparison.csv, best.csv"
+    if answer is not None:
+        written += ", sparsest.csv"
+        keys = best.columns[: list(best.columns).index("lambda")]
+        groups = [c for c in keys if c == "regularizer" or best[c].nunique(dropna=False) > 1]
+        for row in answer.to_dict("records"):
+            print(answer_line(row, [c for c in groups if c in row]))
+    print(f"{written} and plots written to {out}")
 
 
 def plot_main(argv: list[str]) -> None:
@@ -242,18 +275,22 @@ def plot_main(argv: list[str]) -> None:
         if not found:
             fail(f"no finished runs in '{path}' (expected a run or sweep directory)")
         runs += [d for d in found if d not in runs]
+    from regexp.runs.console import item_progress
+
     drawn, unwritable, failed = 0, [], 0
-    for run_dir in runs:
-        try:
-            drawn += len(plot_run(run_dir))
-        except (ValueError, OSError) as err:
-            if debug():
-                raise
-            failed += 1
-            if isinstance(err, PermissionError) or getattr(err, "errno", None) == errno.EROFS:
-                unwritable.append((run_dir, err))
-            else:  # one line per run that cannot be drawn (a corrupt model.pt); others go on
-                print(f"regexp: error: {run_dir}: {one_line(err)}", file=sys.stderr)
+    with item_progress(len(runs), "runs drawn") as advance:
+        for run_dir in runs:
+            try:
+                drawn += len(plot_run(run_dir))
+            except (ValueError, OSError) as err:
+                if debug():
+                    raise
+                failed += 1
+                if isinstance(err, PermissionError) or getattr(err, "errno", None) == errno.EROFS:
+                    unwritable.append((run_dir, err))
+                else:  # one line per run that cannot be drawn (a corrupt model.pt); others go on
+                    print(f"regexp: error: {run_dir}: {one_line(err)}", file=sys.stderr)
+            advance(run_dir.name)
     print(f"{drawn} figures of {len(runs)} run(s) written")
     if unwritable:
         where, err = unwritable[0]
@@ -264,6 +301,100 @@ def plot_main(argv: list[str]) -> None:
         )
     if failed:
         raise SystemExit(1)
+
+
+REFINE_EPILOG = """examples:
+  regexp refine outputs/multirun/2024-05-01/12-00-00
+  regexp refine outputs/multirun/2024-05-01/12-00-00 --tol 0.02 --points 6
+"""
+
+
+def refine_main(argv: list[str]) -> None:
+    """``regexp refine SWEEP_DIR``: a finer λ grid between each group's last good and first
+    collapsed λ (:mod:`regexp.results.refine`), and the command that runs it."""
+    import argparse
+    import shlex
+
+    parser = argparse.ArgumentParser(
+        prog="regexp refine",
+        description="Propose a finer λ grid where a sweep's validation metric falls: per\n"
+        "group (regularizer, mode, ...), between the last good λ (mean within --tol of the\n"
+        "group's best, no run collapsed) and the first collapsed λ above it (a run at or\n"
+        "below chance, or R² <= 0). Prints the grid and the command that adds it to the\n"
+        "sweep with resume=true (finished runs are reused, not trained again).",
+        epilog=REFINE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sweep", type=Path, metavar="SWEEP_DIR", help="a finished sweep")
+    parser.add_argument(
+        "--tol",
+        type=float,
+        default=0.01,
+        help="a λ is good when its mean validation metric is within TOL of its group's "
+        "best (default: 0.01)",
+    )
+    parser.add_argument(
+        "--points",
+        type=int,
+        default=4,
+        help="new λ values per interval, log-spaced (default: 4)",
+    )
+    args = parser.parse_args(argv)
+    if not args.tol >= 0:
+        fail(f"--tol must be a number >= 0, got {args.tol}")
+    if args.points < 1:
+        fail(f"--points must be an integer >= 1, got {args.points}")
+    from omegaconf import OmegaConf
+
+    from regexp.results import refine
+    from regexp.runs.collect import load_results
+    from regexp.runs.console import fmt
+
+    multirun = args.sweep / "multirun.yaml"
+    if not multirun.is_file():
+        fail(f"no multirun.yaml in '{args.sweep}' (expected the directory of a regexp train -m)")
+    try:
+        results = load_results(args.sweep)
+        intervals = refine.drop_intervals(results, args.tol)
+    except ValueError as err:
+        if debug():
+            raise
+        fail(str(err))
+    lambdas = sorted(results["lambda"].dropna().unique())
+    grid = refine.finer_grid(intervals, lambdas, args.points)
+    groups = [c for c in intervals.columns if c not in ("last_good", "first_bad", "bad")]
+    for row in intervals.to_dict("records"):
+        name = " ".join(fmt(row[c]) for c in groups)
+        low, high = row["last_good"], row["first_bad"]
+        if _missing(low) or _missing(high):
+            print(f"{name}: no λ above the last good one, λ={fmt(low)}; extend the grid up")
+            continue
+        new = [v for v in refine.between(low, high, args.points) if v in grid]
+        first = "first collapsed" if row["bad"] == "collapsed" else "first out of tolerance"
+        print(f"{name}: last good λ={fmt(low)}, {first} λ={fmt(high)}; "
+              f"new: {', '.join(fmt(v) for v in new)}")  # fmt: skip
+    if not grid:
+        print("nothing to refine: no group has a λ above its last good one")
+        return
+    config = OmegaConf.load(multirun)
+    keep = [o for o in config.hydra.overrides.task if o.split("=")[0] not in ("lambda", "resume")]
+    hydra_keys = ("hydra.sweep.dir", "hydra.run.dir", "hydra.mode")
+    keep += [o for o in config.hydra.overrides.hydra if o.split("=")[0] not in hydra_keys]
+    union = ",".join(fmt(float(v)) for v in sorted({*lambdas, *grid}))
+    words = ["regexp", "train", "-m", *keep, f"lambda={union}"]
+    words += [f"hydra.sweep.dir={args.sweep}", "resume=true"]
+    replicas = [c for c in [*groups, "seed"] if c in results.columns]
+    per_lambda = len(results.drop_duplicates(replicas)) if replicas else 1
+    print(
+        f"{len(grid)} new λ for every group ({per_lambda * len(grid)} new jobs; "
+        "finished runs are reused):"
+    )
+    print(" ".join(shlex.quote(w) for w in words))
+
+
+def _missing(value: object) -> bool:
+    """Whether ``value`` is a missing number (NaN or None)."""
+    return value is None or value != value
 
 
 def compress_main(argv: list[str]) -> None:
@@ -358,11 +489,16 @@ def main(argv: list[str] | None = None) -> None:
             compare_main(rest)
         elif command == "plot":
             plot_main(rest)
+        elif command == "refine":
+            refine_main(rest)
         elif command == "compress":
             compress_main(rest)
         else:
             print(USAGE, end="", file=sys.stderr)
-            fail(f"unknown command '{command}'; choose one of: train, compare, plot, compress")
+            fail(
+                f"unknown command '{command}'; choose one of: train, compare, plot, refine, "
+                "compress"
+            )
     except KeyboardInterrupt:
         _interrupted()
     except BrokenPipeError:  # `regexp compare ... | head`: the reader has what it wants

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
-from matplotlib.text import Annotation
+from matplotlib.text import Annotation, Text
 from torch import nn
 
 from regexp.hydra_app.report import write_plots
@@ -297,7 +297,7 @@ def test_accuracy_vs_lambda_draws_the_summary_with_clipped_error_bars():
     frame = summary()
     fig = sweep_plots.metric_vs_lambda_figure(frame, "test_accuracy", SERIES)
     assert_constrained(fig)
-    (ax,) = fig.axes
+    ax, _ = fig.axes  # the full view, and the zoom on the best (see below)
     assert len(ax.containers) == 4
     for container, reg in zip(ax.containers, REGULARIZERS, strict=True):
         line = container[0]
@@ -326,7 +326,7 @@ def error_segments_of(container) -> np.ndarray:
 def test_equal_series_stay_apart_on_screen_with_their_data_exact():
     fig = sweep_plots.metric_vs_lambda_figure(summary(), "test_accuracy", SERIES)
     render(fig)
-    (ax,) = fig.axes
+    ax = fig.axes[0]
     lines = {c.get_label(): c[0] for c in ax.containers}
     group, sgl = lines["group_lasso"], lines["sgl"]
     np.testing.assert_array_equal(group.get_xydata(), sgl.get_xydata())  # the same data
@@ -344,7 +344,7 @@ def test_sixteen_series_have_distinct_styles_and_a_legend_that_fits():
         frames.append(summary().assign(mode=mode, hidden=hidden))
     frame = pd.concat(frames, ignore_index=True)
     fig = sweep_plots.metric_vs_lambda_figure(frame, "test_accuracy", [*SERIES, "hidden"])
-    (ax,) = fig.axes
+    ax = fig.axes[0]
     styles = {
         (to_hex(c[0].get_color()), c[0].get_marker(), c[0].get_linestyle()) for c in ax.containers
     }
@@ -490,3 +490,116 @@ def test_saved_pngs_are_written(tmp_path):
     sweep_plots.plot_metric_vs_lambda(frame, "test_accuracy", SERIES, tmp_path / "acc.png")
     for name in ["pareto.png", "acc.png"]:
         assert Path(tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# Issue 23: the Pareto plot on validation, fixed styles, legends, zoom, single λ -----------
+
+
+def val_test_summary() -> pd.DataFrame:
+    """``summary()`` with a validation twin: validation = test + 0.01 (so that the panels
+    differ), and a collapsed point (group_lasso at 1e-2)."""
+    frame = summary()
+    frame["val_accuracy_mean"] = frame["test_accuracy_mean"] + 0.01
+    frame["val_accuracy_std"] = 0.01
+    frame["collapsed_mean"] = 0.0
+    frame.loc[frame["regularizer"].eq("group_lasso") & frame["lambda"].eq(1e-2),
+              "collapsed_mean"] = 1.0  # fmt: skip
+    return frame
+
+
+def test_pareto_plots_validation_beside_test_with_chosen_points_and_the_tolerance_band():
+    frame = val_test_summary()
+    # Chosen per group: l1 at 1e-3, l2 at 1e-2; the answer: l1 at 1e-3 (within 0.02 of 0.98).
+    rule = "within:0.02"
+    selected = pd.DataFrame(
+        {"dataset": "digits", "regularizer": ["l1", "l2"], "mode": "penalty",
+         "lambda": [1e-3, 1e-2], "rule": rule}
+    )  # fmt: skip
+    answer = pd.DataFrame(
+        {"dataset": ["digits"], "regularizer": ["l1"], "mode": ["penalty"],
+         "lambda": [1e-3], "rule": [rule], "group_best": [0.98]}
+    )  # fmt: skip
+    fig = sweep_plots.pareto_figure(frame, {"digits": "test_accuracy"}, SERIES, selected, answer)
+    val_ax, test_ax = fig.axes
+    assert val_ax.get_ylabel().startswith("validation accuracy")
+    assert test_ax.get_ylabel().startswith("test accuracy")
+    assert "validation (chooses)" in val_ax.get_title()
+    assert "never chooses" in test_ax.get_title()
+
+    def offsets(ax, label):
+        (found,) = [c for c in ax.collections if c.get_label() == label]
+        return {tuple(np.round(p, 6)) for p in found.get_offsets()}
+
+    stars = offsets(val_ax, "chosen λ per group (rule within:0.02)")
+    assert stars == {(0.6, 0.96), (1.0, 0.97)}  # l1 1e-3: 0.95 + 0.01; l2 1e-2: 0.96 + 0.01
+    assert offsets(test_ax, "chosen λ per group (rule within:0.02)") == {(0.6, 0.95), (1.0, 0.96)}
+    assert offsets(val_ax, "sparsest within the tolerance of the best") == {(0.6, 0.96)}
+    (band,) = [p for p in val_ax.patches if p.get_label().startswith("within 0.02")]
+    assert band.get_y() == pytest.approx(0.96)  # from best − 0.02 ...
+    assert band.get_y() + band.get_height() == pytest.approx(0.98)  # ... to the best
+    # The front (validation only): fewer parameters and higher validation accuracy.
+    rings = [c for c in val_ax.collections if not c.get_label() or c.get_label().startswith("_")]
+    assert len(rings) == 1
+    assert not [c for c in test_ax.collections if c.get_label().startswith("_")]
+    renderer = render(fig)
+    for ax in (val_ax, test_ax):  # λ labels inside the axes, none over another
+        frame_box = ax.get_window_extent(renderer)
+        boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]
+        for box in boxes:
+            assert frame_box.x0 - 1 <= box.x0 and box.x1 <= frame_box.x1 + 1
+            assert frame_box.y0 - 1 <= box.y0 and box.y1 <= frame_box.y1 + 1
+        for a, b in itertools.combinations(boxes, 2):
+            assert not a.overlaps(b)
+    assert_no_overprint(fig)
+
+
+def test_a_regularizer_keeps_its_colour_and_marker_in_every_figure():
+    everything = plot_style.summary_styles(summary(), SERIES)[1]
+    two = plot_style.summary_styles(summary()[summary()["regularizer"].isin(["sgl", "l2"])],
+                                    SERIES)[1]  # fmt: skip
+    for reg in ("sgl", "l2"):
+        assert (everything[reg]["color"], everything[reg]["marker"]) == (
+            two[reg]["color"], two[reg]["marker"])  # fmt: skip
+        assert everything[reg]["color"] == plot_style.REGULARIZER_STYLES[reg][0]
+    fig = sweep_plots.metric_vs_lambda_figure(summary(), "test_accuracy", SERIES)
+    lines = {c.get_label(): c[0] for c in fig.axes[0].containers}
+    assert to_hex(lines["sgl"].get_color()) == to_hex(plot_style.REGULARIZER_STYLES["sgl"][0])
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "shown"),
+    [
+        ("source", "outputs/multirun/digits_a", "digits_a"),
+        ("source", "outputs/multirun/digits_b/results.csv", "digits_b"),
+        ("dataset.path", "/data/pima.csv", "pima"),
+        ("data_id", "csv:0123456789abcdef", "data=01234567"),
+        ("dropout", "0.2", "dropout=0.2"),
+        ("mode", "proximal", "proximal"),
+    ],
+)
+def test_legends_show_no_paths_or_hashes(column, value, shown):
+    assert plot_style.display(column, value) == shown
+
+
+def test_accuracy_against_lambda_zooms_on_the_best_where_the_curve_falls_far():
+    frame = val_test_summary()
+    fig = sweep_plots.metric_vs_lambda_figure(frame, "test_accuracy", SERIES)
+    full, zoom = fig.axes
+    assert zoom.get_ylim() == pytest.approx((0.97 - 0.05, 0.97 + 0.005))
+    assert full.get_ylim()[0] < 0.2  # the full panel shows the collapse
+    crosses = [c for c in full.collections if c.get_label().startswith("a run collapsed")]
+    assert {tuple(p) for p in crosses[0].get_offsets()} == {(1e-2, 0.10)}
+    assert_no_overprint(fig)
+
+
+def test_a_single_lambda_sweep_draws_points_with_error_bars():
+    frame = summary()[summary()["lambda"] == 1e-3].assign(n_ok=1, test_accuracy_std=np.nan)
+    fig = sweep_plots.metric_vs_lambda_figure(frame, "test_accuracy", SERIES)
+    (ax,) = fig.axes
+    xs = [float(c[0].get_xdata()[0]) for c in ax.containers]
+    assert xs == [0.0, 1.0, 2.0, 3.0]  # one position per series, not a vertical strip
+    assert [t.get_text() for t in ax.get_xticklabels()] == REGULARIZERS
+    assert ax.get_xlabel() == "series at λ = 1e-3"
+    assert "one seed per point (no spread to show)" in fig.get_suptitle()
+    assert "over 1 seed" not in fig.get_suptitle()
+    assert_no_overprint(fig)

@@ -186,3 +186,39 @@ def test_a_conv_run_is_rebuilt_from_its_checkpoint(tmp_path):
     assert state["input_shape"] == [1, 8, 8]
     for key, value in state["state_dict"].items():
         assert torch.equal(model.state_dict()[key], value)
+
+
+def test_a_conv_run_reports_channels_and_compresses_to_params_kept(tmp_path):
+    import pandas as pd
+
+    from regexp.cli import main
+    from regexp.model.compress import compress_model
+
+    run = tmp_path / "run"
+    main(
+        [
+            "train",
+            "model=cnn",
+            "dataset=digits_images",
+            "regularizer=sgl",
+            "lambda=3e-3",
+            "trainer.epochs=15",
+            f"hydra.run.dir={run}",
+        ]
+    )
+    metrics = pd.read_csv(run / "metrics.csv").iloc[0]
+    assert metrics["architecture"] == "1x8x8-c8-c16-10" and metrics["hidden"] == "c8-c16"
+    layers = pd.read_csv(run / "sparsity.csv")
+    assert layers["layer"].tolist() == ["input", "conv1", "conv2"]
+    assert layers["units"].tolist() == [1, 8, 16]
+    model, _ = load_model(run / "model.pt")
+    convs = [m for m in model if isinstance(m, nn.Conv2d)]
+    head = next(m for m in model if isinstance(m, nn.Linear))
+    # Channels removed, counted by hand from the saved weights: conv2's input channel c is
+    # dead when W2[:, c] == 0; conv2's output channel c when the head's 4 columns are 0.
+    dead1 = int((convs[1].weight == 0).flatten(start_dim=2).all(-1).all(0).sum())
+    dead2 = int((head.weight.reshape(10, 16, 4) == 0).all(-1).all(0).sum())
+    assert layers.set_index("layer").loc[["conv1", "conv2"], "removed"].tolist() == [dead1, dead2]
+    assert (run / "channels.png").is_file()
+    small = compress_model(model)
+    assert sum(p.numel() for p in small.parameters()) == metrics["params_kept"]

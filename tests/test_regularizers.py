@@ -255,3 +255,16 @@ def test_repr_and_config_round_trip() -> None:
     for reg in (ElasticNet(0.5, 0.1, params=["*"]), Norm(0.2, p=1), SparseGroupLasso(0.3)):
         again = type(reg).from_config(reg.get_config())
         assert again.get_config() == reg.get_config()
+
+
+def test_proximal_mode_is_refused_where_undefined_with_one_line() -> None:
+    from regexp.train.build import build_regularizer
+
+    with pytest.raises(
+        ValueError,
+        match=r"^regularizer\.mode=proximal is not defined for regularizer=norm: its proximal "
+        r"step has a closed form for p = 1 or 2 only, got p=3; use regularizer\.mode=penalty$",
+    ):
+        build_regularizer({"name": "norm", "mode": "proximal", "p": 3}, 0.1)
+    assert Norm(0.1, p=1).proximal_error() is None and L1(0.1).proximal_error() is None
+    assert build_regularizer({"name": "norm", "mode": "proximal", "p": 2}, 0.1)[1] == "proximal"

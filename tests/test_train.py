@@ -189,10 +189,12 @@ def test_run_returns_the_validation_metric_for_sweepers(make_config, tmp_path):
 def test_every_subcommand_that_help_lists_runs_and_no_other(regexp_cli):
     out = regexp_cli("--help").stdout
     listed = re.findall(r"^  (\w+) ", out.split("commands:")[1].split("examples:")[0], re.M)
-    assert listed == ["train", "compare", "plot", "compress"]
+    assert listed == ["train", "compare", "plot", "refine", "compress"]
     assert "Configuration groups" in regexp_cli("train", "--help").stdout
     assert "--metric" in regexp_cli("compare", "--help").stdout
     assert "compressed.pt" in regexp_cli("compress", "--help").stdout
+    assert "resume=true" in regexp_cli("refine", "--help").stdout
     bad = regexp_cli("nosuch", check=False)
     assert bad.returncode == 2
-    assert "unknown command 'nosuch'; choose one of: train, compare, plot, compress" in bad.stderr
+    allowed = "train, compare, plot, refine, compress"
+    assert f"unknown command 'nosuch'; choose one of: {allowed}" in bad.stderr

@@ -1,12 +1,15 @@
 """Weight penalties and their proximal operators, as pure functions over tensors.
 
-Every function takes weights of layout ``[..., out, in]`` (the ``nn.Linear`` layout; the
-leading dims are a stack of models, so the batched engine calls the same formulas) and
-per-model coefficients that are python floats or tensors broadcastable to
-``w.shape[:-2]``. Every reduction is over the last two dims, so results have shape
-``w.shape[:-2]``. A column ``W[..., :, j]`` holds all outgoing weights of input unit ``j``
-and is one group (Scardapane et al. 2017). :mod:`regexp.core.regularizers` wraps these in
-classes that hold λ.
+Every function takes a grouped view ``[..., size, n_groups]`` of a weight
+(:mod:`regexp.core.groupings`): for ``nn.Linear`` the weight itself, ``[..., out, in]``,
+whose column ``W[..., :, j]`` holds all outgoing weights of input unit ``j``; for a conv
+weight ``[out, in, kh, kw]`` the ``[out·kh·kw, in]`` matrix whose column ``c`` holds every
+weight that reads input channel ``c``. A column is one group (Scardapane et al. 2017);
+the leading dims are a stack of models, so every engine calls the same formulas. Below,
+``out`` is the group size ``w.shape[-2]`` and "column" is "group". Coefficients are
+python floats or per-model tensors broadcastable to ``w.shape[:-2]``. Every reduction is
+over the last two dims, so results have shape ``w.shape[:-2]``.
+:mod:`regexp.core.regularizers` wraps these in classes that hold λ.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ def _lift(c: Coef, w: Tensor, extra: int) -> Coef:
     return c
 
 
-def _per_weight(c: Coef, w: Tensor) -> Coef:
-    """A tensor coefficient with trailing singleton dims up to ``w.dim()``: it broadcasts
-    against ``w`` (``[n]`` → ``[n, 1, 1]`` for ``[n, out, in]`` weights)."""
+def per_weight(c: Coef, w: Tensor) -> Coef:
+    """A per-model coefficient that broadcasts against ``w``: a tensor gets trailing
+    singleton dims up to ``w.dim()`` (``[n]`` → ``[n, 1, 1]`` for ``[n, size, groups]``
+    weights) and ``w``'s dtype and device; a float stays a float."""
     return _lift(c, w, w.dim() - c.dim()) if isinstance(c, Tensor) else c
 
 
@@ -133,21 +137,21 @@ def add_penalty_grad_(
         _accumulate_(grad, w, l2, 2.0)
     if not is_zero(group):
         norms = _column_norms(w, keepdim=True)  # [..., 1, in]
-        scale = _shrink_scale(norms, _per_weight(group, w))
+        scale = _shrink_scale(norms, per_weight(group, w))
         grad.addcmul_(w, scale, value=math.sqrt(w.shape[-2]))
     if not is_zero(norm):
         if p == 1:
             _accumulate_(grad, w.sign(), norm)
         else:
             total = torch.linalg.vector_norm(w, ord=_check_p(p), dim=(-2, -1), keepdim=True)
-            scale = _shrink_scale(total.pow(p - 1), _per_weight(norm, w))
+            scale = _shrink_scale(total.pow(p - 1), per_weight(norm, w))
             grad.addcmul_(w.sign() * w.abs().pow(p - 1), scale)
 
 
 def _accumulate_(grad: Tensor, t: Tensor, coef: Coef, factor: float = 1.0) -> None:
     """``grad += factor · coef · t`` with ``coef`` a float or a per-model tensor ``[...]``."""
     if isinstance(coef, Tensor):
-        grad.addcmul_(t, _per_weight(coef, t), value=factor)
+        grad.addcmul_(t, per_weight(coef, t), value=factor)
     else:
         grad.add_(t, alpha=factor * coef)
 

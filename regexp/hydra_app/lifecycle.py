@@ -41,6 +41,7 @@ class SweepLifecycle(Callback):
     def __init__(self) -> None:
         self._lock: Any = None
         self._total: int | None = None  # jobs in the sweep, when the sweeper says
+        self._keys: list[str] = []  # the config keys that vary in the sweep
 
     def __getstate__(self) -> dict:
         """Worker processes get the callback without the sweep's lock (held here)."""
@@ -73,10 +74,13 @@ class SweepLifecycle(Callback):
         OUTPUT_ROOTS.append(root)
         self._lock = self._refuse_errors(lambda: sweep_dir.lock(root))
         self._total = sweep_size(config)
+        self._keys = sweep_keys(config)
+        console.quiet_sweep_console()  # one line per job: no launchers' listing
         self._refuse_errors(lambda: sweep_dir.start(root, _resume(config)))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
+            console.quiet_sweep_console()  # the job's log goes to its train.log only
             root, run_dir = Path(str(config.hydra.sweep.dir)), config.hydra.runtime.output_dir
             errors.fault_point("job_start")
             self._refuse_errors(lambda: sweep_dir.add_job(root, Path(run_dir)))
@@ -87,7 +91,8 @@ class SweepLifecycle(Callback):
         root = Path(str(config.hydra.sweep.dir))
         run_dir = Path(str(config.hydra.runtime.output_dir))
         done, seconds = sweep_dir.job_done(root)
-        log.info(console.job_line(run_dir, read_metrics(run_dir), done, self._total, seconds))
+        row = read_metrics(run_dir)
+        log.info(console.job_line(run_dir, row, done, self._total, seconds, self._keys))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(str(config.hydra.sweep.dir))
@@ -193,6 +198,22 @@ def sweep_size(config: DictConfig) -> int | None:
     except Exception:  # a sweep this count does not understand: progress without a total
         return None
     return total
+
+
+def sweep_keys(config: DictConfig) -> list[str]:
+    """The config keys that the sweep varies: the keys of its sweep overrides (command line
+    and ``hydra.sweeper.params``, e.g. ``regularizer``, ``lambda``, ``model.dropout``),
+    less ``hydra`` keys and ``+``/``~`` prefixes; ``[]`` when they cannot be parsed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    overrides = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # a sweep this parser does not understand: the default keys
+        return []
+    keys = [o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()]
+    return [k for k in dict.fromkeys(keys) if not k.startswith("hydra")]
 
 
 def _validate_task(config: DictConfig) -> None:

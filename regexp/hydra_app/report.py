@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from regexp.io.atomic import write_csv
+from regexp.plots import style as plot_style
 from regexp.plots import sweep as sweep_plots
 from regexp.results import aggregate, selection
 from regexp.runs import console
@@ -28,6 +29,8 @@ from regexp.runs.collect import (
 )
 
 log = logging.getLogger(__name__)
+# regexp compare --rule within:TOL: the sparsest network of all within TOL of the best.
+SPARSEST_FILE = "sparsest.csv"
 
 
 def write_plots(
@@ -35,6 +38,8 @@ def write_plots(
     out_dir: Path,
     by: Sequence[str] | None = None,
     metric: str | None = None,
+    selected: pd.DataFrame | None = None,
+    answer: pd.DataFrame | None = None,
 ) -> list[Path]:
     """``<metric>_vs_lambda.png`` (``accuracy`` or ``r2`` by default), ``sparsity_vs_lambda.png``
     and ``pareto.png`` of ``results`` into ``out_dir``.
@@ -42,12 +47,17 @@ def write_plots(
     A point per group (mean ± std over seeds), a panel per dataset, a line per value of the
     ``by`` columns other than dataset and λ (default: :func:`aggregate.group_columns`).
     ``metric`` (default: each dataset's test accuracy or R²) is the y of the first plot and
-    of the Pareto plot. Returns the paths written.
+    of the first plot; the Pareto plot shows its validation twin beside it, with the λ
+    chosen per group (``selected``, :func:`selection.best`) and the sparsest network within
+    the tolerance (``answer``, :func:`selection.sparsest_overall`) marked. Returns the
+    paths written.
     """
     if not {"dataset", "lambda"} <= set(results.columns):
         return []
-    series = [c for c in (by or aggregate.group_columns(results)) if c not in ("dataset", "lambda")]
-    summary = aggregate.summarize(results, ["dataset", *series, "lambda"])
+    results = plot_style.named_datasets(results)  # a CSV data set by its file's stem
+    named = ("dataset", "lambda", *plot_style.DATASET_SOURCES)
+    series = [c for c in (by or aggregate.group_columns(results)) if c not in named]
+    summary = aggregate.summarize(selection.with_collapsed(results), ["dataset", *series, "lambda"])
     metrics = task_metrics(results)
     if metric and not metric.endswith("_metric"):
         metrics = {d: metric for d in metrics}
@@ -62,7 +72,9 @@ def write_plots(
         sweep_plots.plot_sparsity_vs_lambda(summary, series, written[-1])
     if metrics and f"{aggregate.PARAMS_FRACTION}_mean" in summary.columns:
         written.append(out_dir / "pareto.png")
-        sweep_plots.plot_pareto(summary, metrics, series, written[-1])
+        pareto_metrics = task_metrics(results)  # reported: the test metric, beside validation
+        pareto_metrics = {d: m for d, m in pareto_metrics.items() if d in metrics}
+        sweep_plots.plot_pareto(summary, pareto_metrics, series, written[-1], selected, answer)
     return written
 
 
@@ -75,14 +87,19 @@ def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
     write_csv(sweep_dir / RESULTS_FILE, results)
     write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(results))
     if "dataset" in results.columns and "lambda" in results.columns:
-        write_plots(results, sweep_dir)
+        best = None
         try:
             best = selection.best(results)
         except ValueError as err:  # e.g. every job failed: nothing to choose from
             log.warning("no best λ: %s", err)
         else:
+            if best.empty:  # every job failed or diverged: no best.csv, as compare says
+                log.warning("no best λ: no group has an ok run to choose λ on")
+                best = None
+        if best is not None:
             write_csv(sweep_dir / BEST_FILE, best)
             console.print_best(best)
+        write_plots(results, sweep_dir, selected=best)
     counts = results["status"].value_counts().to_dict()
     log.info("sweep results in %s: %s", sweep_dir / RESULTS_FILE, counts)
     return results
@@ -95,9 +112,12 @@ def compare(
     out_dir: Path,
     select: str | None = None,
     rule: str = "best",
-) -> tuple[pd.DataFrame, list[str], str, pd.DataFrame]:
+    sparsity: str = "params",
+) -> tuple[pd.DataFrame, list[str], str, pd.DataFrame, pd.DataFrame | None]:
     """Results of all ``paths`` together: the summary per ``by`` group, sorted on ``metric``,
-    and the best λ per group chosen on ``select`` (:func:`selection.best`).
+    and the best λ per group chosen on ``select`` (:func:`selection.best`), and with a
+    ``within:TOL`` rule the sparsest network of all within TOL of the best
+    (:func:`selection.sparsest_overall`, also written as ``sparsest.csv``; else ``None``).
 
     Writes ``comparison.csv`` (that summary), ``best.csv`` and the plots into ``out_dir``.
     Each path's rows carry ``source`` (the path as given), so ``by`` may name it. Without
@@ -118,15 +138,21 @@ def compare(
     metric = metric or selection.selection_metric(results)
     summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
     chosen = "lambda" in results.columns and results["status"].eq("ok").any()
-    best = selection.best(results, select, rule) if chosen else None
+    best = selection.best(results, select, rule, sparsity=sparsity) if chosen else None
+    answer = None
+    if chosen and rule.startswith("within:"):
+        tol = selection.parse_rule(rule)[1]
+        answer = selection.sparsest_overall(results, tol, select, sparsity=sparsity)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out '{out_dir}' is a file; name a directory to write into")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / COMPARISON_FILE, summary)
     if best is not None:
         write_csv(out_dir / BEST_FILE, best)
-    write_plots(results, out_dir, by, plotted)
-    return summary, by, metric, best
+    if answer is not None:
+        write_csv(out_dir / SPARSEST_FILE, answer)
+    write_plots(results, out_dir, by, plotted, selected=best, answer=answer)
+    return summary, by, metric, best, answer
 
 
 def _with_run_dirs(results: pd.DataFrame, path: Path) -> pd.DataFrame:

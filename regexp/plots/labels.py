@@ -2,12 +2,15 @@
 
 :func:`label_points` writes a label per cluster of nearby points; once the figure is laid
 out, :func:`declutter` moves each label to a free spot near its point (inside the axes,
-over no marker and no other label), with a thin leader line when it had to go far.
+over no marker and no other label), with a thin leader line when it had to go far; the
+labels that find no such spot are placed by adjustText (``adjust_text``), kept inside the
+axes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 
 import numpy as np
 import pandas as pd
@@ -89,6 +92,7 @@ def declutter(ax: Axes) -> None:
     centres = ax.transData.transform(np.vstack(offsets)) if offsets else np.empty((0, 2))
     frame = ax.get_window_extent(renderer)
     placed: list = []
+    crowded = []
     for text in [t for t in ax.texts if isinstance(t, Annotation)]:
         own = SPOTS[1] if text.get_ha() == "right" else SPOTS[0]
         for spot in (own, *SPOTS, own):  # the last try puts it back on its own side
@@ -103,6 +107,46 @@ def declutter(ax: Axes) -> None:
             )
             if inside and not near.any() and not any(box.overlaps(o) for o in placed):
                 break
+        else:
+            crowded.append(text)
         if text.arrow_patch is not None:
             text.arrow_patch.set_visible(max(abs(v) for v in text.xyann) > 12)
         placed.append(box)
+    if crowded:
+        _adjust(ax, crowded)
+
+
+def _adjust(ax: Axes, texts: list[Annotation]) -> None:
+    """adjustText's placement of ``texts``, away from every marker and other label of
+    ``ax`` (each with a leader line to its point), then moved back inside the axes where
+    it left them."""
+    from adjustText import adjust_text
+
+    renderer = ax.get_figure().canvas.get_renderer()
+    to_data = ax.transData.inverted()
+    offsets = [c.get_offsets() for c in ax.collections if len(c.get_offsets())]
+    points = np.vstack(offsets) if offsets else np.empty((0, 2))
+    points = points[np.isfinite(points).all(axis=1)]
+    targets = np.array([t.xy for t in texts], dtype=float)
+    for text in texts:  # adjustText moves texts in data coordinates
+        box = Text.get_window_extent(text, renderer)
+        text.set_anncoords("data")
+        text.xyann = tuple(to_data.transform(((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)))
+        text.set_ha("center")
+        text.set_va("center")
+        if text.arrow_patch is not None:
+            text.arrow_patch.set_visible(True)
+    others = [t for t in ax.texts if t not in texts]
+    with suppress(ValueError):  # a degenerate layout (e.g. one point): the labels stay put
+        adjust_text(texts, x=points[:, 0], y=points[:, 1], objects=others or None, ax=ax,
+                    target_x=targets[:, 0], target_y=targets[:, 1], ensure_inside_axes=True,
+                    expand_axes=False, time_lim=1)  # fmt: skip
+    frame = ax.get_window_extent(renderer)
+    for text in texts:  # inside the axes, whatever adjustText did
+        text.update_positions(renderer)
+        box = Text.get_window_extent(text, renderer)
+        dx = max(frame.x0 - box.x0, 0) - max(box.x1 - frame.x1, 0)
+        dy = max(frame.y0 - box.y0, 0) - max(box.y1 - frame.y1, 0)
+        if dx or dy:
+            at = ax.transData.transform(text.xyann)
+            text.xyann = tuple(to_data.transform((at[0] + dx, at[1] + dy)))

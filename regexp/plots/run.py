@@ -132,11 +132,57 @@ def sparsity_figure(layers: pd.DataFrame, title: str = "") -> Figure:
     for i, (k, u) in enumerate(zip(kept, layers["units"], strict=True)):
         ax.text(i, u, f"{k}/{u}", ha="center", va="bottom", fontsize=8)
     ax.set_ylim(0, layers["units"].max() * 1.12)
-    ax.set_xlabel("layer (input = input features)")
-    ax.set_ylabel("units (count)")
+    conv = layers["layer"].str.startswith("conv").any()
+    ax.set_xlabel(
+        "layer inputs (input: image channels; convK: channels of conv layer K)"
+        if conv
+        else "layer (input = input features)"
+    )
+    ax.set_ylabel("units or channels (count)" if conv else "units (count)")
     ax.set_title("kept/units above each bar", fontsize=9)
     outside_legend([ax])
-    _suptitle(fig, "Units kept per layer", title)
+    _suptitle(fig, "Units and channels kept per layer" if conv else "Units kept per layer", title)
+    return fig
+
+
+def plot_channels(channels: Mapping[str, np.ndarray], path: Path, title: str = "") -> None:
+    """Save :func:`channels_figure` as ``path``."""
+    save_figure(channels_figure(channels, title), path, tight=False)
+
+
+def channels_figure(channels: Mapping[str, np.ndarray], title: str = "") -> Figure:
+    """One panel per layer of a conv net whose units are channels: the L2 norm of each
+    channel's group of weights (all weights that read it, ``regexp.core.groupings``), bars
+    for the kept channels and a red × at 0 for the removed ones."""
+    names = list(channels)
+    fig = Figure(figsize=(7, 1.9 + 1.6 * len(names)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(names), 1, squeeze=False)[:, 0])
+    for ax, name in zip(axes, names, strict=True):
+        norms = np.asarray(channels[name], dtype=float)
+        index = np.arange(len(norms))
+        kept = norms > 0
+        ax.bar(index[kept], norms[kept], color=KEPT_COLOR, label="kept")
+        ax.scatter(
+            index[~kept],
+            np.zeros((~kept).sum()),
+            marker="x",
+            color=REMOVED_COLOR,
+            zorder=3,
+            label="removed",
+            clip_on=False,
+        )
+        ax.set_xticks(index)
+        ax.set_xlim(-0.6, len(norms) - 0.4)
+        ax.set_ylim(0, max(norms.max(), 1e-12) * 1.15)
+        ax.set_ylabel("group L2 norm")
+        ax.set_title(f"{name}: {int(kept.sum())}/{len(norms)} channels kept", fontsize=9)
+    axes[-1].set_xlabel("channel")
+    handles = [
+        Patch(color=KEPT_COLOR, label="kept"),
+        Line2D([], [], marker="x", color=REMOVED_COLOR, linestyle="", label="removed"),
+    ]
+    outside_legend(list(axes), handles)
+    _suptitle(fig, "Channels kept per layer", title)
     return fig
 
 

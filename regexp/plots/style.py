@@ -1,9 +1,12 @@
 """Shared pieces of the figures: short λ labels, series styles, λ axes, clipped error bars.
 
 A series (a regularizer, or a combination of varying config columns) keeps one style in
-every panel and figure: :func:`series_styles` gives each a distinct (colour, marker, line
-style). Lines against λ are shifted sideways by a few points each (a display offset:
-their data stay the exact λ values), so that equal curves do not hide each other. Error
+every panel and figure: each regularizer has a fixed colour and marker
+(:data:`REGULARIZER_STYLES`), the same in every figure whatever else the sweep holds, and
+its variants (modes, architectures, ...) differ by line style; series without a
+regularizer get a distinct (colour, marker, line style) each (:func:`series_styles`).
+Lines against λ are shifted sideways by a few points each (a display offset: their data
+stay the exact λ values), so that equal curves do not hide each other. Error
 bars of bounded metrics (fractions, accuracy, R² ≤ 1) are clipped to the valid range.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from pathlib import PurePath
 
 import matplotlib as mpl
 import numpy as np
@@ -25,6 +29,21 @@ from matplotlib.transforms import ScaledTranslation
 MARKERS = ("o", "s", "^", "D", "P", "X", "h")
 LINESTYLES = ("-", "--", ":", "-.")
 _NUMBER_LIKE = re.compile(r"[-+.\deE]*|nan|None")
+_TAB10 = mpl.colormaps["tab10"].colors
+# (colour, marker, line style) of each regularizer, fixed across all panels and figures.
+REGULARIZER_STYLES = {
+    "l1": (_TAB10[0], "o", "-"),
+    "l2": (_TAB10[1], "s", "--"),
+    "group_lasso": (_TAB10[2], "^", ":"),
+    "sgl": (_TAB10[3], "D", "-."),
+    "elastic_net": (_TAB10[4], "P", "-"),
+    "weight_decay": (_TAB10[5], "X", "--"),
+    "norm": (_TAB10[6], "h", ":"),
+    "none": (_TAB10[7], "o", "-."),
+}
+# Columns whose values are paths or hashes: a legend shows a short name instead.
+PATH_COLUMNS = ("source", "dataset.path")
+HASH_COLUMNS = ("data_id", "config_id")
 
 
 def short_number(x: float) -> str:
@@ -76,9 +95,40 @@ def split_series(rows: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, 
     out = []
     for key, group in rows.groupby(list(columns), dropna=False, sort=True):
         pairs = zip(columns, key, strict=True)
-        parts = [f"{c}={v}" if _NUMBER_LIKE.fullmatch(str(v)) else str(v) for c, v in pairs]
-        out.append((" ".join(parts), group.sort_values("lambda")))
+        parts = [display(c, v) for c, v in pairs]
+        out.append((" ".join(p for p in parts if p), group.sort_values("lambda")))
     return out
+
+
+# What tells data sets of one name apart; figures name them by the file instead.
+DATASET_SOURCES = ("dataset.path", "data_id")
+
+
+def named_datasets(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with each CSV data set (``dataset == "csv"``) named by its file's stem
+    (``dataset.path`` ``data/pima.csv`` → ``pima``), so that two CSV files get two
+    panels under their own names; other rows are left as they are."""
+    if "dataset" not in results.columns or "dataset.path" not in results.columns:
+        return results
+    csv = results["dataset"].eq("csv") & results["dataset.path"].notna()
+    if not csv.any():
+        return results
+    out = results.copy()
+    out.loc[csv, "dataset"] = [display("dataset.path", p) for p in out.loc[csv, "dataset.path"]]
+    return out
+
+
+def display(column: str, value: object) -> str:
+    """A legend's name for ``value`` of ``column``: a path by its file's stem (a
+    ``results.csv``/``metrics.csv`` by its folder), a hash by its first 8 digits after
+    ``column=``, a number (or number-like text) as ``column=value``, else the value."""
+    text = str(value)
+    if column in PATH_COLUMNS:
+        path = PurePath(text.rstrip("/"))
+        return path.parent.name if path.name in ("results.csv", "metrics.csv") else path.stem
+    if column in HASH_COLUMNS:
+        return f"{column.removesuffix('_id')}={text.rpartition(':')[2][:8]}"
+    return f"{column}={text}" if _NUMBER_LIKE.fullmatch(text) else text
 
 
 def legend_height(n: int) -> float:
@@ -110,9 +160,40 @@ def series_styles(labels: Sequence[str]) -> dict[str, dict]:
 def summary_styles(
     summary: pd.DataFrame, series: Sequence[str]
 ) -> tuple[list[str], dict[str, dict]]:
-    """The series columns of ``summary`` and the style of each of its series."""
+    """The series columns of ``summary`` and the style of each of its series: by
+    :func:`regularizer_styles` when the series have a regularizer, else
+    :func:`series_styles`."""
     columns = series_columns(summary, series)
-    return columns, series_styles([label for label, _ in split_series(summary, columns)])
+    found = split_series(summary, columns)
+    if "regularizer" in columns:
+        at = columns.index("regularizer")
+        names = [str(g[columns].iloc[0, at]) for _, g in found]
+        return columns, regularizer_styles([label for label, _ in found], names)
+    return columns, series_styles([label for label, _ in found])
+
+
+def regularizer_styles(labels: Sequence[str], regularizers: Sequence[str]) -> dict[str, dict]:
+    """``{label: style}`` where each label's regularizer fixes its colour, marker and line
+    style (:data:`REGULARIZER_STYLES`; others take further tab20 colours and markers); the
+    k-th variant of a regularizer (k = 0, 1, ...) takes the k-th line style after its own
+    and, from the fifth on, the next marker, so that every (colour, marker, line style)
+    differs."""
+    fixed = dict(REGULARIZER_STYLES)
+    spare = iter(range(len(fixed), 10_000))
+    seen: dict[str, int] = {}
+    out = {}
+    for label, name in zip(labels, regularizers, strict=True):
+        if name not in fixed:
+            i = next(spare)
+            color = mpl.colormaps["tab20"].colors[i % 20]
+            fixed[name] = (color, MARKERS[i % len(MARKERS)], LINESTYLES[i % len(LINESTYLES)])
+        color, marker, line = fixed[name]
+        k = seen[name] = seen.get(name, -1) + 1
+        if k >= len(LINESTYLES):
+            marker = MARKERS[(MARKERS.index(marker) + k // len(LINESTYLES)) % len(MARKERS)]
+        line = LINESTYLES[(LINESTYLES.index(line) + k) % len(LINESTYLES)]
+        out[label] = {"color": color, "marker": marker, "linestyle": line}
+    return out
 
 
 def lambda_axis(ax: Axes, lambdas: pd.Series) -> None:
@@ -143,6 +224,15 @@ def lambda_axis(ax: Axes, lambdas: pd.Series) -> None:
     elif not has_zero:
         ax.xaxis.set_major_locator(LogLocator(base=10, numticks=6))
         ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def spread_text(summary: pd.DataFrame) -> str:
+    """``"mean ± std over 3 seeds"``, or for a single seed per point ``"one seed per
+    point (no spread to show)"``."""
+    ok = summary["n_ok"] if "n_ok" in summary.columns else pd.Series(dtype=float)
+    if (ok > 0).any() and ok[ok > 0].max() == 1:
+        return "one seed per point (no spread to show)"
+    return f"mean ± std over {seeds_text(summary)}"
 
 
 def seeds_text(summary: pd.DataFrame) -> str:

@@ -48,6 +48,8 @@ METRICS = (
     "params_fraction",
     "train_seconds",
     "test_metric",
+    # At or below chance on validation (R² <= 0 for regression): regexp.results.selection.
+    "collapsed",
 )
 # kept_<layer> and units_<layer>: units per layer, added from sparsity.csv by readers of
 # runs (regexp.reproduction.runs); removed_<layer>: units removed (regexp.results.selection).

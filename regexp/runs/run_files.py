@@ -13,7 +13,7 @@ import io
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from regexp.data.prepare import Dataset
 from regexp.errors import fault_point, one_line
 from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv, write_text
 from regexp.plots import run as run_plots
-from regexp.results import schema
+from regexp.results import schema, selection
 from regexp.results.identity import config_id, data_id, flatten
 from regexp.runs import compression, console, trackers
 from regexp.train.build import resolve_prox_metric
@@ -83,15 +83,24 @@ def mark_run(run_dir: Path) -> None:
         write_text(run_dir / MARKER, f"regexp run; pid {os.getpid()}; {time.time()}\n")
 
 
-def short_columns(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
+def short_columns(
+    cfg: Mapping, n_in: int = 0, n_out: int = 0, image: Sequence[int] | None = None
+) -> dict:
     """The short, readable config columns of ``metrics.csv`` (:data:`schema.SHORT`).
 
     ``prox_metric`` is the step's metric as resolved for the optimizer (``identity`` or
     ``adaptive``, for proximal mode); ``architecture`` needs the data's ``n_in``/``n_out``
-    and is left out when they are 0.
+    and is left out when they are 0. A conv net (``model=cnn``) lists its conv layers as
+    ``c<channels>`` in ``hidden`` and ``architecture``, whose input is the image's
+    ``CxHxW`` (``image``), e.g. ``1x8x8-c8-c16-10``: each part is the units or channels
+    that a layer reads.
     """
     reg, opt = cfg["regularizer"], cfg["optimizer"]
-    hidden = list(cfg["model"]["hidden"])
+    hidden: list = list(cfg["model"].get("hidden", []))
+    if cfg["model"].get("name") == "cnn":
+        hidden = [f"c{c}" for c in cfg["model"]["channels"]] + hidden
+        if image is not None:
+            n_in = "x".join(map(str, image))  # type: ignore[assignment]
     mode = reg.get("mode", "penalty")
     row = {
         "dataset": cfg["dataset"]["name"],
@@ -119,7 +128,9 @@ def short_columns(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
     return row
 
 
-def config_row(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
+def config_row(
+    cfg: Mapping, n_in: int = 0, n_out: int = 0, image: Sequence[int] | None = None
+) -> dict:
     """Every config column of ``metrics.csv``: the short ones, ``config_id``, ``data_id``,
     then every key of the resolved config, flattened (:func:`regexp.results.identity.flatten`).
 
@@ -130,7 +141,7 @@ def config_row(cfg: Mapping, n_in: int = 0, n_out: int = 0) -> dict:
     except (KeyError, OSError, TypeError):
         data = None
     ids = {"config_id": config_id(cfg), "data_id": data}
-    return short_columns(cfg, n_in, n_out) | ids | flatten(cfg)
+    return short_columns(cfg, n_in, n_out, image) | ids | flatten(cfg)
 
 
 def run_metrics(
@@ -175,18 +186,52 @@ class RunOutputs:
     model: nn.Module
     layers: pd.DataFrame | None = None
     features: dict | None = None
+    # A conv net's channel layers: name → each channel's group L2 norm (channels.png).
+    channels: dict | None = None
     # [channels, height, width] of an image data set, for rebuilding a conv net from model.pt.
     input_shape: list[int] | None = None
 
 
+def channel_norms(model: nn.Module) -> dict | None:
+    """Per layer whose units are channels (conv layers' inputs, and the linear head's
+    inputs grouped per channel): the L2 norm of each channel's group; ``None`` for an MLP."""
+    names = sparsity.unit_names(model)
+    out = {}
+    for name, w, g in zip(
+        names, sparsity.layer_weights(model), sparsity.layer_groupings(model), strict=True
+    ):
+        if g.unit == "channel" and not (name == "input" and w.shape[1] == 1):
+            out[name] = g.groups(w.detach()).norm(dim=-2).numpy()
+    return out or None
+
+
 def feature_map(first: Tensor, names: list[str], image_shape: tuple | None) -> dict:
-    """The arguments of :func:`run_plots.plot_features` from the first layer's weight
-    ``[hidden, inputs]``: which inputs keep a nonzero outgoing weight, and its L2 norm."""
+    """The arguments of :func:`run_plots.plot_features` from the first layer's weight: which
+    inputs keep a nonzero outgoing weight, and the L2 norm of those weights.
+
+    A Linear first layer ``[hidden, inputs]`` reads each input through its column. A conv
+    first layer ``[out, C, *kernel]`` reads whole image channels (with same padding, every
+    pixel is in the receptive field of some output), so a pixel survives with its channel
+    and takes the channel's norm. An image of several channels is drawn per pixel: kept
+    when any of its channels is, with the norm over its channels.
+    """
+    if first.dim() > 2:
+        per_channel = first.transpose(0, 1).reshape(first.shape[1], -1)
+        positions = len(names) // first.shape[1]
+        alive = (per_channel != 0).any(dim=1).repeat_interleave(positions)
+        importance = per_channel.norm(dim=1).repeat_interleave(positions)
+    else:
+        alive, importance = ~sparsity.dead_units([first])[0], first.norm(dim=0)
+    if image_shape is not None and alive.numel() > math.prod(image_shape):
+        pixels = math.prod(image_shape)
+        alive = alive.reshape(-1, pixels).any(dim=0)
+        importance = importance.reshape(-1, pixels).norm(dim=0)
+        names = [n.split("_", 1)[1] for n in names[:pixels]]  # c0_pixel_r_c → pixel_r_c
     return {
-        "alive": (~sparsity.dead_units([first])[0]).numpy(),
+        "alive": alive.numpy(),
         "names": names,
         "image_shape": image_shape,
-        "importance": first.norm(dim=0).numpy(),
+        "importance": importance.numpy(),
     }
 
 
@@ -200,7 +245,8 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     """
     model = model.cpu()
     data = data.to("cpu")
-    config = config_row(cfg, data.n_features, data.n_outputs)
+    image = (data.channels, *data.image_shape) if data.image_shape is not None else None
+    config = config_row(cfg, data.n_features, data.n_outputs, image)
     dotted = {k: v for k, v in config.items() if k not in schema.SHORT and k not in schema.IDS}
     row = {k: v for k, v in config.items() if k not in dotted}
     row |= {"status": result.status, "epochs_run": len(result.history)}
@@ -209,6 +255,7 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     if not ok:
         metrics = {k: (v if k == "params_total" else math.nan) for k, v in metrics.items()}
     row |= metrics
+    row["collapsed"] = collapsed(row, data)
     row["train_seconds"] = result.seconds
     row |= dotted  # the whole config last: the CSV's first columns stay readable
     out = RunOutputs(dict(cfg), row, result.history, model)
@@ -218,9 +265,20 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
         out.layers = pd.DataFrame(
             [vars(layer) for layer in layers], columns=["layer", "units", "removed", "fraction"]
         )
-        first = sparsity.linear_weights(model)[0].detach()
+        first = sparsity.layer_weights(model)[0].detach()
         out.features = feature_map(first, data.feature_names, data.image_shape)
+        out.channels = channel_norms(model)
     return out
+
+
+def collapsed(row: Mapping, data: Dataset) -> bool:
+    """:func:`selection.is_collapsed` of the run: chance is the share of the validation
+    split's most frequent class (what always predicting it scores)."""
+    chance = 0.0
+    if data.task == "classification" and len(data.y_val):
+        chance = float(data.y_val.bincount().max()) / len(data.y_val)
+    val = row.get("val_accuracy" if data.task == "classification" else "val_r2")
+    return selection.is_collapsed(data.task, val, chance)
 
 
 def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool = True) -> dict:
@@ -244,7 +302,8 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
     if out.layers is not None:
         write_csv(run_dir / "sparsity.csv", out.layers)
     if figures:
-        draw_figures(run_dir, out.history, out.layers, out.features, run_plots.run_title(out.row))
+        title = run_plots.run_title(out.row)
+        draw_figures(run_dir, out.history, out.layers, out.features, title, out.channels)
     if out.cfg.get("compress") and out.row.get("status") == "ok":
         out.row.update(compression.compressed_columns(run_dir))
     write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
@@ -289,8 +348,10 @@ def draw_figures(
     layers: pd.DataFrame | None,
     features: Mapping | None,
     title: str,
+    channels: Mapping | None = None,
 ) -> list[Path]:
-    """``learning_curves.png``, and for an ok run ``sparsity.png`` and ``features.png``."""
+    """``learning_curves.png``, and for an ok run ``sparsity.png`` and ``features.png``
+    (and a conv net's ``channels.png``)."""
     paths = [run_dir / "learning_curves.png"]
     run_plots.plot_learning_curves(history, paths[0], title)
     if layers is not None:
@@ -299,6 +360,9 @@ def draw_figures(
     if features is not None:
         paths.append(run_dir / "features.png")
         run_plots.plot_features(**features, path=paths[-1], title=title)
+    if channels:
+        paths.append(run_dir / "channels.png")
+        run_plots.plot_channels(channels, paths[-1], title)
     return paths
 
 
@@ -315,7 +379,7 @@ def plot_run(run_dir: Path) -> list[Path]:
     history = pd.read_csv(run_dir / "history.csv")
     ok = row.get("status") == "ok"
     layers = pd.read_csv(run_dir / "sparsity.csv") if ok else None
-    features = None
+    features = channels = None
     if ok:
         path = run_dir / "model.pt"
         try:
@@ -329,7 +393,12 @@ def plot_run(run_dir: Path) -> list[Path]:
             ) from None
         table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
         features = feature_map(first, table.feature_names, table.image_shape)
-    return draw_figures(run_dir, history, layers, features, run_plots.run_title(row))
+        if first.dim() > 2:  # a conv net: its channels from the rebuilt model
+            from regexp.model.build import load_model
+
+            channels = channel_norms(load_model(run_dir / "model.pt")[0])
+    title = run_plots.run_title(row)
+    return draw_figures(run_dir, history, layers, features, title, channels)
 
 
 def _mark_incomplete(run_dir: Path) -> None:

@@ -93,11 +93,11 @@ def build_regularizer(cfg: Mapping, strength: float) -> tuple[Regularizer, str]:
         reg = make_regularizer(name, strength=strength, **options)
     except ValueError as err:
         raise ValueError(f"regularizer.{err}") from None
-    c = reg.coefficients()
-    if mode == "proximal" and c.norm != 0 and c.p not in (1, 2):
+    why = reg.proximal_error() if mode == "proximal" else None
+    if why is not None:
         raise ValueError(
-            f"regularizer.mode=proximal needs regularizer.p=1 or 2 for norm, got {c.p:g} "
-            "(its proximal step has no closed form); use regularizer.mode=penalty"
+            f"regularizer.mode=proximal is not defined for regularizer={name}: {why}; "
+            "use regularizer.mode=penalty"
         )
     return reg, mode
 

@@ -1,0 +1,296 @@
+"""The vmap engine: N copies of any ``nn.Module`` trained as one, with ``torch.func``.
+
+:class:`VmapStep` is a :class:`regexp.train.step.Step`: the N models' parameters are
+stacked (``torch.func.stack_module_state``: ``[N, ...]`` per parameter) and one step is
+
+1. the per-model data loss and its gradient, ``vmap(grad_and_value(loss))`` of
+   ``loss_n = data_loss(functional_call(module, params_n, x_n), y_n)``: model ``n`` sees
+   its own minibatch ``x[idx[n]]`` and gets its own gradient;
+2. penalty mode: ``grad += λ_n·∂r(W_n)`` in closed form
+   (:meth:`regexp.core.regularizers.Regularizer.add_grad_` on the grouped views of
+   :mod:`regexp.core.groupings`, columns of Linear weights, input channels of conv
+   weights);
+3. the optimizer step of :class:`regexp.train.stacked.optim.StackedOptimizer` (Adam,
+   AdamW, SGD with each model's own ``lr`` and weight decay, as ``torch.optim`` steps one
+   model);
+4. proximal mode: ``W_n ← prox_{lr_n·λ_n·r}(W_n)`` (:meth:`Regularizer.prox_step_`) or, with
+   ``prox_metric="adaptive"``, the same in Adam's metric ``√v̂ + ε``
+   (:meth:`Regularizer.metric_prox_step_`).
+
+Steps 2 and 4 are applied once per run of consecutive models whose regularizers have the
+same maths (:meth:`Regularizer.same_maths`), with λ, ``lr`` per model as ``[k]`` tensors:
+the regularizer's own functions, as every engine calls them, so any regularizer class
+(built-in or new) trains here. Model ``n``'s result is its single autograd run's up to float
+reordering (``tests/test_vmap.py``).
+
+Not covered (raise ``ValueError``): dropout (``vmap`` cannot replay a single run's masks),
+batch norm (its running statistics are updated in place), models with different
+architectures in one stack.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+from regexp.core import sparsity
+from regexp.core.groupings import Grouping, apply_grouped_
+from regexp.core.metrics import data_loss, scores
+from regexp.core.regularizers import Regularizer
+from regexp.data.prepare import Dataset
+from regexp.train.build import MODES
+from regexp.train.stacked.optim import StackedOptimizer
+
+__all__ = ["VmapMember", "VmapStep", "unsupported"]
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class VmapMember(Protocol):
+    """One model of a stack and its settings (e.g. :class:`regexp.train.stacked.fit.Member`)."""
+
+    model: nn.Module
+    reg: Regularizer
+    mode: str  # penalty | proximal
+    lr: float
+    prox_metric: str  # identity | adaptive
+
+
+def unsupported(model: nn.Module) -> str | None:
+    """Why the vmap engine cannot train ``model`` (``None`` if it can)."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Dropout) and m.p > 0:
+            return f"dropout ({name or 'model'}: p={m.p:g}): vmap cannot replay a run's masks"
+        if isinstance(m, _NORMS):
+            return f"batch norm ({name}) updates its running statistics in place"
+    return None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive models ``[start, end)`` whose regularizers share their maths and mode."""
+
+    start: int
+    end: int
+    reg: Regularizer
+    mode: str
+    adaptive: bool
+    lam: Tensor  # float64 [end − start]
+    lr: Tensor  # float64 [end − start]
+    selected: tuple[tuple[str, Grouping], ...]  # stacked parameter name and its grouping
+    active: bool  # some λ > 0
+
+
+class VmapStep:
+    """The :class:`regexp.train.step.Step` of N copies of one module, by ``torch.func``.
+
+    Parameters
+    ----------
+    members : sequence of :class:`VmapMember`
+        Same architecture; each ``model`` holds its initial weights and receives its
+        final weights in :meth:`finish`.
+    data : Dataset
+        Shared by all models (each model draws its own minibatch rows).
+    opt_cfg : mapping
+        Config group ``optimizer`` (``name``, ``betas``, ``eps`` or ``momentum``); the
+        learning rate is each member's ``lr``, the weight decay its regularizer's
+        ``weight_decay`` (on the ``nn.Linear`` weights, as :func:`make_optimizer`).
+
+    Raises
+    ------
+    ValueError
+        If a model is :func:`unsupported`, the architectures differ, or a mode or metric
+        is unknown.
+    """
+
+    def __init__(self, members: Sequence[VmapMember], data: Dataset, opt_cfg: dict) -> None:
+        if not members:
+            raise ValueError("VmapStep needs at least one model")
+        self.data = data
+        self.n_models = len(members)
+        # Stacked in an order that puts models with the same maths side by side (one call
+        # per kind and mode); self.inv maps results back to the callers' order.
+        self.order = _grouped_order(members)
+        self.inv = torch.argsort(torch.tensor(self.order)).tolist()
+        self.members = [members[i] for i in self.order]
+        for m in self.members:
+            why = unsupported(m.model)
+            if why is not None:
+                raise ValueError(f"the vmap engine cannot train this model: {why}")
+            if m.mode not in MODES:
+                raise ValueError(f"mode must be one of {', '.join(MODES)}, got {m.mode!r}")
+            if m.prox_metric not in ("identity", "adaptive"):
+                raise ValueError(f"prox_metric must be identity or adaptive, got {m.prox_metric!r}")
+        models = [m.model for m in self.members]
+        shapes = [[(n, tuple(p.shape)) for n, p in mod.named_parameters()] for mod in models]
+        if any(s != shapes[0] for s in shapes[1:]):
+            raise ValueError("the vmap engine needs models of one architecture")
+        params, buffers = stack_module_state(models)
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.buffers = {k: v.detach() for k, v in buffers.items()}
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.base.train()
+        self.names = list(self.params)
+        dev = next(iter(self.params.values())).device
+
+        def loss(p: dict, b: dict, x: Tensor, y: Tensor) -> Tensor:
+            return data_loss(functional_call(self.base, (p, b), (x,)), y, data.task)
+
+        self._grad = vmap(grad_and_value(loss))
+        self._forward = vmap(
+            lambda p, b, x: functional_call(self.base, (p, b), (x,)), in_dims=(0, 0, None)
+        )
+        self.runs = self._runs(models, dev)
+        lr = torch.tensor([m.lr for m in self.members], dtype=torch.float64)
+        wd = [getattr(m.reg, "weight_decay", 0.0) for m in self.members]
+        decay_ids = {id(w) for w in sparsity.linear_weights(models[0])}
+        decay = [id(p) in decay_ids for _, p in models[0].named_parameters()]
+        self.opt = StackedOptimizer(
+            list(self.params.values()), decay, opt_cfg, lr, torch.tensor(wd, dtype=torch.float64)
+        )
+        self.slots: dict[str, dict[str, Tensor]] = {}
+
+    def _runs(self, models: Sequence[nn.Module], dev: torch.device) -> list[_Run]:
+        runs, start = [], 0
+        for end in range(1, self.n_models + 1):
+            if end < self.n_models and _same_kind(self.members[end], self.members[start]):
+                continue
+            reg = self.members[start].reg
+            names = {id(p): n for n, p in models[start].named_parameters()}
+            selected = tuple((names[id(q)], g) for q, g in reg.groupings(models[start]))
+            part = self.members[start:end]
+            lam = torch.tensor([m.reg.strength for m in part], dtype=torch.float64, device=dev)
+            lr = torch.tensor([m.lr for m in part], dtype=torch.float64, device=dev)
+            active = bool((lam > 0).any())
+            mode, adaptive = _step_key(self.members[start])
+            runs.append(_Run(start, end, reg, mode, adaptive, lam, lr, selected, active))
+            start = end
+        return runs
+
+    def step(self, idx: Tensor) -> Tensor:
+        """One step of every model on its rows ``idx[n]``; returns the data losses ``[N]``."""
+        idx = idx[self.order]
+        x = _gather(self.data.x_train, idx)
+        y = _gather(self.data.y_train, idx)
+        grads, loss = self._grad(self.params, self.buffers, x, y)
+        with torch.no_grad():
+            for run in self.runs:
+                if run.mode == "penalty" and run.active:
+                    for name, g in run.selected:
+                        w = self.params[name][run.start : run.end]
+                        gw = g.groups(w)
+
+                        def add(gg: Tensor, gw: Tensor = gw, run: _Run = run) -> None:
+                            run.reg.add_grad_(gw, gg, run.lam)
+
+                        apply_grouped_(grads[name][run.start : run.end], g, add)
+            for p, name in zip(self.opt.params, self.names, strict=True):
+                p.grad = grads[name]
+            self.opt.step()
+            for run in self.runs:
+                if run.mode == "proximal" and run.active:
+                    self._prox(run)
+        return loss.detach()[self.inv]
+
+    def _prox(self, run: _Run) -> None:
+        for name, g in run.selected:
+            w = self.params[name][run.start : run.end]
+            if run.adaptive:
+                d = self.opt.metric(self.names.index(name))
+                gd = None if d is None else g.groups(d[run.start : run.end].expand_as(w))
+
+                def step(gw: Tensor, gd: Tensor | None = gd) -> None:
+                    run.reg.metric_prox_step_(gw, run.lr, gd, run.lam)
+            else:
+
+                def step(gw: Tensor) -> None:
+                    run.reg.prox_step_(gw, run.lr, run.lam)
+
+            apply_grouped_(w, g, step)
+
+    @torch.no_grad()
+    def penalty(self) -> Tensor:
+        """``R_n(W_n)`` per model, ``[N]`` (float64)."""
+        out = torch.zeros(self.n_models, dtype=torch.float64)
+        for run in self.runs:
+            total = torch.zeros(run.end - run.start, dtype=torch.float64)
+            for name, g in run.selected:
+                w = self.params[name][run.start : run.end]
+                total += run.reg.value(g.groups(w), run.lam).double().cpu()
+            out[run.start : run.end] = total
+        return out[self.inv]
+
+    @torch.no_grad()
+    def scores(self, split: str) -> dict[str, Tensor]:
+        """Each model's ``loss`` and ``accuracy`` or ``r2`` on ``split`` (eval mode), by
+        :func:`regexp.core.metrics.scores`."""
+        self.base.eval()
+        try:
+            out = self._forward(self.params, self.buffers, getattr(self.data, f"x_{split}"))
+        finally:
+            self.base.train()
+        y = getattr(self.data, f"y_{split}")
+        rows = [scores(out[n], y, self.data.task, self.data.y_std) for n in range(len(out))]
+        metric = "accuracy" if self.data.task == "classification" else "r2"
+        keys = ("loss", metric)
+        return {k: torch.tensor([rows[n][k] for n in self.inv], dtype=torch.float64) for k in keys}
+
+    @torch.no_grad()
+    def keep(self, slot: str, which: Tensor) -> None:
+        """Copy the weights of the models where ``which`` into ``slot``."""
+        saved = self.slots.setdefault(slot, {k: v.clone() for k, v in self.params.items()})
+        mask = which[self.order].to(next(iter(self.params.values())).device)
+        for k, v in self.params.items():
+            saved[k][mask] = v[mask]
+
+    @torch.no_grad()
+    def restore(self, slot: str, which: Tensor) -> None:
+        """Set the weights of the models where ``which`` from ``slot``."""
+        mask = which[self.order].to(next(iter(self.params.values())).device)
+        for k, v in self.params.items():
+            v[mask] = self.slots[slot][k][mask]
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        """Write each model's weights back into its ``nn.Module``."""
+        for n, m in enumerate(self.members):
+            for k, p in m.model.named_parameters():
+                p.copy_(self.params[k][n])
+
+
+def _step_key(m: VmapMember) -> tuple[str, bool]:
+    """The mode, and whether the proximal step is in Adam's metric."""
+    return m.mode, m.mode == "proximal" and m.prox_metric == "adaptive"
+
+
+def _same_kind(a: VmapMember, b: VmapMember) -> bool:
+    """Whether one call can step both: same step, regularizer maths and selection."""
+    return _step_key(a) == _step_key(b) and a.reg.same_maths(b.reg) and a.reg.params == b.reg.params
+
+
+def _grouped_order(members: Sequence[VmapMember]) -> list[int]:
+    """Member indices, stably sorted by the first appearance of their kind (same maths,
+    selection, mode and metric), so that each kind is one run of the stack."""
+    firsts: list[int] = []
+    kind = []
+    for i, m in enumerate(members):
+        for f in firsts:
+            o = members[f]
+            if _same_kind(m, o):
+                kind.append(f)
+                break
+        else:
+            firsts.append(i)
+            kind.append(i)
+    return sorted(range(len(members)), key=lambda i: kind[i])
+
+
+def _gather(t: Tensor, idx: Tensor) -> Tensor:
+    """``t[idx]`` for an ``[N, B]`` index: one ``index_select``."""
+    return t.index_select(0, idx.reshape(-1)).view(*idx.shape, *t.shape[1:])
