@@ -44,6 +44,7 @@ REGS = ["l1", "l2", "group_lasso", "sgl"]
 LAMBDAS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 SIZES = (64, 40, 20, 10)  # the default MLP on digits
 EPOCHS, BATCH = 200, 32
+ADAM = {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8}  # conf/optimizer/adam.yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -150,11 +151,11 @@ def parts(n: int = 108, reps: int = 5) -> dict:
             h = torch.bmm(w, h)
 
     stack = StackedMLP([m.model for m in members], "relu")
-    for p in stack.parameters:
-        p.grad = torch.randn_like(p) * 1e-3
+    for g in stack.grads:
+        g.copy_(torch.randn_like(g) * 1e-3)
     lr = torch.full((n,), 1e-3, dtype=torch.float64)
     opt = StackedOptimizer(
-        stack.parameters, [True] * 3 + [False] * 3, cfgs[0]["optimizer"], lr, lr * 0
+        stack.parameters, stack.grads, [True] * 3 + [False] * 3, cfgs[0]["optimizer"], lr, lr * 0
     )
 
     def epoch_of_adam() -> None:
@@ -174,10 +175,10 @@ def parts(n: int = 108, reps: int = 5) -> dict:
 def sequential() -> dict[str, dict[str, float]]:
     """Seconds of one full sequential run per regularizer (λ=1e-3, seed 0, 200 epochs).
 
-    ``autograd``: :func:`regexp.train.loop.fit`, the autograd loop with the
-    ``torch.optim`` optimizer (the sequential path before issue 15, and the stacked
-    engine's reference); ``closed_form``: :func:`regexp.train.loop.fit_setup`, what a
-    single ``regexp train`` runs now (hand-written backpropagation).
+    ``autograd``: :func:`regexp.train.loop.fit`, the autograd engine with the
+    ``torch.optim`` optimizer (the sequential path before issue 15, and every engine's
+    reference); ``closed_form``: :func:`regexp.train.loop.fit_setup`, what a single
+    ``regexp train`` runs now (the fast engine: hand-written backpropagation, N = 1).
     """
     seconds: dict[str, dict[str, float]] = {"autograd": {}, "closed_form": {}}
     for reg in REGS:
@@ -193,6 +194,39 @@ def sequential() -> dict[str, dict[str, float]]:
         train.fit_setup(cfg, s)
         seconds["closed_form"][reg] = time.perf_counter() - t
     return seconds
+
+
+def engines(epochs: int = 40, sizes: tuple[int, ...] = (1, 12, 108)) -> dict:
+    """Issue 19's engine targets, each over ``epochs`` epochs at one thread.
+
+    ``modes``: seconds of ``fit_setup`` for the default config (sgl, λ=1e-3) per engine
+    (``trainer.engine``), in penalty mode and in proximal mode under Adam
+    (``prox_metric=auto``, Adam's metric), with their ratio proximal/penalty.
+    ``per_n``: milliseconds per model-epoch of the fast engine on the first N jobs of the
+    sweep trained as one stack (N = 1 is a single run).
+    """
+    torch.set_num_threads(1)
+    modes: dict[str, dict[str, float]] = {}
+    for engine in ("fast", "autograd"):
+        for mode in ("penalty", "proximal"):
+            overrides = [f"trainer.engine={engine}", f"regularizer.mode={mode}"]
+            with initialize_config_module("regexp.conf", version_base="1.3"):
+                cfg = compose("config", [*overrides, f"trainer.epochs={epochs}"])
+                cfg = OmegaConf.to_container(cfg, resolve=True)
+            s = train.prepare(cfg)
+            if engine == "autograd":
+                s.optimizer  # noqa: B018 built outside the timing (imports torch._dynamo)
+            t = time.perf_counter()
+            train.fit_setup(cfg, s)
+            modes.setdefault(engine, {})[mode] = time.perf_counter() - t
+        modes[engine]["ratio"] = modes[engine]["proximal"] / modes[engine]["penalty"]
+    per_n = {}
+    for n in sizes:
+        members, data = members_of(sweep(n, epochs))
+        t = time.perf_counter()
+        batched.fit_stacked(members, data, "relu", {"name": "adam", **ADAM}, epochs, BATCH)
+        per_n[n] = (time.perf_counter() - t) / n / epochs * 1e3
+    return {"epochs": epochs, "modes": modes, "per_n": per_n}
 
 
 def default_run() -> dict:
@@ -425,6 +459,7 @@ def main() -> None:
     plain = run_worker("--worker", "108", "--plain")
     part = run_worker("--parts")
     configs = run_worker("--configs")
+    engine = run_worker("--engines")
     batched_run = cli_sweep("batched", REGS, LAMBDAS, [0, 1, 2])
     basic_run = cli_sweep("basic", REGS, LAMBDAS, [0, 1, 2])
     cli_batched, cli_basic = batched_run["wall"], basic_run["wall"]
@@ -653,6 +688,22 @@ def main() -> None:
         "",
         "N = 8, 27, 432 are the first N jobs of the sweep extended by seeds (seed-major order).",
         "",
+        f"## Engines (issue 19; {engine['epochs']} epochs each, one thread)",
+        "",
+        "| engine | penalty mode s | proximal mode (Adam's metric) s | proximal / penalty |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {e} | {m['penalty']:.2f} | {m['proximal']:.2f} | {m['ratio']:.2f}× |"
+            for e, m in engine["modes"].items()
+        ),
+        "",
+        f"Target: proximal mode under Adam ≤ 1.5× penalty mode with the default engine: "
+        f"{'met' if engine['modes']['fast']['ratio'] <= 1.5 else 'NOT met'}.",
+        "",
+        "| N (fast engine, one stack) | ms per model-epoch |",
+        "|---:|---:|",
+        *(f"| {n} | {ms:.2f} |" for n, ms in engine["per_n"].items()),
+        "",
         "## GPU",
         "",
         "Not measured: no GPU was available to this run. The engine is device-agnostic "
@@ -673,8 +724,13 @@ if __name__ == "__main__":
     parser.add_argument("--plain", action="store_true", help="internal: regularizer=none")
     parser.add_argument("--parts", action="store_true", help="internal: time matmuls, Adam")
     parser.add_argument("--configs", action="store_true", help="internal: time config loading")
+    parser.add_argument(
+        "--engines", action="store_true", help="only the engine targets (issue 19), as JSON"
+    )
     args = parser.parse_args()
-    if args.worker:
+    if args.engines:
+        print(json.dumps(engines()))
+    elif args.worker:
         print(json.dumps(worker(args.worker, args.threads, args.plain)))
     elif args.parts:
         print(json.dumps(parts()))

@@ -66,7 +66,7 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
         around(m, "run", "job_imports", None),
         around(m, "fit_setup", "model", "fit"),
     ),
-    "regexp.train.loop": lambda m: around(m, "load_dataset", None, "data"),
+    "regexp.train.setup": lambda m: around(m, "load_dataset", None, "data"),
     "regexp.runs.run_files": lambda m: (
         around(m, "outputs", None, "evaluation"),
         around(m, "write", None, "writing"),

@@ -13,7 +13,8 @@ The notebook API trains configurations of ``regexp train`` and reads results bac
     regexp.summarize(frame)  # mean and std over seeds per group
     regexp.best(frame)  # the λ of each group chosen on the validation metric
 
-Importing regexp has no side effects: no matplotlib backend, no torch thread count. It is
+Importing regexp has no side effects: no matplotlib backend, no torch thread count, and
+Python's ``random`` state is left as it was. It is
 also cheap: each name below imports its module (and torch) on first use, so that
 ``regexp --help`` and ``regexp train --help`` answer without loading torch.
 """
@@ -21,6 +22,7 @@ also cheap: each name below imports its module (and torch) on first use, so that
 from __future__ import annotations
 
 import importlib
+import random
 from typing import TYPE_CHECKING, Any
 
 # Each public name and the module that defines it.
@@ -109,7 +111,11 @@ def __getattr__(name: str) -> Any:
     """``regexp.<name>``: import the module that defines ``name`` on first use (PEP 562)."""
     if name not in _EXPORTS:
         raise AttributeError(f"module 'regexp' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    state = random.getstate()  # rich and scikit-learn draw from it when imported
+    try:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    finally:
+        random.setstate(state)
     globals()[name] = value
     return value
 

@@ -14,6 +14,7 @@ and sweeps back (:mod:`regexp.hydra_app.lifecycle`, :mod:`regexp.results.aggrega
 
 from __future__ import annotations
 
+import random
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from regexp.config import validate
+from regexp.config import check_overrides, validate
 from regexp.hydra_app.task import run_task
 from regexp.model.mlp import load_checkpoint
 from regexp.runs import sweep_dir
@@ -69,7 +70,8 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
     from omegaconf import OmegaConf
 
-    overrides = check_overrides(overrides)
+    overrides = as_override_list(overrides)
+    check_overrides(overrides)  # one line for a bad override, as regexp train
     backup = get_gh_backup()
     if backup is not None:
         GlobalHydra.instance().clear()
@@ -82,7 +84,7 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def check_overrides(overrides: Sequence[str]) -> list[str]:
+def as_override_list(overrides: Sequence[str]) -> list[str]:
     """``overrides`` as a list, or ``TypeError`` (one line) unless it is a list of strings."""
     if isinstance(overrides, str) or not isinstance(overrides, Sequence):
         raise TypeError(
@@ -147,10 +149,11 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
         message of ``regexp train``.
 
     The caller's state is left as it was: torch's random number generators (the run seeds
-    them from ``seed``) and thread count (the run uses ``trainer.num_threads``), Hydra's
+    them from ``seed``), Python's ``random`` (which importing scikit-learn draws from), the
+    thread count (the run uses ``trainer.num_threads``), Hydra's
     global state; no matplotlib backend is set.
     """
-    overrides, run_dir = _run_dir_override(check_overrides(overrides), run_dir)
+    overrides, run_dir = _run_dir_override(as_override_list(overrides), run_dir)
     cfg = compose_config(overrides)
     validate(cfg)
     logger = cfg.get("logger") or {}
@@ -169,6 +172,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
     tr = cfg["trainer"]
     devices = [] if tr["device"] == "cpu" else list(range(torch.cuda.device_count()))
     threads = torch.get_num_threads()
+    python_random = random.getstate()  # importing scikit-learn draws from it
     temporary = None
     try:
         if run_dir is None:
@@ -188,6 +192,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
         history = pd.read_csv(where / "history.csv")
     finally:
         torch.set_num_threads(threads)
+        random.setstate(python_random)
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
     return RunResult(

@@ -196,7 +196,14 @@ def compare_main(argv: list[str]) -> None:
         default=None,
         metavar="COL",
         help="validation column that chooses the best λ of each group, written to "
-        "best.csv (default: val_accuracy, val_r2 or val_metric, as for --metric)",
+        "best.csv (default: val_accuracy, val_r2 or val_metric, as for --metric); a test_* "
+        "column is refused unless --allow-test-selection",
+    )
+    parser.add_argument(
+        "--allow-test-selection",
+        action="store_true",
+        help="let --select name a test_* column (λ chosen on the test split: its test "
+        "numbers are then optimistic)",
     )
     parser.add_argument(
         "--rule",
@@ -231,7 +238,14 @@ def compare_main(argv: list[str]) -> None:
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:
         summary, by, metric, best, answer = compare(
-            args.paths, args.by, args.metric, out, args.select, args.rule, args.sparsity
+            args.paths,
+            args.by,
+            args.metric,
+            out,
+            args.select,
+            args.rule,
+            args.sparsity,
+            allow_test_selection=args.allow_test_selection,
         )
     except ValueError as err:
         if debug():
@@ -460,6 +474,21 @@ def _register_plugins() -> None:
     Plugins.instance().register(RegexpSweeper)
 
 
+def _check_overrides(argv: list[str]) -> None:
+    """One line, not Hydra's multi-line error, for an override that cannot be parsed or
+    names an unknown key (:func:`regexp.config.check_overrides`)."""
+    if not any("=" in arg and not arg.startswith("-") for arg in argv):
+        return
+    from regexp.config import check_overrides
+
+    try:
+        check_overrides([arg for arg in argv if not arg.startswith("-")])
+    except ValueError as err:
+        if debug():
+            raise
+        fail(str(err))
+
+
 def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
     _register_plugins()
     sys.argv = [prog, *argv]
@@ -484,6 +513,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["REGEXP_PID"] = str(os.getpid())  # the default hydra.run.dir ends with it
     try:
         if command == "train":
+            _check_overrides(rest)
             _hydra(train_app(), "regexp train", rest)
         elif command == "compare":
             compare_main(rest)

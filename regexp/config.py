@@ -11,6 +11,7 @@ message names the config key, the bad value and what is allowed, e.g.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import math
 from collections.abc import Mapping
@@ -34,6 +35,65 @@ from regexp.train.build import (
 FIGURES = ("auto", "always", "never")
 # torch.manual_seed takes seeds modulo 2**32: larger ones would alias smaller ones.
 SEED_LIMIT = 2**32
+# The top level of a run config: its groups, and its own keys (regexp.results.schema.TOP_LEVEL
+# lists the same keys for the results' columns). Nothing else is accepted (check_keys).
+GROUPS = ("dataset", "model", "regularizer", "optimizer", "trainer", "logger")
+TOP_LEVEL_KEYS = ("lambda", "seed", "threshold", "resume", "objectives", "figures", "compress")
+# Groups of the defaults list that select other files and add no key of their own.
+SELECTORS = ("experiment", "hparams_search", "hydra")
+
+
+def unknown_key_message(key: str) -> str:
+    """The one line for a top-level ``key`` that no code reads: the closest known key and
+    every key allowed."""
+    known = (*TOP_LEVEL_KEYS, *GROUPS)
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return (
+        f"'{key}' is not a config key (with or without +); {hint}the top-level keys are: "
+        + ", ".join(TOP_LEVEL_KEYS)
+        + "; the groups: "
+        + ", ".join(GROUPS)
+    )
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Refuse, with a one-line ``ValueError``, what Hydra would answer with a multi-line
+    error: an override its grammar cannot parse (a value with spaces and brackets,
+    parentheses or ``=``: the message says to quote it) and a top-level key that is not in
+    the config (Hydra's own message suggests the ``+``, which :func:`check_keys` refuses
+    too). Arguments without ``=`` (Hydra's flags and their values) are skipped."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in overrides:
+        if not isinstance(arg, str) or "=" not in arg:
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except OverrideParseException as err:
+            key, _, value = arg.partition("=")
+            reason = str(err).strip().splitlines()[0].strip()
+            raise ValueError(
+                f"cannot read the override '{arg}' ({reason}); quote a value with spaces or "
+                f"any of ()[]{{}}=,: '{key}=\"{value}\"' (on a shell, within single quotes)"
+            ) from None
+        key = override.key_or_group
+        top = "." not in key and "/" not in key and override.package is None
+        known = (*GROUPS, *TOP_LEVEL_KEYS, *SELECTORS)
+        if top and override.type == OverrideType.CHANGE and key not in known:
+            raise ValueError(unknown_key_message(key))
+
+
+def check_keys(cfg: Mapping) -> None:
+    """Refuse a top-level key that is neither a group nor one of :data:`TOP_LEVEL_KEYS`
+    (``+lamdba=0.5`` on the command line, in ``regexp.run`` or in an experiment file),
+    with :func:`unknown_key_message`."""
+    unknown = sorted(str(k) for k in cfg if k not in GROUPS and k not in TOP_LEVEL_KEYS)
+    if unknown:
+        raise ValueError(unknown_key_message(unknown[0]))
 
 
 # The keys and types of each config group, one dataclass per choice. validate() merges a
@@ -49,6 +109,7 @@ class TrainerConf:
     early_stopping_patience: int | None = None
     device: str = "cpu"
     num_threads: int = 1
+    engine: str = "auto"
 
 
 @dataclass
@@ -170,6 +231,7 @@ def validate(cfg: Mapping) -> None:
         the groups ``dataset``, ``model``, ``regularizer``, ``optimizer``, ``trainer`` and
         ``logger`` (optional).
     """
+    check_keys(cfg)
     missing = sorted(OmegaConf.missing_keys(OmegaConf.create(dict(cfg))))
     if missing:
         raise ValueError(

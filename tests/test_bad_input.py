@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from regexp.cli import main
 from regexp.data.sources import load_csv
 from regexp.hydra_app import task as job
-from regexp.train import loop as engine_train
+from regexp.train import setup as engine_train
 
 FAST = ["trainer.epochs=1", "model.hidden=[4]"]
 

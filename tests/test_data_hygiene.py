@@ -133,8 +133,8 @@ def test_scaled_features_beyond_float32_are_refused(tmp_path):
     with pytest.raises(ValueError) as err:
         csv_load(path, scaler="none")
     assert str(err.value) == (
-        "dataset: feature columns out of float32 range after dataset.scaler=none: a; "
-        "rescale them, or use dataset.scaler=standard"
+        "dataset: feature columns out of float32 range after dataset.scaler=none: a "
+        "(largest |x| = 1e+100); rescale them, or use dataset.scaler=standard"
     )
 
 

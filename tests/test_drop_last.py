@@ -1,8 +1,8 @@
 """``trainer.drop_last``: the partial last minibatch of each epoch is skipped, in both engines.
 
 The reference is a training loop written here from torch primitives (the permutation of
-``regexp.train.loop.fit``'s seeded generator, full minibatches only); the stacked engine
-is checked against the sequential one with the option on.
+``regexp.train.loop.fit``'s seeded generator, full minibatches only); the fast engine
+(one run, and a stack) is checked against the autograd one with the option on.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from regexp.train.stacked import fit as batched
 SMALL = ["model.hidden=[16,8]", "trainer.batch_size=100", "trainer.drop_last=true"]
 
 
-def test_drop_last_trains_on_full_minibatches_only(make_config):
-    cfg = make_config(*SMALL, "regularizer=l1", "trainer.epochs=2", "seed=3")
+@pytest.mark.parametrize("engine", ["autograd", "fast"])
+def test_drop_last_trains_on_full_minibatches_only(make_config, engine):
+    cfg = make_config(
+        *SMALL, "regularizer=l1", "trainer.epochs=2", "seed=3", f"trainer.engine={engine}"
+    )
     s = train.prepare(cfg)
     n, b = len(s.data.y_train), cfg["trainer"]["batch_size"]
     assert n % b != 0  # there is a partial minibatch to drop
@@ -40,12 +43,14 @@ def test_drop_last_trains_on_full_minibatches_only(make_config):
     result = train.fit_setup(cfg, s)
     for p, q in zip(s.model.parameters(), ref.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0)
-    state = next(iter(s.optimizer.state.values()))
-    assert int(state["step"]) == 2 * (n // b)
+    if engine == "autograd":
+        state = next(iter(s.optimizer.state.values()))
+        assert int(state["step"]) == 2 * (n // b)
     assert len(result.history) == 2
+    assert result.engine == engine
 
 
-def test_stacked_engine_agrees_with_sequential_fit_with_drop_last(make_config):
+def test_stacked_engine_agrees_with_the_autograd_engine_with_drop_last(make_config):
     jobs = [
         ["regularizer=sgl", "lambda=3e-3"],
         ["regularizer=l1", "lambda=2e-3", "regularizer.mode=proximal"],
@@ -63,8 +68,10 @@ def test_stacked_engine_agrees_with_sequential_fit_with_drop_last(make_config):
         members, data, "relu", cfgs[0]["optimizer"], 2, tr["batch_size"], drop_last=True
     )
     for cfg, member, result in zip(cfgs, members, results, strict=True):
+        cfg = {**cfg, "trainer": {**cfg["trainer"], "engine": "autograd"}}
         ref = train.prepare(cfg)
         ref_result = train.fit_setup(cfg, ref)
+        assert ref_result.engine == "autograd"
         for p, q in zip(ref.model.parameters(), member.model.parameters(), strict=True):
             torch.testing.assert_close(q, p, atol=1e-5, rtol=0)
         pd.testing.assert_frame_equal(result.history, ref_result.history, atol=1e-5, rtol=1e-5)

@@ -60,6 +60,9 @@ class Dataset:
     image_shape: tuple[int, int] | None = None
     # Image sets: each row is ``channels × image_shape`` pixels in channel-major order.
     channels: int = 1
+    # What the tensors were made from: the data_id of the bytes read (a CSV file's
+    # csv:<sha256>, or sklearn-<version>:<name>); regexp.data.sources.csv_id, builtin_id.
+    data_id: str = ""
 
     @property
     def n_features(self) -> int:
@@ -244,23 +247,33 @@ def load_dataset(
     back from there (the same tensors, without importing scikit-learn).
     """
     validate_dataset(name, task, val_size, test_size, split_seed, scaler, **options)
-    cache_key = None
+    cache_name, settings = None, None
     if name in BUILTIN_TASKS:
-        settings = [name, task, val_size, test_size, split_seed, scaler, options]
+        settings = {
+            "name": name,
+            "task": task,
+            "val_size": val_size,
+            "test_size": test_size,
+            "split_seed": split_seed,
+            "scaler": scaler,
+            "options": dict(options),
+            "versions": _versions(),
+        }
         if name in images.IMAGE_SETS:  # the files under dataset.root, by content
-            settings.append(
-                images.files_digest(name, str(options.get("root", images.DEFAULT_ROOT)))
-            )
-        cache_key = f"{name}-{datacache.key(settings, _versions())}"
-        cached = datacache.load(cache_key)
+            root = str(options.get("root", images.DEFAULT_ROOT))
+            settings["files"] = images.files_digest(name, root)
+        cache_name = f"{name}-{datacache.key(settings)}"
+        cached = datacache.load(cache_name, settings)
         if cached is not None and set(cached) == {f.name for f in fields(Dataset)}:
             data = Dataset(**cached)
             log.info(describe(data))
             return data
     data = _prepare(name, task, val_size, test_size, split_seed, scaler, **options)
     log.info(describe(data))
-    if cache_key is not None:
-        datacache.save(cache_key, {f.name: getattr(data, f.name) for f in fields(Dataset)})
+    if cache_name is not None and settings is not None:
+        datacache.save(
+            cache_name, settings, {f.name: getattr(data, f.name) for f in fields(Dataset)}
+        )
     return data
 
 
@@ -275,8 +288,8 @@ def _versions() -> list:
     code = Path(__file__).read_bytes() + Path(tables.__file__).read_bytes()
     return [
         [str(origin), stat.st_size, stat.st_mtime_ns] if stat is not None else None,
-        np.__version__,
-        torch.__version__,
+        str(np.__version__),
+        str(torch.__version__),  # a TorchVersion: weights_only loading wants a str
         hashlib.sha256(code).hexdigest(),
     ]
 
@@ -302,16 +315,14 @@ def _prepare(
             )
     else:
         y = np.asarray(table.y, dtype=np.float64)
+    if task == "classification":
+        _check_class_sizes(classes, y)
     train, val, test = split_indices(y, task, val_size, test_size, split_seed)
     with np.errstate(over="ignore"):  # overflow to inf is refused just below
         xs = make_scaler(scaler).fit(x[train]).transform(x).astype(np.float32)
     overflow = np.isinf(xs).any(axis=0)
     if overflow.any():
-        raise ValueError(
-            f"dataset: feature columns out of float32 range after dataset.scaler={scaler}: "
-            + ", ".join(np.asarray(table.feature_names)[overflow].tolist())
-            + "; rescale them, or use dataset.scaler=standard"
-        )
+        raise ValueError(overflow_message(table.feature_names, x, overflow, scaler))
 
     y_mean, y_std = 0.0, 1.0
     if task == "regression":
@@ -336,8 +347,43 @@ def _prepare(
         y_std=y_std,
         image_shape=table.image_shape,
         channels=table.channels,
+        data_id=table.data_id or "",
     )
     return data
+
+
+def _check_class_sizes(classes: tuple, codes: np.ndarray) -> None:
+    """Refuse classes of a single row (a stratified split needs two), naming the file's
+    labels (not their encoded indices)."""
+    counts = np.bincount(codes, minlength=len(classes))
+    rare = tuple(classes[i] for i in np.flatnonzero(counts < 2))
+    if rare:
+        raise ValueError(
+            f"dataset: cannot split {len(codes)} rows into train/val/test, stratified by "
+            f"the target: {len(rare)} of its {len(classes)} classes have a single row: "
+            f"{_listed(rare)}; "
+            "if the target is a measurement, set dataset.task=regression, else use more rows"
+        )
+
+
+def overflow_message(names: list[str], x: np.ndarray, overflow: np.ndarray, scaler: str) -> str:
+    """The error for feature columns that overflow float32 once scaled, with the remedy
+    that fits: a scaler for ``scaler=none``; otherwise the values lie far outside the
+    training rows that the scaler was fitted on, so the columns need clipping or a log."""
+    columns = ", ".join(np.asarray(names)[overflow].tolist())
+    largest = float(np.abs(x[:, overflow]).max())
+    if scaler == "none":
+        remedy = "rescale them, or use dataset.scaler=standard"
+    else:
+        remedy = (
+            f"they hold values far outside the range of the training rows, on which the "
+            f"{scaler} scaler is fitted; clip or log-transform those columns, or drop "
+            "the rows that hold such values"
+        )
+    return (
+        f"dataset: feature columns out of float32 range after dataset.scaler={scaler}: "
+        f"{columns} (largest |x| = {largest:.3g}); {remedy}"
+    )
 
 
 def describe(data: Dataset) -> str:

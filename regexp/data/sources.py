@@ -1,18 +1,24 @@
 """Raw data sets, before splitting: the bundled scikit-learn ones and CSV files.
 
-A loader returns a :class:`Table` (features, target, names, task). Reading a CSV file
-refuses, with one line that names the file and the columns, what would silently give
-wrong numbers: duplicate or unnamed columns (label leakage, a pandas index as a feature),
-header-only files, rows longer than the header, infinite or overflowing values and
-classification targets that look continuous.
+A loader returns a :class:`Table` (features, target, names, task and ``data_id``, the
+identity of the content it was built from: :func:`csv_id` of the bytes read, or
+:func:`builtin_id`). A CSV file is read once, whole, and parsed from those bytes, so the
+``data_id`` is the hash of what the run trains on even if the file is rewritten meanwhile.
+Reading a CSV file refuses, with one line that names the file and the columns, what would
+silently give wrong numbers: duplicate or unnamed columns (label leakage, a pandas index
+as a feature), header-only files, rows longer than the header, infinite or overflowing
+values and classification targets that look continuous.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import logging
 import math
 import numbers
+import os
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -42,6 +48,45 @@ BUILTIN_TASKS = {
 SNIFF_SEPS = ",;\t|"
 # Feature values beyond this break the scalers: their square overflows float64.
 LARGE = math.sqrt(np.finfo(np.float64).max)  # about 1.3e154
+# Hex digits of sha256 kept in an id (a CSV file's data_id, a config_id): 64 bits.
+ID_LENGTH = 16
+# Reads of a file that changes while it is read, before giving up.
+READ_ATTEMPTS = 5
+
+
+def csv_id(content: bytes) -> str:
+    """The ``data_id`` of a CSV file's bytes: ``csv:<first 16 hex digits of their sha256>``."""
+    return f"csv:{hashlib.sha256(content).hexdigest()[:ID_LENGTH]}"
+
+
+def builtin_id(name: str) -> str:
+    """The ``data_id`` of a data set bundled with scikit-learn: ``sklearn-<version>:<name>``
+    (its data changes only with scikit-learn's version; read from the installed package's
+    metadata, without importing it)."""
+    from importlib.metadata import version
+
+    return f"sklearn-{version('scikit-learn')}:{name}"
+
+
+def read_stable(file: Path) -> bytes:
+    """The whole content of ``file``, read once; read again when the file changed while it
+    was read (its size, modification time or inode differ before and after, or the bytes
+    read are not its size), at most :data:`READ_ATTEMPTS` times."""
+    for _ in range(READ_ATTEMPTS):
+        before = os.stat(file)
+        content = file.read_bytes()
+        after = os.stat(file)
+        same = (before.st_size, before.st_mtime_ns, before.st_ino) == (
+            after.st_size,
+            after.st_mtime_ns,
+            after.st_ino,
+        )
+        if same and len(content) == after.st_size:
+            return content
+    raise ValueError(
+        f"dataset.path: '{file}' kept changing while it was read ({READ_ATTEMPTS} times); "
+        "train once it is completely written"
+    )
 
 
 @dataclass(frozen=True)
@@ -55,19 +100,23 @@ class Table:
     image_shape: tuple[int, int] | None = None
     # Image sets: each row is ``channels × image_shape`` pixels in channel-major order.
     channels: int = 1
+    data_id: str | None = None  # csv_id of the bytes read, or builtin_id
 
 
-def _sklearn(loader: str, task: str, image_shape=None) -> Callable[..., Table]:
-    """The Table of ``sklearn.datasets.<loader>()`` (scikit-learn imported when called)."""
+def _sklearn(
+    name: str, task: str, image_shape=None, loader: str | None = None
+) -> Callable[..., Table]:
+    """The Table of data set ``name``: ``sklearn.datasets.<loader>()`` (by default
+    ``load_<name>``; scikit-learn imported when called)."""
 
     def load(**_: object) -> Table:
         from sklearn import datasets as skdatasets
 
-        bunch = getattr(skdatasets, loader)()
+        bunch = getattr(skdatasets, loader or f"load_{name}")()
         names = [str(n) for n in getattr(bunch, "feature_names", [])] or [
             f"x{i}" for i in range(bunch.data.shape[1])
         ]
-        return Table(bunch.data, bunch.target, names, task, image_shape)
+        return Table(bunch.data, bunch.target, names, task, image_shape, data_id=builtin_id(name))
 
     return load
 
@@ -85,8 +134,8 @@ def _image_loader(name: str) -> Callable[..., Table]:
     return load
 
 
-def _sep(sep: str | None, file: Path) -> str:
-    """The separator to read ``file`` with: ``sep``, or for ``None`` the sniffed one.
+def _sep(sep: str | None, content: bytes) -> str:
+    """The separator to read ``content`` with: ``sep``, or for ``None`` the sniffed one.
 
     ``None`` lets :class:`csv.Sniffer` choose among ``, ; tab |`` from the first 64 KiB;
     when it cannot tell (e.g. a single column), it is ``,``. The two characters ``\\t``
@@ -96,8 +145,7 @@ def _sep(sep: str | None, file: Path) -> str:
         return "\t"
     if sep is not None:
         return sep
-    with file.open(newline="", errors="replace") as handle:
-        sample = handle.read(65536)
+    sample = content[:65536].decode(errors="replace")
     try:
         return csv.Sniffer().sniff(sample, delimiters=SNIFF_SEPS).delimiter
     except csv.Error:
@@ -201,16 +249,17 @@ def load_csv(
         given, target = target, str(target)
     else:
         given, target = None, str(target)
+    content = read_stable(file)  # once: what is parsed is what data_id names
     try:
-        sep = _sep(sep, file)
+        sep = _sep(sep, content)
         header = pd.read_csv(
-            file, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False
+            io.BytesIO(content), sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False
         ).iloc[0]
         _check_header([str(name) for name in header], path)
         with warnings.catch_warnings():
             # index_col=False: rows longer than the header are an error, not an index
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(file, sep=sep, index_col=False)
+            frame = pd.read_csv(io.BytesIO(content), sep=sep, index_col=False)
     except pd.errors.ParserWarning:
         raise ValueError(
             f"dataset.path: rows of '{path}' have more fields than its header "
@@ -267,15 +316,17 @@ def load_csv(
         _check_finite(y.to_numpy(dtype=np.float64)[:, None], [target], path, "target")
     else:
         _check_classes(y, target, path)
-    return Table(x, y.to_numpy(), names, task)
+    return Table(x, y.to_numpy(), names, task, data_id=csv_id(content))
 
 
 LOADERS: dict[str, Callable[..., Table]] = {
-    "digits": _sklearn("load_digits", BUILTIN_TASKS["digits"], (8, 8)),
-    "diabetes": _sklearn("load_diabetes", BUILTIN_TASKS["diabetes"]),
-    "breast_cancer": _sklearn("load_breast_cancer", BUILTIN_TASKS["breast_cancer"]),
-    "wine": _sklearn("load_wine", BUILTIN_TASKS["wine"]),
+    "digits": _sklearn("digits", BUILTIN_TASKS["digits"], (8, 8)),
+    "diabetes": _sklearn("diabetes", BUILTIN_TASKS["diabetes"]),
+    "breast_cancer": _sklearn("breast_cancer", BUILTIN_TASKS["breast_cancer"]),
+    "wine": _sklearn("wine", BUILTIN_TASKS["wine"]),
     "csv": load_csv,
-    "digits_images": _sklearn("load_digits", BUILTIN_TASKS["digits_images"], (8, 8)),
+    "digits_images": _sklearn(
+        "digits_images", BUILTIN_TASKS["digits_images"], (8, 8), "load_digits"
+    ),
     **{name: _image_loader(name) for name in images.IMAGE_SETS},
 }

@@ -56,7 +56,7 @@ def write_plots(
         return []
     results = plot_style.named_datasets(results)  # a CSV data set by its file's stem
     named = ("dataset", "lambda", *plot_style.DATASET_SOURCES)
-    series = [c for c in (by or aggregate.group_columns(results)) if c not in named]
+    series = [c for c in aggregate.grouping(results, by) if c not in named]
     summary = aggregate.summarize(selection.with_collapsed(results), ["dataset", *series, "lambda"])
     metrics = task_metrics(results)
     if metric and not metric.endswith("_metric"):
@@ -85,11 +85,14 @@ def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
         log.warning("no job results under %s: nothing to aggregate", sweep_dir)
         return None
     write_csv(sweep_dir / RESULTS_FILE, results)
-    write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(results))
+    unique, dropped = aggregate.unique_runs(results)
+    if dropped:
+        log.warning(aggregate.duplicates_note(dropped))
+    write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(unique))
     if "dataset" in results.columns and "lambda" in results.columns:
         best = None
         try:
-            best = selection.best(results)
+            best = selection.best(unique)
         except ValueError as err:  # e.g. every job failed: nothing to choose from
             log.warning("no best λ: %s", err)
         else:
@@ -99,7 +102,7 @@ def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
         if best is not None:
             write_csv(sweep_dir / BEST_FILE, best)
             console.print_best(best)
-        write_plots(results, sweep_dir, selected=best)
+        write_plots(unique, sweep_dir, selected=best)
     counts = results["status"].value_counts().to_dict()
     log.info("sweep results in %s: %s", sweep_dir / RESULTS_FILE, counts)
     return results
@@ -113,6 +116,7 @@ def compare(
     select: str | None = None,
     rule: str = "best",
     sparsity: str = "params",
+    allow_test_selection: bool = False,
 ) -> tuple[pd.DataFrame, list[str], str, pd.DataFrame, pd.DataFrame | None]:
     """Results of all ``paths`` together: the summary per ``by`` group, sorted on ``metric``,
     and the best λ per group chosen on ``select`` (:func:`selection.best`), and with a
@@ -123,26 +127,37 @@ def compare(
     Each path's rows carry ``source`` (the path as given), so ``by`` may name it. Without
     ``metric``, sorts on the validation accuracy, the validation R², or each job's own as
     ``val_metric`` when the paths mix classification and regression: the test split is for
-    reporting, not for choosing. Returns the summary, the group columns, the metric and
-    the best-λ table.
+    reporting, not for choosing (``select`` on a ``test_*`` column is refused unless
+    ``allow_test_selection``). A run read twice (the same ``config_id``, ``data_id`` and
+    seed, from any path: a copied sweep, a sweep and one of its jobs) counts once, with a
+    warning. Returns the summary, the group columns, the metric and the best-λ table.
     """
+    if select is not None:
+        selection.check_not_test(select, allow_test_selection)
     frames = [_with_run_dirs(load_results(Path(p)), Path(p)).assign(source=str(p)) for p in paths]
     results = pd.concat(frames, ignore_index=True)
-    twice = results.duplicated("_run", keep="first")
+    twice = results.duplicated("_run", keep="first") | aggregate.duplicate_runs(results)
     if twice.any():
-        log.info("%d run(s) named more than once are counted once", int(twice.sum()))
+        log.warning(aggregate.duplicates_note(int(twice.sum())))
     results = order_columns(results[~twice].drop(columns="_run").reset_index(drop=True))
-    by = list(by or aggregate.group_columns(results))
+    by = aggregate.grouping(results, by)
     results = selection.with_val_metric(results)  # val_metric, test_metric: each job's own
     plotted = metric
     metric = metric or selection.selection_metric(results)
     summary = aggregate.sort_by_metric(aggregate.summarize(results, by), metric)
     chosen = "lambda" in results.columns and results["status"].eq("ok").any()
-    best = selection.best(results, select, rule, sparsity=sparsity) if chosen else None
+    allow = allow_test_selection
+    best = (
+        selection.best(results, select, rule, sparsity=sparsity, allow_test=allow)
+        if chosen
+        else None
+    )
     answer = None
     if chosen and rule.startswith("within:"):
         tol = selection.parse_rule(rule)[1]
-        answer = selection.sparsest_overall(results, tol, select, sparsity=sparsity)
+        answer = selection.sparsest_overall(
+            results, tol, select, sparsity=sparsity, allow_test=allow
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out '{out_dir}' is a file; name a directory to write into")
     out_dir.mkdir(parents=True, exist_ok=True)

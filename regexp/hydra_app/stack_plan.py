@@ -22,7 +22,7 @@ from regexp.config import validate
 from regexp.hydra_app.objectives import validate_objectives
 from regexp.runs import sweep_dir
 from regexp.train.loop import EpochCallback, FitResult, Setup, prepare
-from regexp.train.stacked.fit import Member, fit_stacked, group_key, unbatchable
+from regexp.train.stacked.fit import Member, fit_stacked, group_key, unsupported
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
 
     A job runs alone, with a log line saying why, when its config is invalid, when
     ``resume=true`` finds it finished (the task then skips it), when it cannot join a
-    stack (:func:`regexp.train.stacked.fit.unbatchable`) or when no other job shares its
+    stack (:func:`regexp.train.stacked.fit.unsupported`) or when no other job shares its
     :func:`regexp.train.stacked.fit.group_key`. Every other job is prepared here
     (:func:`regexp.train.loop.prepare`: data loaded once per data config, the seeded
     model built), ready for :func:`train`.
@@ -80,7 +80,7 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
             job.setup = prepare(job.cfg, datasets.get(data_key))
             job.rng_state = torch.get_rng_state()
             datasets[data_key] = job.setup.data
-            why = unbatchable(job.setup)
+            why = unsupported(job.setup)
         except Exception as err:
             why = f"its config is invalid ({type(err).__name__}: {err})"
         if why is None:

@@ -32,14 +32,15 @@ import torch
 from torch import Tensor, nn
 
 from regexp.core import sparsity
-from regexp.core.metrics import data_loss
+from regexp.core.regularizers import NoRegularizer
 from regexp.data.prepare import Dataset
 from regexp.io.atomic import write_csv
 from regexp.model.mlp import load_checkpoint
 from regexp.reproduction import runs as runlib
 from regexp.reproduction.protocol import SplitCache
+from regexp.train.autograd import AutogradStep
 from regexp.train.evaluate import evaluate
-from regexp.train.loop import epoch_rows
+from regexp.train.step import train
 
 log = logging.getLogger(__name__)
 
@@ -93,27 +94,23 @@ def fine_tune_(
     seed: int,
     drop_last: bool,
 ) -> None:
-    """Adam on the data loss (as in training: minibatches of a seeded permutation), with
-    each layer's pruned columns set back to 0 after every step."""
+    """Adam on the data loss (as in training: :func:`regexp.train.step.train`, minibatches
+    of a seeded permutation), with each layer's pruned columns set back to 0 after every
+    step (the projection of :class:`regexp.train.autograd.AutogradStep`)."""
     opt = torch.optim.Adam(
         model.parameters(), lr=opt_cfg["lr"], betas=tuple(opt_cfg["betas"]), eps=opt_cfg["eps"]
     )
     weights = sparsity.linear_weights(model)
+
+    def keep_pruned() -> None:
+        for w, m in zip(weights, masks, strict=True):
+            w.mul_(m.to(w.dtype))
+
+    step = AutogradStep(model, data, NoRegularizer(), "penalty", opt, project=keep_pruned)
     n = len(data.y_train)
-    stop = epoch_rows(n, batch_size, drop_last)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        for i in range(0, stop, batch_size):
-            idx = order[i : i + batch_size]
-            loss = data_loss(model(data.x_train[idx]), data.y_train[idx], data.task)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for w, m in zip(weights, masks, strict=True):
-                    w.mul_(m.to(w.dtype))
+    train(
+        step, [seed], n, data.x_train.device, data.task, epochs, batch_size, None, None, drop_last
+    )
     model.eval()
 
 

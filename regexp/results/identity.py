@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from regexp.data.images import DEFAULT_ROOT, IMAGE_SETS, files_digest
+from regexp.data.sources import ID_LENGTH, builtin_id, csv_id, read_stable
 
 # Config keys that cannot change a run's numbers, and so are left out of its config_id:
 # resume (whether finished runs are reused), objectives (what a sweeper is told), logger
-# (where metrics are copied to) and figures (whether per-run figures are drawn).
-NOT_IDENTITY = ("resume", "objectives", "logger", "figures", "compress")
-ID_LENGTH = 16  # hex digits of sha256 kept: 64 bits
+# (where metrics are copied to), figures (whether per-run figures are drawn), compress
+# and trainer.engine (engines agree up to float reordering: tests/test_engines.py).
+NOT_IDENTITY = ("resume", "objectives", "logger", "figures", "compress", "trainer.engine")
 
 
 def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -59,32 +60,33 @@ def config_id(cfg: Mapping) -> str:
     """sha256 of the resolved config less :data:`NOT_IDENTITY`, as canonical JSON (sorted
     keys, numbers as floats), first :data:`ID_LENGTH` hex digits."""
     kept = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY}
+    for path in (k.split(".") for k in NOT_IDENTITY if "." in k):
+        if isinstance(kept.get(path[0]), Mapping) and path[1] in kept[path[0]]:
+            kept[path[0]] = {k: v for k, v in kept[path[0]].items() if k != path[1]}
     text = json.dumps(_canonical(kept), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
 
 
 @lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:ID_LENGTH]
+def _file_id(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    return csv_id(read_stable(Path(path)))
 
 
 def data_id(dataset: Mapping) -> str:
-    """The content behind config group ``dataset``: ``csv:<sha256 of the file's bytes>``,
-    ``files:<sha256 of the files' bytes>`` for an image set read from ``dataset.root``
-    (:func:`regexp.data.images.files_digest`), or ``sklearn-<version>:<name>`` for a data set
-    bundled with scikit-learn (its data changes only with scikit-learn's version)."""
+    """The content behind config group ``dataset`` as it is now: ``csv:<sha256 of the
+    file's bytes>`` (:func:`regexp.data.sources.csv_id`), ``files:<sha256 of the files'
+    bytes>`` for an image set read from ``dataset.root``
+    (:func:`regexp.data.images.files_digest`), or ``sklearn-<version>:<name>`` for a data
+    set bundled with scikit-learn (:func:`regexp.data.sources.builtin_id`).
+
+    A run records the ``data_id`` of the bytes it read (``Dataset.data_id``, for a CSV
+    file); this one, of the data as it is now, is what resume compares it with.
+    """
     if dataset["name"] == "csv":
         path = Path(str(dataset["path"])).expanduser().resolve()
         stat = path.stat()
-        return f"csv:{_file_digest(str(path), stat.st_size, stat.st_mtime_ns)}"
-    from importlib.metadata import version  # the installed version, without importing it
-
+        return _file_id(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
     if dataset["name"] in IMAGE_SETS:  # torchvision's files under dataset.root, by content
         root = str(dataset.get("root", DEFAULT_ROOT))
         return f"files:{files_digest(dataset['name'], root) or 'missing'}"
-
-    return f"sklearn-{version('scikit-learn')}:{dataset['name']}"
+    return builtin_id(dataset["name"])

@@ -135,6 +135,37 @@ def smaller_is_better(metric: str) -> bool:
     return any(word in metric for word in aggregate.SMALLER_IS_BETTER)
 
 
+def check_not_test(metric: str, allow_test: bool = False) -> None:
+    """Raise ``ValueError`` when ``metric`` is a column of the test split (``test_*``),
+    unless ``allow_test``: λ chosen on the test split makes its test numbers optimistic."""
+    if metric.startswith("test_") and not allow_test:
+        raise ValueError(
+            f"--select {metric}: choosing λ on the test split makes its test numbers "
+            "optimistic; choose on a val_* column, or pass --allow-test-selection "
+            "(allow_test=True) to do it anyway"
+        )
+
+
+def check_selectable(results: pd.DataFrame, metric: str, allow_test: bool = False) -> None:
+    """Raise ``ValueError`` unless ``metric`` may choose λ: a numeric column of ``results``
+    (or ``val_metric``), not one of the test split unless ``allow_test``."""
+    check_not_test(metric, allow_test)
+    if metric.endswith("_metric"):
+        return
+    if metric not in results.columns:
+        raise ValueError(f"unknown metric '{metric}'; choose a val_* column of the results")
+    if not pd.api.types.is_numeric_dtype(results[metric]):
+        numeric = [
+            c
+            for c in results.columns
+            if c.startswith("val_") and pd.api.types.is_numeric_dtype(results[c])
+        ]
+        raise ValueError(
+            f"metric '{metric}' holds text, not numbers; choose one of: "
+            + (", ".join(numeric) or "none (no numeric val_* column)")
+        )
+
+
 def _pick(
     points: pd.DataFrame, metric: str, name: str, tol: float, sparsity: str
 ) -> tuple[object, float]:
@@ -166,22 +197,29 @@ def _pick(
 
 
 def _eligible(
-    results: pd.DataFrame, metric: str | None, by: Sequence[str] | None
+    results: pd.DataFrame,
+    metric: str | None,
+    by: Sequence[str] | None,
+    allow_test: bool = False,
 ) -> tuple[pd.DataFrame, str, list[str]]:
     """The summary per group and λ that a rule chooses from, the metric and the groups.
 
-    λ points with no ok job, no value of the metric, or a collapsed run
-    (:func:`with_collapsed`) are left out: a λ at which any seed collapsed is never chosen.
+    The groups are :func:`aggregate.grouping` less ``lambda``: never two configurations
+    that differ beyond the seed and λ. λ points with no ok job, no value of the metric, or
+    a collapsed run (:func:`with_collapsed`) are left out: a λ at which any seed collapsed
+    is never chosen. A ``test_*`` metric is refused unless ``allow_test``
+    (:func:`check_selectable`).
     """
+    aggregate.check_results(results)
     if "lambda" not in results.columns:
         raise ValueError("the results have no lambda column to choose from")
+    if not pd.api.types.is_numeric_dtype(results["lambda"]):
+        raise ValueError("the lambda column holds text, not numbers: not regexp's results")
     metric = metric or selection_metric(results)
+    check_selectable(results, metric, allow_test)
     frame = with_val_metric(results) if metric.endswith("_metric") else results
-    if metric not in frame.columns:
-        raise ValueError(f"unknown metric '{metric}'; choose a val_* column of the results")
     frame = with_kept_inputs(with_removed_units(with_collapsed(frame)))
-    groups = list(by) if by is not None else aggregate.group_columns(frame)
-    groups = [c for c in groups if c != "lambda"]
+    groups = [c for c in aggregate.grouping(frame, by) if c != "lambda"]
     summary = aggregate.summarize(frame, [*groups, "lambda"])
     collapsed = (
         frame[frame["status"].eq("ok")]
@@ -207,6 +245,7 @@ def best(
     rule: str = "best",
     by: Sequence[str] | None = None,
     sparsity: str = "params",
+    allow_test: bool = False,
 ) -> pd.DataFrame:
     """One row per group of the non-λ config keys: the λ chosen on ``metric``.
 
@@ -226,9 +265,13 @@ def best(
         ``within:0.01`` is one point of accuracy). In every rule the sparsest candidate
         wins (fewest parameters, or inputs, kept on average), then the largest λ.
     by : sequence of str, optional
-        The group columns (default :func:`aggregate.group_columns` less ``lambda``).
+        The group columns (default :func:`aggregate.group_columns` less ``lambda``; a
+        column that separates configurations is added, :func:`aggregate.grouping`).
     sparsity : {"params", "inputs"}
         What "sparsest" counts: ``params_kept`` or ``kept_input`` (input features kept).
+    allow_test : bool
+        Allow ``metric`` to be a ``test_*`` column (refused by default: the test split is
+        for reporting, never for choosing).
 
     A λ with a collapsed run (:func:`with_collapsed`) is never chosen.
 
@@ -244,7 +287,7 @@ def best(
     """
     name, tol = parse_rule(rule)
     kept = _check_sparsity(sparsity)
-    summary, metric, groups = _eligible(results, metric, by)
+    summary, metric, groups = _eligible(results, metric, by, allow_test)
     rows, tops = [], []
     for _, g in summary.groupby(groups, dropna=False, sort=True) if groups else [((), summary)]:
         pick, top = _pick(g, metric, name, tol, kept)
@@ -285,6 +328,7 @@ def sparsest_overall(
     metric: str | None = None,
     by: Sequence[str] | None = None,
     sparsity: str = "params",
+    allow_test: bool = False,
 ) -> pd.DataFrame:
     """The sparsest network of the whole sweep within ``tol`` of its best, per dataset.
 
@@ -295,7 +339,7 @@ def sparsest_overall(
     columns of :func:`best` and ``group_best`` = ``m*`` of the whole dataset.
     """
     kept = _check_sparsity(sparsity)
-    summary, metric, groups = _eligible(results, metric, by)
+    summary, metric, groups = _eligible(results, metric, by, allow_test)
     datasets = summary.groupby("dataset", sort=True) if "dataset" in groups else [((), summary)]
     rows, tops = [], []
     for _, points in datasets:

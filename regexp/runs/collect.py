@@ -52,11 +52,33 @@ def job_dirs(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: _natural(p.relative_to(root)))
 
 
+# An interpolation that calls a resolver (``${oc.env:HOME}``, ``${now:...}``): resolving it
+# would read the environment of the reader, not the run's.
+RESOLVER_CALL = re.compile(r"\$\{[^}]*:")
+
+
+def _without_resolvers(node: object) -> object:
+    """``node`` (a container of a loaded config) with each string that calls a resolver
+    escaped (``\\${...}``), so that resolving keeps it as text; ``${seed}`` still resolves."""
+    if isinstance(node, dict):
+        return {k: _without_resolvers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_without_resolvers(v) for v in node]
+    if isinstance(node, str) and RESOLVER_CALL.search(node):
+        return node.replace("${", "\\${")
+    return node
+
+
 def _missing_row(run_dir: Path) -> dict:
-    """The row of a job that left ``.hydra/config.yaml`` but no ``metrics.csv``."""
-    loaded = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    """The row of a job that left ``.hydra/config.yaml`` but no ``metrics.csv``.
+
+    The config's own interpolations (``${seed}``) are resolved; resolver calls such as
+    ``${oc.env:...}`` are kept as written, never evaluated in the reader's environment.
+    """
     try:
-        cfg = OmegaConf.to_container(loaded, resolve=True)
+        loaded = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        raw = OmegaConf.to_container(loaded, resolve=False)
+        cfg = OmegaConf.to_container(OmegaConf.create(_without_resolvers(raw)), resolve=True)
         row = config_row(cfg)
     except Exception:  # an interpolation that needs Hydra, or a config from elsewhere
         row = {}
@@ -95,17 +117,19 @@ def collect(root: Path) -> pd.DataFrame:
 
 
 def load_results(path: Path) -> pd.DataFrame:
-    """Results from a sweep directory, a run directory, or a ``results.csv``/``metrics.csv``.
+    """Results from a sweep directory, a run directory, or a ``results.csv``/``metrics.csv``
+    (a file, or a pipe such as ``<(cat results.csv)``).
 
     A directory is searched for run directories (:func:`collect`), and else for a
     ``results.csv`` at its root. Raises :class:`NoResultsError` when ``path`` holds neither.
     """
     path = Path(path)
+    results = pd.DataFrame()
     if path.is_dir():
         results = collect(path)
         if results.empty and (path / RESULTS_FILE).is_file():
             path = path / RESULTS_FILE
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a file, or a pipe: <(cat results.csv)
         results = _read_results_file(path)
         if "job" not in results.columns:
             results.insert(0, "job", path.parent.name)

@@ -129,16 +129,22 @@ def short_columns(
 
 
 def config_row(
-    cfg: Mapping, n_in: int = 0, n_out: int = 0, image: Sequence[int] | None = None
+    cfg: Mapping,
+    n_in: int = 0,
+    n_out: int = 0,
+    image: Sequence[int] | None = None,
+    data: str | None = None,
 ) -> dict:
     """Every config column of ``metrics.csv``: the short ones, ``config_id``, ``data_id``,
     then every key of the resolved config, flattened (:func:`regexp.results.identity.flatten`).
 
-    ``data_id`` is empty when the data cannot be read (a job that failed on it).
+    ``data``: the ``data_id`` of the bytes the run read (``Dataset.data_id``); without it,
+    that of the data as it is now, empty when the data cannot be read (a job that failed
+    on it).
     """
     try:
-        data = data_id(cfg["dataset"])
-    except (KeyError, OSError, TypeError):
+        data = data or data_id(cfg["dataset"])
+    except (KeyError, OSError, TypeError, ValueError):
         data = None
     ids = {"config_id": config_id(cfg), "data_id": data}
     return short_columns(cfg, n_in, n_out, image) | ids | flatten(cfg)
@@ -190,6 +196,8 @@ class RunOutputs:
     channels: dict | None = None
     # [channels, height, width] of an image data set, for rebuilding a conv net from model.pt.
     input_shape: list[int] | None = None
+    # The inputs' names as trained on (the data's columns), kept in model.pt for regexp plot.
+    feature_names: list[str] | None = None
 
 
 def channel_norms(model: nn.Module) -> dict | None:
@@ -246,10 +254,10 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     model = model.cpu()
     data = data.to("cpu")
     image = (data.channels, *data.image_shape) if data.image_shape is not None else None
-    config = config_row(cfg, data.n_features, data.n_outputs, image)
+    config = config_row(cfg, data.n_features, data.n_outputs, image, data.data_id)
     dotted = {k: v for k, v in config.items() if k not in schema.SHORT and k not in schema.IDS}
     row = {k: v for k, v in config.items() if k not in dotted}
-    row |= {"status": result.status, "epochs_run": len(result.history)}
+    row |= {"status": result.status, "engine": result.engine, "epochs_run": len(result.history)}
     ok = result.status == "ok"
     metrics, layers = run_metrics(model if ok else copy.deepcopy(model), data, cfg["threshold"])
     if not ok:
@@ -259,6 +267,7 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     row["train_seconds"] = result.seconds
     row |= dotted  # the whole config last: the CSV's first columns stay readable
     out = RunOutputs(dict(cfg), row, result.history, model)
+    out.feature_names = [str(n) for n in data.feature_names]
     if data.image_shape is not None:
         out.input_shape = [data.channels, *data.image_shape]
     if ok:
@@ -298,6 +307,8 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
     write_csv(run_dir / "history.csv", out.history)
     ids = {k: out.row.get(k) for k in schema.IDS}
     extra = {"metrics": out.row, **ids, "input_shape": out.input_shape}
+    if out.feature_names is not None:  # the inputs' names as trained on, for regexp plot
+        extra["feature_names"] = out.feature_names
     save_checkpoint(run_dir / "model.pt", out.model, out.cfg, extra)
     if out.layers is not None:
         write_csv(run_dir / "sparsity.csv", out.layers)
@@ -371,8 +382,6 @@ def plot_run(run_dir: Path) -> list[Path]:
     ``sparsity.csv``, ``model.pt``): what :func:`write` draws with ``figures``."""
     import torch
 
-    from regexp.data.sources import LOADERS
-
     row = read_metrics(run_dir)
     if row is None:
         raise ValueError(f"'{run_dir}' holds no finished run (no complete metrics.csv)")
@@ -385,20 +394,39 @@ def plot_run(run_dir: Path) -> list[Path]:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
+            names = ckpt.get("feature_names")
+            shape = tuple(ckpt["input_shape"][1:]) if ckpt.get("input_shape") else None
             dataset = ckpt["config"]["dataset"]
         except Exception as err:  # corrupt, truncated, or not a checkpoint of regexp
             raise ValueError(
                 f"'{path}' is not a readable checkpoint ({type(err).__name__}: "
                 f"{one_line(err)[:200]}); train the run again to rewrite it"
             ) from None
-        table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
-        features = feature_map(first, table.feature_names, table.image_shape)
+        if names is None:  # a model.pt written before the names were stored in it
+            names, shape = _names_now(dataset, ckpt.get("data_id"), first)
+        features = feature_map(first, list(names), shape)
         if first.dim() > 2:  # a conv net: its channels from the rebuilt model
             from regexp.model.build import load_model
 
             channels = channel_norms(load_model(run_dir / "model.pt")[0])
     title = run_plots.run_title(row)
     return draw_figures(run_dir, history, layers, features, title, channels)
+
+
+def _names_now(dataset: Mapping, trained_on: str | None, first: Tensor) -> tuple[list, tuple]:
+    """The inputs' names read from the data as it is now, when it is still what the run
+    trained on (the same ``data_id``); else ``x0``, ``x1``, ... (never another file's
+    columns)."""
+    from regexp.data.sources import LOADERS
+
+    try:
+        same = trained_on is not None and data_id(dataset) == trained_on
+    except (OSError, ValueError, KeyError):
+        same = False
+    if same:
+        table = LOADERS[dataset["name"]](**{k: v for k, v in dataset.items() if k != "name"})
+        return table.feature_names, table.image_shape
+    return [f"x{i}" for i in range(first.shape[1])], None  # an MLP's inputs (conv nets are newer)
 
 
 def _mark_incomplete(run_dir: Path) -> None:

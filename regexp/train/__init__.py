@@ -1,2 +1,4 @@
-"""Training: builders from config (:mod:`~regexp.train.build`), evaluation, the training loop
-(:mod:`~regexp.train.loop`), hand-written backpropagation and the stacked engine."""
+"""Training: the one epoch loop (:mod:`~regexp.train.step`) and its engines' steps —
+``fast`` (:mod:`~regexp.train.stacked`) and ``autograd`` (:mod:`~regexp.train.autograd`) —
+chosen by :mod:`~regexp.train.loop`; builders from config (:mod:`~regexp.train.build`,
+:mod:`~regexp.train.setup`) and evaluation."""

@@ -21,6 +21,7 @@ MODES = ("penalty", "proximal")
 PROX_METRICS = ("auto", "identity", "adaptive")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
+ENGINES = ("auto", "fast", "autograd", "vmap")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,7 +35,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def validate_trainer(tr: Mapping) -> None:
-    """Check the ``trainer`` group: epochs, batch_size, drop_last, patience, device, threads."""
+    """Check the ``trainer`` group: epochs, batch_size, drop_last, patience, device, threads,
+    engine."""
     check_int("trainer.epochs", tr["epochs"], 1)
     check_int("trainer.batch_size", tr["batch_size"], 1)
     if not isinstance(tr.get("drop_last", False), bool):
@@ -47,6 +49,7 @@ def validate_trainer(tr: Mapping) -> None:
             f"trainer.early_stopping_patience must be null or an integer >= 1, got {patience!r}"
         )
     check_int("trainer.num_threads", tr.get("num_threads", 1), 1)
+    check_choice("trainer.engine", tr.get("engine", "auto"), ENGINES)
     resolve_device(tr["device"])
 
 

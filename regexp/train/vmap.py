@@ -151,8 +151,14 @@ class VmapStep:
         wd = [getattr(m.reg, "weight_decay", 0.0) for m in self.members]
         decay_ids = {id(w) for w in sparsity.linear_weights(models[0])}
         decay = [id(p) in decay_ids for _, p in models[0].named_parameters()]
+        self.grads = [torch.zeros_like(p) for p in self.params.values()]  # the optimizer's
         self.opt = StackedOptimizer(
-            list(self.params.values()), decay, opt_cfg, lr, torch.tensor(wd, dtype=torch.float64)
+            list(self.params.values()),
+            self.grads,
+            decay,
+            opt_cfg,
+            lr,
+            torch.tensor(wd, dtype=torch.float64),
         )
         self.slots: dict[str, dict[str, Tensor]] = {}
 
@@ -190,8 +196,8 @@ class VmapStep:
                             run.reg.add_grad_(gw, gg, run.lam)
 
                         apply_grouped_(grads[name][run.start : run.end], g, add)
-            for p, name in zip(self.opt.params, self.names, strict=True):
-                p.grad = grads[name]
+            for g, name in zip(self.grads, self.names, strict=True):
+                g.copy_(grads[name])
             self.opt.step()
             for run in self.runs:
                 if run.mode == "proximal" and run.active:

@@ -1,6 +1,7 @@
-"""The stacked engine: N MLPs of one architecture trained as one model.
+"""The fast engine: N ≥ 1 MLPs of one architecture trained as one model, by hand.
 
-:mod:`~regexp.train.stacked.model` holds the stacked parameters and the per-model maths,
-:mod:`~regexp.train.stacked.optim` Adam/AdamW/SGD with a learning rate per model, and
-:mod:`~regexp.train.stacked.fit` the training loop (:func:`fit_stacked`).
+:mod:`~regexp.train.stacked.model` holds the stacked parameters and the per-model maths
+(forward, closed-form backward, penalty, proximal steps), :mod:`~regexp.train.stacked.optim`
+Adam/AdamW/SGD with a learning rate per model, and :mod:`~regexp.train.stacked.fit` the
+step (:class:`~regexp.train.stacked.fit.FastStep`) and :func:`fit_stacked`.
 """

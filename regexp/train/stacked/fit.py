@@ -1,38 +1,41 @@
-"""Train many configurations of one sweep together, as one stacked model.
+"""The fast engine: N ≥ 1 MLPs trained as one stacked model by hand-written backpropagation.
 
-:func:`fit_stacked` is :func:`regexp.train.loop.fit` for N models at once: model ``n`` gets the
-initial weights, minibatch order, dropout masks, regularizer, learning rate and weight
-decay of its own sequential run, so its result is that run's result up to float
-reordering. The summed loss ``Σ_n (data_loss_n + penalty_n)`` has block-diagonal
-gradients: each model sees exactly its own gradient, as in its own run.
+:class:`FastStep` is the :class:`regexp.train.step.Step` of N MLPs of one architecture
+(:class:`regexp.train.stacked.model.StackedMLP`): model ``n`` gets the initial weights,
+dropout masks, regularizer, mode, learning rate and weight decay of its own run, and
+sees only its own data and gradient, so its result is that run's autograd result
+(:mod:`regexp.train.autograd`) up to float reordering. A single run is a stack of one.
+Per step: the closed-form forward and backward pass
+(:meth:`~regexp.train.stacked.model.StackedMLP.loss_and_grad_`), the penalty's gradient
+in closed form (penalty mode), torch's fused Adam/AdamW (``torch.optim.adam.adam``,
+functional) or SGD, then the proximal step (proximal mode, identity or Adam's metric).
+:func:`fit_stacked` trains a list of :class:`Member` with :func:`regexp.train.step.train`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from regexp.core.regularizers import Regularizer
 from regexp.data.prepare import Dataset
-from regexp.train.loop import EpochCallback, FitResult, Setup, epoch_rows
+from regexp.model.mlp import ACTIVATIONS
+from regexp.train.setup import Setup
 from regexp.train.stacked.model import (
     StackedMLP,
     copy_where_,
     evaluate,
     metric_term,
-    per_model_loss,
     stack_order,
     terms,
 )
-from regexp.train.stacked.optim import StackedOptimizer
+from regexp.train.stacked.optim import NAMES, StackedOptimizer
+from regexp.train.step import EpochCallback, FitResult, train
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +90,50 @@ def group_key(cfg: Mapping) -> str:
     return json.dumps(shared, sort_keys=True)
 
 
-def unbatchable(setup: Setup) -> str | None:
-    """Why a job cannot join a stack (``None`` if it can)."""
+def mlp_activation(model: nn.Module) -> str | None:
+    """The hidden activation's name if ``model`` is built as :func:`regexp.model.mlp.mlp`
+    builds one (``Linear → act → [Dropout]`` per hidden layer, one activation and one
+    dropout ``p`` for all, a last ``Linear``, every ``Linear`` with a bias, activations
+    with their default parameters), else ``None``."""
+    if type(model) is not nn.Sequential or len(model) == 0:
+        return None
+    mods, kinds, drops, k = list(model), set(), set(), 0
+    while True:
+        if type(mods[k]) is not nn.Linear or mods[k].bias is None:
+            return None
+        if k + 1 == len(mods):
+            break
+        if k + 2 >= len(mods):
+            return None  # ends with an activation or a dropout
+        kinds.add(repr(mods[k + 1]))
+        k += 2
+        drop = type(mods[k]) is nn.Dropout
+        drops.add(mods[k].p if drop else 0.0)
+        k += drop
+    if len(kinds) > 1 or len(drops) > 1:
+        return None
+    names = {repr(cls()): name for name, cls in ACTIVATIONS.items()}
+    return names.get(kinds.pop()) if kinds else next(iter(ACTIVATIONS))
+
+
+def unsupported(setup: Setup) -> str | None:
+    """Why the fast engine cannot train this setup, alone or in a stack (``None`` if it can).
+
+    It trains the MLPs of :func:`regexp.model.mlp.mlp` with optimizer adam, adamw or sgd
+    and a regularizer on every ``nn.Linear`` weight, in both modes (proximal mode with
+    the norm penalty needs ``p`` 1 or 2), both metrics, dropout (masks drawn on the CPU)
+    and ``drop_last``.
+    """
+    if setup.engine not in ("auto", "fast"):
+        return f"trainer.engine={setup.engine}"
+    if mlp_activation(setup.model) is None:
+        return "the model is not an MLP of regexp.model.mlp.mlp"
     if setup.reg.params is not None:
         return "regularizer.params selects custom parameters"
+    if not setup.reg.has_terms():
+        return f"{type(setup.reg).__name__} defines its own maths (no built-in terms)"
+    if setup.opt_cfg.get("name") not in NAMES:
+        return f"optimizer {setup.opt_cfg.get('name')!r}"
     c = setup.reg.coefficients()
     if setup.mode == "proximal" and c.norm != 0 and c.p not in (1, 2):
         return f"the proximal step of the norm penalty is undefined for p={c.p:g}"
@@ -131,6 +174,77 @@ class _Masks:
         return [m.to(self.device) for m in masks]
 
 
+class FastStep:
+    """One training step of N MLPs ``members`` (same architecture, ``activation`` and
+    ``data``), by hand: the :class:`regexp.train.step.Step` contract.
+
+    Per model, as :class:`regexp.train.autograd.AutogradStep` on that model alone:
+    penalty mode adds the penalty's gradient (closed form) before the optimizer step;
+    proximal mode takes ``prox_{lr·R}`` after it, in the identity metric or (``adaptive``)
+    in Adam's ``√v̂ + ε``; ``lr`` and the weight decay are the model's own.
+    """
+
+    def __init__(
+        self, members: Sequence[Member], data: Dataset, activation: str, opt_cfg: Mapping
+    ) -> None:
+        self.members, self.data = list(members), data
+        self.n_models = len(members)
+        dev = data.x_train.device
+        hidden = [lin.out_features for lin in members[0].model if isinstance(lin, nn.Linear)]
+        self.stack = stack = StackedMLP([m.model for m in members], activation)
+        coefs = [m.reg.coefficients() for m in members]
+        prox = [m.mode == "proximal" for m in members]
+        adaptive = [p and m.prox_metric == "adaptive" for p, m in zip(prox, members, strict=True)]
+        self.pen_terms = terms(coefs, [not p for p in prox])
+        self.prox_terms = terms(coefs, [p and not a for p, a in zip(prox, adaptive, strict=True)])
+        self.adaptive_term = metric_term(coefs, adaptive)  # all terms at once, Adam's metric
+        self.all_terms = terms(coefs, [True] * self.n_models)
+        self.lr = torch.tensor([m.lr for m in members], dtype=torch.float64)
+        # The proximal step size: a float when every model has the same lr (fewer ops).
+        self.prox_lr = members[0].lr if len({m.lr for m in members}) == 1 else self.lr
+        wd = torch.tensor(
+            [getattr(m.reg, "weight_decay", 0.0) for m in members], dtype=torch.float64
+        )
+        decay = [True] * len(stack.weights) + [False] * len(stack.biases)
+        self.opt = StackedOptimizer(stack.parameters, stack.grads, decay, opt_cfg, self.lr, wd)
+        self.masks = _Masks(members, hidden[:-1], dev)
+        self.slots: dict[str, list[Tensor]] = {}
+
+    @torch.no_grad()
+    def step(self, idx: Tensor) -> Tensor:
+        stack, data = self.stack, self.data
+        x, y = _gather(data.x_train, idx), _gather(data.y_train, idx)
+        loss = stack.loss_and_grad_(x, y, data.task, self.masks.draw(idx.shape[1]))
+        if self.pen_terms:
+            stack.add_penalty_grad_(self.pen_terms)
+        self.opt.step()
+        if self.prox_terms:
+            stack.prox_(self.prox_lr, self.prox_terms)
+        if self.adaptive_term is not None:
+            stack.prox_metric_(self.prox_lr, self.adaptive_term, self.opt.metric)
+        return loss
+
+    def penalty(self) -> Tensor:
+        return self.stack.penalty(self.all_terms)
+
+    def scores(self, split: str) -> dict[str, Tensor]:
+        x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+        return evaluate(self.stack, x, y, self.data.task)
+
+    def keep(self, slot: str, which: Tensor) -> None:
+        if slot not in self.slots:
+            self.slots[slot] = self.stack.snapshot()
+        else:
+            copy_where_(self.slots[slot], self.stack.parameters, which)
+
+    def restore(self, slot: str, which: Tensor) -> None:
+        copy_where_(self.stack.parameters, self.slots[slot], which)
+
+    def finish(self) -> None:
+        for k, m in enumerate(self.members):
+            self.stack.copy_to(k, m.model)
+
+
 def fit_stacked(
     members: Sequence[Member],
     data: Dataset,
@@ -142,150 +256,32 @@ def fit_stacked(
     on_epoch: EpochCallback | None = None,
     drop_last: bool = False,
 ) -> list[FitResult]:
-    """Train ``members`` (same architecture, ``activation`` and data) together.
+    """Train ``members`` (same architecture, ``activation`` and data) with the fast engine.
 
-    Returns one :class:`FitResult` per member, in order. Per model, exactly as
-    :func:`regexp.train.loop.fit`: each step minimizes ``data_loss + penalty`` (penalty mode) or
-    takes the optimizer step on ``data_loss`` and then the proximal step with the model's
-    ``lr`` (proximal mode); minibatches are slices of
-    ``torch.randperm(n, generator=Generator().manual_seed(seed))`` per epoch (with
-    ``drop_last``, the partial last minibatch is skipped, as in ``fit``). History rows,
-    divergence (non-finite loss: that model stops, status ``diverged``) and early stopping
-    (best weights restored) are per model. Each member's ``model`` receives its final
-    weights; ``seconds`` is the stack's training time divided by N. Internally the models
-    are stacked in :func:`regexp.train.stacked.model.stack_order`. ``on_epoch`` is called
-    after each epoch with a status text.
+    Returns one :class:`~regexp.train.step.FitResult` per member, in order, with the
+    training rules of :func:`regexp.train.step.train` (minibatch order from each member's
+    ``seed``, ``drop_last``, history, divergence and early stopping per model); each
+    member's ``model`` receives its final weights. Internally the models are stacked in
+    :func:`regexp.train.stacked.model.stack_order`, so that each penalty term covers one
+    run of models.
     """
     order = stack_order([m.reg.coefficients() for m in members])
-    results = _fit(
-        [members[i] for i in order],
-        data,
-        activation,
-        opt_cfg,
+    stacked = [members[i] for i in order]
+    step = FastStep(stacked, data, activation, opt_cfg)
+    results = train(
+        step,
+        [m.seed for m in stacked],
+        len(data.y_train),
+        data.x_train.device,
+        data.task,
         epochs,
         batch_size,
         patience,
         on_epoch,
         drop_last,
+        engine="fast",
     )
     out: list[FitResult] = [None] * len(members)  # type: ignore[list-item]
     for k, i in enumerate(order):
         out[i] = results[k]
     return out
-
-
-def _fit(
-    members: Sequence[Member],
-    data: Dataset,
-    activation: str,
-    opt_cfg: Mapping,
-    epochs: int,
-    batch_size: int,
-    patience: int | None = None,
-    on_epoch: EpochCallback | None = None,
-    drop_last: bool = False,
-) -> list[FitResult]:
-    n_models, n = len(members), len(data.y_train)
-    stop = epoch_rows(n, batch_size, drop_last)
-    dev = data.x_train.device
-    hidden = [lin.out_features for lin in members[0].model if isinstance(lin, nn.Linear)][:-1]
-    stack = StackedMLP([m.model for m in members], activation)
-    coefs = [m.reg.coefficients() for m in members]
-    prox = [m.mode == "proximal" for m in members]
-    pen_terms = terms(coefs, [not p for p in prox])
-    adaptive = [p and m.prox_metric == "adaptive" for p, m in zip(prox, members, strict=True)]
-    prox_terms = terms(coefs, [p and not a for p, a in zip(prox, adaptive, strict=True)])
-    adaptive_term = metric_term(coefs, adaptive)  # all terms at once, in Adam's metric
-    all_terms = terms(coefs, [True] * n_models)
-    lr = torch.tensor([m.lr for m in members], dtype=torch.float64)
-    wd = torch.tensor([getattr(m.reg, "weight_decay", 0.0) for m in members], dtype=torch.float64)
-    decay = [True] * len(stack.weights) + [False] * len(stack.biases)
-    opt = StackedOptimizer(stack.parameters, decay, opt_cfg, lr, wd)
-    gens = [torch.Generator().manual_seed(m.seed) for m in members]
-    masks = _Masks(members, hidden, dev)
-    metric = "accuracy" if data.task == "classification" else "r2"
-
-    rows: list[list[dict]] = [[] for _ in members]
-    # Per model, what the sequential run would log (divergence, early stopping): the
-    # launcher writes them into that job's own log, named by its job number.
-    events: list[list[str]] = [[] for _ in members]
-    status = ["ok"] * n_models
-    active = torch.ones(n_models, dtype=torch.bool)
-    final = stack.snapshot()  # parameters of models that stopped, as they stopped
-    best_loss = torch.full((n_models,), math.inf, dtype=torch.float64)
-    best_epoch = torch.zeros(n_models, dtype=torch.long)
-    best = stack.snapshot() if patience is not None else None
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
-        total_data = torch.zeros(n_models, device=dev)
-        steps = 0
-        for i in range(0, stop, batch_size):
-            idx = order[:, i : i + batch_size]
-            out = stack.forward(_gather(data.x_train, idx), masks.draw(idx.shape[1]))
-            loss = per_model_loss(out, _gather(data.y_train, idx), data.task)
-            total_data += loss.detach()
-            opt.zero_grad()
-            loss.sum().backward()
-            if pen_terms:  # adds the penalty's gradient to .grad, per term on its models
-                stack.add_penalty_grad_(pen_terms)
-            opt.step()
-            if prox_terms:
-                stack.prox_(lr, prox_terms)
-            if adaptive_term is not None:
-                stack.prox_metric_(lr, adaptive_term, opt.metric)
-            steps += 1
-        with torch.no_grad():  # python floats of every model at once: one copy per column
-            d_loss = (total_data / steps).double().tolist()
-            pen_end = stack.penalty(all_terms).double().tolist()
-            val = {
-                k: v.double().tolist()
-                for k, v in evaluate(stack, data.x_val, data.y_val, data.task).items()
-            }
-        stopped = torch.zeros(n_models, dtype=torch.bool)
-        for k in torch.nonzero(active).flatten().tolist():
-            d, pen, v = d_loss[k], pen_end[k], val["loss"][k]
-            rows[k].append(
-                {
-                    "epoch": epoch,
-                    "train_loss": d + pen,
-                    "data_loss": d,
-                    "penalty": pen,
-                    "val_loss": v,
-                    f"val_{metric}": val[metric][k],
-                }
-            )
-            if not (math.isfinite(d + pen) and math.isfinite(v)):
-                status[k] = "diverged"
-                stopped[k] = True
-                events[k].append(
-                    f"loss is not finite at epoch {epoch}: run diverged, training stopped"
-                )
-            elif patience is not None:
-                if v < best_loss[k]:
-                    best_loss[k], best_epoch[k] = v, epoch
-                elif epoch - int(best_epoch[k]) >= patience:
-                    best_k = int(best_epoch[k])
-                    events[k].append(f"early stopping at epoch {epoch} (best epoch {best_k})")
-                    stopped[k] = True
-        if best is not None:  # keep the weights of models whose val loss just improved
-            copy_where_(best, stack.parameters, (best_epoch == epoch) & active)
-        if stopped.any():
-            copy_where_(final, stack.parameters, stopped)
-            active &= ~stopped
-        if on_epoch is not None:
-            on_epoch(f"{int(active.sum())}/{n_models} models training")
-        if not active.any():
-            break
-    seconds = (time.perf_counter() - start) / n_models
-    copy_where_(stack.parameters, final, ~active)
-    if best is not None:
-        ok = torch.tensor([s == "ok" for s in status]) & (best_epoch > 0)
-        copy_where_(stack.parameters, best, ok)
-    results = []
-    for k, m in enumerate(members):
-        stack.copy_to(k, m.model)
-        history = pd.DataFrame(rows[k])
-        notes = {"best_epoch": int(best_epoch[k]), "events": events[k]}
-        results.append(FitResult(history, status[k], seconds, notes))
-    return results

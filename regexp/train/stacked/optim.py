@@ -23,8 +23,9 @@ class StackedOptimizer:
 
     Parameters
     ----------
-    params : sequence of Tensor
-        Leaf tensors whose first dim indexes the N models.
+    params, grads : sequence of Tensor
+        Parameters whose first dim indexes the N models, and their gradients (same
+        shapes), which the caller writes before each :meth:`step`.
     decay : sequence of bool
         Whether each parameter takes weight decay (``nn.Linear`` weights yes, biases no).
     cfg : mapping
@@ -49,6 +50,7 @@ class StackedOptimizer:
     def __init__(
         self,
         params: Sequence[Tensor],
+        grads: Sequence[Tensor],
         decay: Sequence[bool],
         cfg: Mapping,
         lr: Tensor,
@@ -60,6 +62,7 @@ class StackedOptimizer:
             )
         self.name = cfg["name"]
         self.params = list(params)
+        self.grads = list(grads)
         self.decay = list(decay)
         self.lr = lr.to(torch.float64)
         self.wd = weight_decay.to(torch.float64)
@@ -92,10 +95,18 @@ class StackedOptimizer:
                 step = torch.zeros((), dtype=torch.float32, device=p.device)
                 self.runs.setdefault(key, []).append((i, start, end, step))
                 start = end
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None  # autograd then hands over its gradient tensor without a copy
+        # Per (lr, wd): the argument lists of one fused call, views made once (the
+        # parameters, gradients and moments are only ever written in place).
+        self.calls = {}
+        for key, runs in self.runs.items():
+            lists: tuple[list[Tensor], ...] = ([], [], [], [], [])
+            for i, start, end, step in runs:
+                for lst, t in zip(
+                    lists, (self.params[i], self.grads[i], self.m[i], self.v[i]), strict=False
+                ):
+                    lst.append(t if end - start == len(t) else t[start:end])
+                lists[4].append(step)
+            self.calls[key] = lists
 
     @staticmethod
     def _per_model(values: Tensor, p: Tensor) -> Tensor:
@@ -104,19 +115,13 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def metric(self, i: int) -> Tensor | None:
-        """Adam's denominator ``√v/√(1−β₂ᵗ) + ε`` of parameter ``i`` after the last step, with
-        each model's own step count (:func:`regexp.core.metric_prox.adam_metric`); ``None`` for SGD.
+        """Adam's denominator ``√v/√(1−β₂ᵗ) + ε`` of parameter ``i`` after the last step
+        (:func:`regexp.core.metric_prox.adam_metric`; every model has taken the same
+        ``t`` steps); ``None`` for SGD.
         """
         if self.name == "sgd":
             return None
-        p = self.params[i]
-        step = torch.zeros(len(p), dtype=torch.float64)
-        for runs in self.runs.values():
-            for j, start, end, t in runs:
-                if j == i:
-                    step[start:end] = float(t)
-        step = step.to(p.device).view(-1, *[1] * (p.dim() - 1))
-        return adam_metric(self.v[i], step, self.beta2, self.eps)
+        return adam_metric(self.v[i], self.t, self.beta2, self.eps)
 
     @torch.no_grad()
     def step(self) -> None:
@@ -127,8 +132,7 @@ class StackedOptimizer:
             self._adam()
 
     def _sgd(self) -> None:
-        for i, (p, decays) in enumerate(zip(self.params, self.decay, strict=True)):
-            g = p.grad
+        for i, (p, g, decays) in enumerate(zip(self.params, self.grads, self.decay, strict=True)):
             if decays and self.use_wd:
                 g = torch.addcmul(g, p, self._per_model(self.wd, p))
             if self.momentum != 0:
@@ -140,22 +144,14 @@ class StackedOptimizer:
             p.addcmul_(g, self._per_model(-self.lr, p))
 
     def _adam(self) -> None:
-        for (lr, wd), runs in self.runs.items():
-            ps, gs, ms, vs = [], [], [], []
-            for i, start, end, _ in runs:
-                for lst, t in zip(
-                    (ps, gs, ms, vs),
-                    (self.params[i], self.params[i].grad, self.m[i], self.v[i]),
-                    strict=True,
-                ):
-                    lst.append(t if end - start == len(t) else t[start:end])
+        for (lr, wd), (ps, gs, ms, vs, steps) in self.calls.items():
             adam_step(
                 ps,
                 gs,
                 ms,
                 vs,
                 [],
-                [r[3] for r in runs],
+                steps,
                 fused=True,
                 decoupled_weight_decay=self.name == "adamw",
                 amsgrad=False,
