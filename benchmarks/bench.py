@@ -360,13 +360,12 @@ def config_loading(n: int = 108) -> dict[str, float]:
     on a fresh cache (one composition per regularizer, then copies), and
     ``cache_again``: the launcher's second load of each job from the same cache.
     """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
     import hydra_plugins.regexp_launcher.batched_launcher  # noqa: F401  (hydra/launcher=batched)
-    from regexp.hydra_app.sweeper import ConfigCache
+    from regexp.hydra_app.sweeper import ConfigCache, basic_sweeper_class
 
     args = [
         f"regularizer={','.join(REGS)}",
@@ -382,7 +381,7 @@ def config_loading(n: int = 108) -> dict[str, float]:
         loader = hydra.config_loader
         parser = OverridesParser.create(config_loader=loader)
         task = OmegaConf.to_container(master.hydra.overrides.task, resolve=False)
-        jobs = BasicSweeper.split_arguments(parser.parse_overrides(task), None)[0][:n]
+        jobs = basic_sweeper_class().split_arguments(parser.parse_overrides(task), None)[0][:n]
         for _ in range(3):
             t = time.perf_counter()
             for job in jobs:

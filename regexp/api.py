@@ -67,20 +67,20 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
     """
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.initialize import get_gh_backup, restore_gh_from_backup
     from omegaconf import OmegaConf
 
     overrides = as_override_list(overrides)
     check_overrides(overrides)  # one line for a bad override, as regexp train
-    backup = get_gh_backup()
-    if backup is not None:
-        GlobalHydra.instance().clear()
+    gh = GlobalHydra.instance()
+    theirs = gh.hydra if gh.is_initialized() else None  # the caller's Hydra, put back below
+    gh.clear()
     try:
         with initialize_config_module("regexp.conf", version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
     finally:
-        if backup is not None:
-            restore_gh_from_backup(backup)
+        if theirs is not None:
+            GlobalHydra.instance().clear()
+            GlobalHydra.instance().initialize(theirs)
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 

@@ -96,7 +96,7 @@ def train_task(cfg: DictConfig) -> float | list[float] | None:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from regexp.config import validate
+    from regexp.config import validate_once
     from regexp.hydra_app.objectives import objective_values, validate_objectives
     from regexp.hydra_app.task import run_task
     from regexp.runs import sweep_dir
@@ -114,7 +114,7 @@ def train_task(cfg: DictConfig) -> float | list[float] | None:
         if row is not None:
             log.info("resume: %s is complete, skipping", run_dir)
             return objective_values(row, objectives)
-        validate(config)
+        validate_once(config)  # a single run's was validated before its directory existed
         torch.set_num_threads(config["trainer"]["num_threads"])  # the process's, not the library's
         row = run_task(config, run_dir, summary=not multirun, sweep=multirun)
     except Exception as err:

@@ -1,34 +1,52 @@
-"""Validation of a whole run config, up front, before any data is loaded or trained on.
+"""Validation of a whole run config: one declarative table, checked once per run.
 
-:func:`validate` is the one place that checks a resolved config (the dict that
-``regexp train`` composes with Hydra). It checks the top-level keys and calls the
-validators of the library that build each part (:func:`regexp.data.prepare.validate_dataset`,
-:func:`regexp.model.mlp.validate_mlp`, :func:`regexp.train.build.build_regularizer`,
-``validate_optimizer`` and ``validate_trainer``). Every error is a ``ValueError`` whose
-message names the config key, the bad value and what is allowed, e.g.
-``lambda must be a finite number >= 0, got -1``.
+:data:`PARAMETERS` says, for every config key that code reads, what it allows (in the
+style of scikit-learn's ``_parameter_constraints``): a type and range, a set of choices,
+whether the key may be absent, and for a group's choice-specific keys the choice they
+belong to (``optimizer.momentum`` is SGD's). :data:`RULES` are the constraints that span
+keys (``dataset.val_size + dataset.test_size < 1``, proximal mode's needs). The keys a
+group may hold are the table's keys of that group (its choice's), so a key that no code
+reads (``+trainer.foo=1``, ``+optimizer.momentum=0.9`` with Adam) is refused too.
+
+:func:`validate` is the one check of a resolved config (the dict that ``regexp train``
+composes with Hydra), run once per run before anything is loaded or trained: by the
+``regexp train`` of one run (:class:`regexp.hydra_app.lifecycle.SweepLifecycle`, before the
+run directory exists), by each job of a sweep (the task of ``regexp train -m``, or the
+batched launcher's plan) and by :func:`regexp.run`. The builders it guards
+(:func:`regexp.model.mlp.mlp`, :func:`regexp.data.prepare.load_dataset`,
+:func:`regexp.train.build.make_optimizer`, :func:`regexp.train.loop.prepare`) trust a
+validated config. Every error is a ``ValueError`` whose message names the config key,
+the bad value and what is allowed, e.g. ``lambda must be a finite number >= 0, got -1``.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 
 from regexp.core.checks import check_choice, check_int, check_real
-from regexp.data.prepare import validate_dataset
-from regexp.model.build import validate_model
+from regexp.core.regularizers import REGULARIZERS, make_regularizer
+from regexp.data.images import IMAGE_SETS
+from regexp.data.prepare import SCALERS, TASKS
+from regexp.data.sources import BUILTIN_TASKS, LOADERS
+from regexp.model.build import MODELS
+from regexp.model.mlp import ACTIVATIONS, INITS
 from regexp.train.build import (
-    build_regularizer,
+    DEVICES,
+    ENGINES,
+    MODES,
+    OPTIMIZERS,
+    PROX_METRICS,
+    resolve_device,
     resolve_prox_metric,
-    validate_optimizer,
-    validate_trainer,
 )
 
 # Config key ``figures``: whether a run draws its three figures (regexp.runs.run_files).
@@ -96,174 +114,300 @@ def check_keys(cfg: Mapping) -> None:
         raise ValueError(unknown_key_message(unknown[0]))
 
 
-# The keys and types of each config group, one dataclass per choice. validate() merges a
-# resolved config into these structured configs (OmegaConf.structured), so an unknown key
-# (`+trainer.foo=1`, `+optimizer.momentum=0.9` with Adam) or a value of the wrong type is
-# refused; the ranges, and the one-line messages of README's troubleshooting table, come
-# from the hand checks of the library that run first.
-@dataclass
-class TrainerConf:
-    epochs: int = 200
-    batch_size: int = 32
-    drop_last: bool = False
-    early_stopping_patience: int | None = None
-    device: str = "cpu"
-    num_threads: int = 1
-    engine: str = "auto"
+# --- constraints: each checks one value and raises ValueError naming the key -----------
+
+Check = Callable[[str, Any], None]
 
 
-@dataclass
-class ModelConf:
-    name: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [40, 20])
-    activation: str = "relu"
-    dropout: float = 0.0
-    init: str = "default"
+def real(low: float, high: float | None = None, *, open_low=False, open_high=False) -> Check:
+    """A finite real number in ``[low, high]`` (``open_*`` exclude an end; bools refused)."""
+    return lambda key, v: check_real(key, v, low, high, open_low=open_low, open_high=open_high)
 
 
-@dataclass
-class CNNConf:
-    name: str = "cnn"
-    channels: list[int] = field(default_factory=lambda: [8, 16])
-    kernel_size: int = 3
-    pool: int = 2
-    activation: str = "relu"
-    dropout: float = 0.0
-    init: str = "default"
-    hidden: list[int] = field(default_factory=list)
+def integer(low: int, high: int | None = None) -> Check:
+    """An int in ``[low, high)`` (``high=None``: unbounded; bools refused)."""
+    return lambda key, v: check_int(key, v, low, high)
 
 
-@dataclass
-class AdamConf:
-    name: str = "adam"
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
+def options(choices: Sequence[str]) -> Check:
+    """One of ``choices``."""
+    return lambda key, v: check_choice(key, v, tuple(choices))
 
 
-@dataclass
-class SGDConf:
-    name: str = "sgd"
-    lr: float = 1e-2
-    momentum: float = 0.0
+def boolean(key: str, value: Any) -> None:
+    """``true`` or ``false``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
 
 
-@dataclass
-class BuiltinDatasetConf:
-    name: str = MISSING
-    task: str = MISSING
-    val_size: float = 0.2
-    test_size: float = 0.2
-    split_seed: int = 0
-    scaler: str = "standard"
+def nullable(check: Check, allowed: str) -> Check:
+    """``null``, or a value that ``check`` allows; ``allowed`` says both in words."""
 
-
-@dataclass
-class CSVDatasetConf(BuiltinDatasetConf):
-    path: str = MISSING
-    target: Any = MISSING  # a column name, or a number for a column named by digits
-    encode_categorical: bool = False
-    sep: str | None = ","
-
-
-@dataclass
-class ImageDatasetConf(BuiltinDatasetConf):
-    root: str = "~/.cache/regexp/data"
-    download: bool = False
-
-
-SCHEMAS: dict[str, dict[str, type]] = {
-    "trainer": {"default": TrainerConf},
-    "model": {"mlp": ModelConf, "cnn": CNNConf},
-    "optimizer": {"adam": AdamConf, "adamw": AdamConf, "sgd": SGDConf},
-    # every other data set: BuiltinDatasetConf
-    "dataset": {
-        "csv": CSVDatasetConf,
-        "mnist": ImageDatasetConf,
-        "fashion_mnist": ImageDatasetConf,
-        "cifar10": ImageDatasetConf,
-    },
-}
-
-
-def _schema(group: str, node: Mapping) -> type:
-    choices = SCHEMAS[group]
-    if group == "dataset":
-        return choices.get(node.get("name"), BuiltinDatasetConf)
-    if group == "model":
-        return choices.get(node.get("name", "mlp"), ModelConf)
-    if group in ("optimizer",):
-        return choices[node["name"]]
-    return next(iter(choices.values()))
-
-
-def check_schema(cfg: Mapping) -> None:
-    """Refuse keys that no code reads and values of the wrong type, group by group.
-
-    Raises ``ValueError``: ``trainer.foo is not a key of trainer; its keys are: ...``
-    (in the style of ``regularizer.foo is not an option of regularizer=sgl``).
-    """
-    for group in SCHEMAS:
-        node = cfg[group]
-        schema = _schema(group, node)
-        known = [f.name for f in fields(schema)]
-        unknown = sorted(set(node) - set(known))
-        if unknown:
-            where = f"{group}={node['name']}" if "name" in node else group
-            raise ValueError(
-                f"{group}.{unknown[0]} is not a key of {where}; its keys are: "
-                + ", ".join(f"{group}.{k}" for k in known)
-            )
+    def run(key: str, value: Any) -> None:
+        if value is None:
+            return
         try:
-            OmegaConf.merge(OmegaConf.structured(schema), dict(node))
-        except OmegaConfBaseException as err:
-            key = f"{group}.{getattr(err, 'full_key', '') or ''}".rstrip(".")
-            raise ValueError(f"{key}: {str(err).splitlines()[0]}") from None
+            check(key, value)
+        except ValueError:
+            raise ValueError(f"{key} must be {allowed}, got {value!r}") from None
+
+    return run
 
 
-def validate(cfg: Mapping) -> None:
-    """Check a resolved run config; raise ``ValueError`` naming the first bad value.
+def sizes(key: str, value: Any, *, empty: bool = False) -> None:
+    """A list of positive ints, non-empty unless ``empty`` (layer sizes)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ValueError(f"{key} must be a list of positive ints, got {value!r}")
+    if not empty and len(value) == 0:
+        raise ValueError(f"{key} must be a non-empty list of positive ints, got {value!r}")
+    if any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in value):
+        raise ValueError(f"{key} sizes must be positive ints, got {list(value)}")
 
-    Parameters
-    ----------
-    cfg : Mapping
-        The composed config: top-level ``lambda``, ``seed``, ``threshold``, ``resume`` and
-        the groups ``dataset``, ``model``, ``regularizer``, ``optimizer``, ``trainer`` and
-        ``logger`` (optional).
-    """
-    check_keys(cfg)
-    missing = sorted(OmegaConf.missing_keys(OmegaConf.create(dict(cfg))))
-    if missing:
+
+def odd_size(key: str, value: Any) -> None:
+    """An odd positive int (a kernel size with same padding)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise ValueError(f"{key} must be an odd positive int, got {value!r}")
+
+
+def folder_path(key: str, value: Any) -> None:
+    """A non-empty string: a folder (``~`` expanded where it is used)."""
+    if not (isinstance(value, str) and value):
+        raise ValueError(f"{key} must be a folder path, got {value!r}")
+
+
+def betas(key: str, value: Any) -> None:
+    """Two numbers in ``[0, 1)`` (Adam's ``betas``)."""
+    if isinstance(value, str) or not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"{key} must be a list of two numbers in [0, 1), got {value!r}")
+    for beta in value:
+        check_real(key, beta, 0.0, 1.0, open_high=True)
+
+
+def text(key: str, value: Any) -> None:
+    """A non-empty string."""
+    if not (isinstance(value, str) and value):
+        raise ValueError(f"{key} must be a non-empty string, got {value!r}")
+
+
+def existing_file(key: str, value: Any) -> None:
+    """The path of a file that exists (``~`` expanded)."""
+    if not isinstance(value, str) or not Path(value).expanduser().is_file():
+        raise ValueError(f"{key}: no such file '{value}'")
+
+
+def column(key: str, value: Any) -> None:
+    """A column name: a string, or a number for a column named by digits."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{key} must be a column name, got {value!r}")
+
+
+def separator(key: str, value: Any) -> None:
+    """One character other than a quote or line break, ``\\t`` (a tab), or null (detect it)."""
+    if value is not None and not (
+        isinstance(value, str) and (len(value) == 1 or value == "\\t") and value not in '"\r\n'
+    ):
         raise ValueError(
-            f"missing required value{'s' if len(missing) > 1 else ''}: {', '.join(missing)}; "
-            f"set {'them' if len(missing) > 1 else 'it'} on the command line, "
-            f"e.g. {missing[0]}=..."
+            f"{key} must be one character, e.g. ',' ';' '|' or '\\t' (tab), "
+            f"or null to detect it, got {value!r}"
         )
-    lam = check_real("lambda", cfg["lambda"], 0.0)
-    check_real("threshold", cfg["threshold"], 0.0)
-    check_int("seed", cfg["seed"], 0, SEED_LIMIT)
-    check_choice("figures", cfg.get("figures", "auto"), FIGURES)
-    if not isinstance(cfg.get("resume", False), bool):
-        raise ValueError(f"resume must be true or false, got {cfg['resume']!r}")
-    if not isinstance(cfg.get("compress", False), bool):
-        raise ValueError(f"compress must be true or false, got {cfg['compress']!r}")
-    validate_dataset(**cfg["dataset"])
-    m = cfg["model"]
-    validate_model(m)
-    build_regularizer(cfg["regularizer"], lam)
-    validate_optimizer(cfg["optimizer"])
-    resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
-    validate_trainer(cfg["trainer"])
-    validate_logger(cfg.get("logger"))
-    check_schema(cfg)
 
 
-# logger=<name> (conf/logger/): the options each experiment tracker reads.
-LOGGERS: dict[str, tuple[str, ...]] = {
-    "csv": (),
-    "tensorboard": ("save_dir",),
-    "mlflow": ("tracking_uri", "experiment_name", "timeout"),
+def device(key: str, value: Any) -> None:
+    """``cpu``, ``cuda`` (when a CUDA device is available) or ``auto``."""
+    check_choice(key, value, DEVICES)
+    resolve_device(value)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One config key: what it allows, whether a config may leave it out (the code then
+    reads the default that the YAML file states), and for a key of one group choice only,
+    ``(group key, choices)``: ``("optimizer.name", ("sgd",))``."""
+
+    check: Check
+    optional: bool = False
+    when: tuple[str, tuple[str, ...]] | None = None
+
+
+ADAM = ("optimizer.name", ("adam", "adamw"))
+SGD = ("optimizer.name", ("sgd",))
+CSV = ("dataset.name", ("csv",))
+IMAGES = ("dataset.name", tuple(IMAGE_SETS))
+CNN = ("model.name", ("cnn",))
+# A group key a config may leave out, and the choice that then applies.
+CHOICE_DEFAULTS = {"model.name": "mlp"}
+TENSORBOARD = ("logger.name", ("tensorboard",))
+MLFLOW = ("logger.name", ("mlflow",))
+
+# Every key that code reads (conf/<group>/<choice>.yaml holds the defaults). The regularizer's
+# own options (l1_ratio, p, groups, params, ...) are the arguments of its class
+# (regexp.core.regularizers), checked by the class: see the rule ``regularizer_options``.
+PARAMETERS: dict[str, Param] = {
+    "lambda": Param(real(0.0)),
+    "threshold": Param(real(0.0)),
+    "seed": Param(integer(0, SEED_LIMIT)),
+    "figures": Param(options(FIGURES), optional=True),
+    "resume": Param(boolean, optional=True),
+    "compress": Param(boolean, optional=True),
+    "dataset.name": Param(options(tuple(LOADERS))),
+    "dataset.task": Param(options(TASKS)),
+    "dataset.val_size": Param(real(0.0, 1.0, open_low=True, open_high=True), optional=True),
+    "dataset.test_size": Param(real(0.0, 1.0, open_low=True, open_high=True), optional=True),
+    "dataset.split_seed": Param(integer(0, SEED_LIMIT), optional=True),
+    "dataset.scaler": Param(options(SCALERS), optional=True),
+    "dataset.path": Param(existing_file, when=CSV),
+    "dataset.target": Param(column, when=CSV),
+    "dataset.encode_categorical": Param(boolean, optional=True, when=CSV),
+    "dataset.sep": Param(separator, optional=True, when=CSV),
+    "dataset.root": Param(folder_path, optional=True, when=IMAGES),
+    "dataset.download": Param(boolean, optional=True, when=IMAGES),
+    "model.name": Param(options(MODELS), optional=True),
+    "model.hidden": Param(lambda key, v: sizes(key, v, empty=True)),  # rule mlp_hidden
+    "model.channels": Param(sizes, when=CNN),
+    "model.kernel_size": Param(odd_size, when=CNN),
+    "model.pool": Param(integer(1), when=CNN),
+    "model.activation": Param(options(tuple(ACTIVATIONS))),
+    "model.dropout": Param(real(0.0, 1.0, open_high=True)),
+    "model.init": Param(options(INITS), optional=True),
+    "regularizer.name": Param(options(sorted(REGULARIZERS))),
+    "regularizer.mode": Param(options(MODES), optional=True),
+    "regularizer.prox_metric": Param(options(PROX_METRICS), optional=True),
+    "optimizer.name": Param(options(OPTIMIZERS)),
+    "optimizer.lr": Param(real(0.0, open_low=True)),
+    "optimizer.betas": Param(betas, when=ADAM),
+    "optimizer.eps": Param(real(0.0, open_low=True), when=ADAM),
+    "optimizer.momentum": Param(real(0.0, 1.0, open_high=True), optional=True, when=SGD),
+    "trainer.epochs": Param(integer(1)),
+    "trainer.batch_size": Param(integer(1)),
+    "trainer.drop_last": Param(boolean, optional=True),
+    "trainer.early_stopping_patience": Param(
+        nullable(integer(1), "null or an integer >= 1"), optional=True
+    ),
+    "trainer.device": Param(device),
+    "trainer.num_threads": Param(integer(1), optional=True),
+    "trainer.engine": Param(options(ENGINES), optional=True),
+    "logger.name": Param(options(("csv", "tensorboard", "mlflow"))),
+    "logger.save_dir": Param(nullable(text, "null or a folder"), when=TENSORBOARD),
+    "logger.tracking_uri": Param(text, when=MLFLOW),
+    "logger.experiment_name": Param(text, when=MLFLOW),
+    # seconds one request to a tracking server may take (regexp.runs.trackers)
+    "logger.timeout": Param(real(0.0, open_low=True), optional=True, when=MLFLOW),
 }
+
+# The groups whose keys the table lists in full: any other key in them is refused. (The
+# regularizer's keys are its class's arguments: the rule regularizer_options.)
+CLOSED_GROUPS = ("dataset", "model", "optimizer", "trainer", "logger")
+# Groups a config may leave out: a config without ``logger`` is ``logger=csv``.
+OPTIONAL_GROUPS = ("logger",)
+
+
+def _get(cfg: Mapping, key: str, default: Any = None) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _has(cfg: Mapping, key: str) -> bool:
+    missing = object()
+    return _get(cfg, key, missing) is not missing
+
+
+def applies(cfg: Mapping, key: str) -> bool:
+    """Whether table key ``key`` belongs to ``cfg``'s choices (and its group is there)."""
+    if key.split(".")[0] in OPTIONAL_GROUPS and key.split(".")[0] not in cfg:
+        return False
+    when = PARAMETERS[key].when
+    return when is None or _get(cfg, when[0], CHOICE_DEFAULTS.get(when[0])) in when[1]
+
+
+def group_keys(cfg: Mapping, group: str) -> list[str]:
+    """The keys that group ``group`` may hold for ``cfg``'s choice of it, in table order."""
+    prefix = f"{group}."
+    return [k[len(prefix) :] for k in PARAMETERS if k.startswith(prefix) and applies(cfg, k)]
+
+
+# --- cross-key rules --------------------------------------------------------------------
+
+
+def mlp_hidden(cfg: Mapping) -> None:
+    """An MLP has at least one hidden layer (a conv net's head may have none)."""
+    if _get(cfg, "model.name", "mlp") == "mlp":
+        sizes("model.hidden", cfg["model"]["hidden"])
+
+
+def split_sizes(cfg: Mapping) -> None:
+    """Validation and test splits leave rows for training."""
+    total = _get(cfg, "dataset.val_size", 0.2) + _get(cfg, "dataset.test_size", 0.2)
+    if total >= 1:
+        raise ValueError(f"dataset.val_size + dataset.test_size must be < 1, got {total:g}")
+
+
+def builtin_task(cfg: Mapping) -> None:
+    """A built-in data set has its own task; only ``dataset=csv`` takes one."""
+    name, fixed = cfg["dataset"]["name"], BUILTIN_TASKS.get(cfg["dataset"]["name"])
+    if fixed is not None and cfg["dataset"]["task"] != fixed:
+        raise ValueError(
+            f"dataset.task is fixed to {fixed} for dataset={name}; only dataset=csv takes a task"
+        )
+
+
+def regularizer_options(cfg: Mapping) -> None:
+    """The regularizer's options are the arguments of its class, which checks them (at
+    ``lambda``); proximal mode needs a proximal step, which the class says it has
+    (``Regularizer.proximal_error``)."""
+    reg = cfg["regularizer"]
+    name, mode = reg["name"], reg.get("mode", "penalty")
+    options = {k: v for k, v in reg.items() if k not in ("name", "mode", "prox_metric")}
+    known = set(inspect.signature(REGULARIZERS[name]).parameters) - {"strength"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        allowed = ", ".join(f"regularizer.{k}" for k in sorted(known))
+        raise ValueError(
+            f"regularizer.{unknown[0]} is not an option of regularizer={name}; "
+            + (f"its options are: {allowed}" if allowed else "it takes none")
+        )
+    try:
+        reg = make_regularizer(name, strength=cfg["lambda"], **options)
+    except ValueError as err:
+        raise ValueError(f"regularizer.{err}") from None
+    why = reg.proximal_error() if mode == "proximal" else None  # the class says
+    if why is not None:
+        raise ValueError(
+            f"regularizer.mode=proximal is not defined for regularizer={name}: {why}; "
+            "use regularizer.mode=penalty"
+        )
+
+
+def adaptive_metric(cfg: Mapping) -> None:
+    """``prox_metric=adaptive`` is Adam's metric: it needs adam or adamw
+    (:func:`regexp.train.build.resolve_prox_metric` states the rule)."""
+    resolve_prox_metric(cfg["regularizer"], cfg["optimizer"]["name"])
+
+
+def tracker_installed(cfg: Mapping) -> None:
+    """The tracker's packages are installed, so that a run fails here rather than after
+    training; its optional extra (``.[<name>]``) installs them."""
+    logger = cfg.get("logger")
+    for package in logger_packages(logger) if logger else ():
+        if importlib.util.find_spec(package) is None:
+            name = logger["name"]
+            raise ValueError(
+                f'logger={name} needs the {package} package: pip install -e ".[{name}]"'
+            )
+
+
+RULES: tuple[Callable[[Mapping], None], ...] = (
+    mlp_hidden,
+    split_sizes,
+    builtin_task,
+    regularizer_options,
+    adaptive_metric,
+    tracker_installed,
+)
 
 
 def logger_packages(logger: Mapping) -> tuple[str, ...]:
@@ -276,34 +420,72 @@ def logger_packages(logger: Mapping) -> tuple[str, ...]:
     return ()
 
 
-def validate_logger(logger: Mapping | None) -> None:
-    """Check the ``logger`` group; ``None`` (a config without one) means ``csv``.
-
-    The tracker's packages must be installed, so that a run fails here, before training,
-    rather than after it.
-    """
-    if logger is None:
+def _unknown_key(cfg: Mapping, group: str) -> None:
+    node, known = cfg[group], group_keys(cfg, group)
+    unknown = sorted(str(k) for k in node if k not in known)
+    if not unknown:
         return
-    name = logger.get("name")
-    if not isinstance(name, str) or name not in LOGGERS:
-        raise ValueError(f"logger.name must be one of {', '.join(LOGGERS)}, got {name!r}")
-    options = LOGGERS[name]
-    extra = sorted(str(k) for k in logger if k != "name" and k not in options)
-    if extra:
-        takes = ", ".join(options) or "none"
-        raise ValueError(f"logger.{extra[0]} is not an option of logger={name}; it takes {takes}")
-    for key in options:
-        value = logger.get(key)
-        if key == "timeout":  # seconds a request to a tracking server may take
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (ok and math.isfinite(value) and value > 0):
-                raise ValueError(f"logger.timeout must be a number of seconds > 0, got {value!r}")
+    where = f"{group}={node['name']}" if "name" in node else group
+    if group == "logger":  # a tracker's keys are its options
+        takes = ", ".join(k for k in known if k != "name") or "none"
+        raise ValueError(f"logger.{unknown[0]} is not an option of {where}; it takes {takes}")
+    raise ValueError(
+        f"{group}.{unknown[0]} is not a key of {where}; its keys are: "
+        + ", ".join(f"{group}.{k}" for k in known)
+    )
+
+
+def validate(cfg: Mapping) -> None:
+    """Check a resolved run config against :data:`PARAMETERS` and :data:`RULES`; raise
+    ``ValueError`` naming the first bad value.
+
+    Parameters
+    ----------
+    cfg : Mapping
+        The composed config: top-level ``lambda``, ``seed``, ``threshold``, ``resume``,
+        ``figures`` and the groups ``dataset``, ``model``, ``regularizer``, ``optimizer``,
+        ``trainer`` and ``logger`` (optional).
+
+    Order: values Hydra left missing (``???``), then each key of the table in its order
+    (its type, range or choices), then unknown keys, then the rules across keys.
+    """
+    check_keys(cfg)
+    missing = sorted(OmegaConf.missing_keys(OmegaConf.create(dict(cfg))))
+    if missing:
+        raise ValueError(
+            f"missing required value{'s' if len(missing) > 1 else ''}: {', '.join(missing)}; "
+            f"set {'them' if len(missing) > 1 else 'it'} on the command line, "
+            f"e.g. {missing[0]}=..."
+        )
+    for key, param in PARAMETERS.items():
+        if not applies(cfg, key):
             continue
-        if not (isinstance(value, str) and value) and not (key == "save_dir" and value is None):
-            allowed = "null or a folder" if key == "save_dir" else "a non-empty string"
-            raise ValueError(f"logger.{key} must be {allowed}, got {value!r}")
-    for package in logger_packages(logger):
-        if importlib.util.find_spec(package) is None:
-            raise ValueError(
-                f'logger={name} needs the {package} package: pip install -e ".[{name}]"'
-            )
+        if not _has(cfg, key):
+            if param.optional:
+                continue
+            raise ValueError(f"{key} is missing; set it, e.g. on the command line {key}=...")
+        param.check(key, _get(cfg, key))
+    for group in CLOSED_GROUPS:
+        if group in cfg:
+            _unknown_key(cfg, group)
+    for rule in RULES:
+        rule(cfg)
+
+
+# The configs this process validated (their JSON): a run's entry points share the check.
+_validated: set[str] = set()
+
+
+def validate_once(cfg: Mapping) -> None:
+    """:func:`validate`, unless this process has validated an equal config already.
+
+    A run can pass several entry points: ``regexp train`` validates a single run before
+    its run directory exists (:class:`regexp.hydra_app.lifecycle.SweepLifecycle`) and then
+    reaches the task; a job of ``hydra/launcher=batched`` is validated by the launcher's
+    plan and, when it runs alone, reaches the task too. Each calls this, so that the check
+    runs once per run; a config that differs in any value is validated anew.
+    """
+    key = json.dumps(cfg, sort_keys=True, default=repr)
+    if key not in _validated:
+        validate(cfg)
+        _validated.add(key)

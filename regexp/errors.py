@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -33,23 +34,33 @@ def one_line(err: BaseException) -> str:
 FAULT_ENV = "REGEXP_FAULT"
 # Passes through each fault point so far, per REGEXP_FAULT spec (see fault_point).
 FAULT_HITS: dict[str, int] = {}
+FAULT_KINDS = ("interrupt", "enospc", "kill", "sigint")
 
 
 def fault_point(name: str) -> None:
     """A place where tests inject a fault: nothing unless ``REGEXP_FAULT`` names it.
 
-    ``REGEXP_FAULT=<name>[@<n>][:enospc]`` makes the ``n``-th pass (default the first)
-    through ``fault_point(<name>)`` in this process raise :class:`KeyboardInterrupt` (a
-    Ctrl-C at exactly that step), or with ``:enospc`` ``OSError(ENOSPC)`` (a full disk).
+    ``REGEXP_FAULT=<name>[@<n>][:<kind>]`` acts at the ``n``-th pass (default the first)
+    through ``fault_point(<name>)`` in this process: ``interrupt`` (the default) raises
+    :class:`KeyboardInterrupt`, ``enospc`` raises ``OSError(ENOSPC)`` (a full disk),
+    ``sigint`` sends the process SIGINT (a Ctrl-C through the signal handler), ``kill``
+    sends it SIGKILL (nothing runs after it: a power cut). The points include
+    ``run_written`` (a run's files are complete, in :func:`regexp.hydra_app.task.run_task`).
     """
     spec = os.environ.get(FAULT_ENV, "")
     point, _, kind = spec.partition(":")
     point, _, nth = point.partition("@")
     if point != name:
         return
+    kind = kind or "interrupt"
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"{FAULT_ENV} kind must be one of {', '.join(FAULT_KINDS)}, got {kind!r}")
     FAULT_HITS[spec] = FAULT_HITS.get(spec, 0) + 1
     if FAULT_HITS[spec] != int(nth or 1):
         return
     if kind == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"<fault point {name}>")
+    if kind in ("kill", "sigint"):
+        os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else signal.SIGINT)
+        return
     raise KeyboardInterrupt

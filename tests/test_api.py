@@ -44,6 +44,7 @@ def test_import_regexp_loads_neither_pandas_nor_matplotlib_nor_hydra(tmp_path):
     assert out.splitlines() == ["[]", "True True"]
 
 
+@pytest.mark.slow
 def test_run_and_load_results_from_a_fresh_process(tmp_path):
     (tmp_path / "tmp").mkdir()
     out = python(
@@ -54,8 +55,18 @@ def test_run_and_load_results_from_a_fresh_process(tmp_path):
         frame = regexp.load_results("runs/l1")
         summary = regexp.summarize(frame)
         temporary = regexp.run({FAST!r})  # run_dir=None: a temporary folder, removed
+        # Independent references: the returned model on the test split, by numpy.
+        import numpy as np
+        import torch
+        from regexp.data.prepare import load_dataset
+        data = load_dataset(**row.config["dataset"])
+        with torch.no_grad():
+            pred = row.model(data.x_test).numpy().argmax(1)
+        weights = [m.weight.detach().numpy() for m in row.model if hasattr(m, "weight")]
         print(json.dumps({{
             "row": dict(row),
+            "accuracy": float((pred == data.y_test.numpy()).mean()),
+            "zeros": float(sum((w == 0).sum() for w in weights) / sum(w.size for w in weights)),
             "frame": frame.iloc[0].to_dict(),
             "n": int(summary["n"].iloc[0]),
             "left": [p for p in os.listdir(os.environ["TMPDIR"]) if p.startswith("regexp-")],
@@ -66,15 +77,16 @@ def test_run_and_load_results_from_a_fresh_process(tmp_path):
         TMPDIR=str(tmp_path / "tmp"),
     )
     got = json.loads(out)
-    on_disk = pd.read_csv(tmp_path / "runs" / "l1" / "metrics.csv", dtype={"hidden": str})
-    assert got["row"] == json.loads(json.dumps(on_disk.iloc[0].to_dict(), default=str))
     assert got["row"]["regularizer"] == "l1" and got["row"]["status"] == "ok"
-    assert got["frame"]["test_accuracy"] == on_disk.loc[0, "test_accuracy"]
+    assert got["row"]["test_accuracy"] == pytest.approx(got["accuracy"], abs=1e-12)
+    assert got["row"]["weight_sparsity"] == pytest.approx(got["zeros"], abs=1e-12)
+    assert got["frame"]["test_accuracy"] == pytest.approx(got["accuracy"], abs=1e-12)
     assert got["n"] == 1
     assert got["left"] == []  # the temporary run directory (regexp-*) is gone
     assert got["temporary"] == ["ok", None, 3]
 
 
+@pytest.mark.slow
 def test_run_matches_the_command_line_and_returns_history_and_model(regexp_cli, tmp_path):
     overrides = [*FAST, "regularizer=group_lasso", "lambda=1e-2", "seed=3"]
     regexp_cli("train", *overrides, "hydra.run.dir=cli")
@@ -98,6 +110,7 @@ def test_run_matches_the_command_line_and_returns_history_and_model(regexp_cli, 
     assert isinstance(result, dict) and pd.DataFrame([result]).shape == (1, len(cli))
 
 
+@pytest.mark.slow
 def test_run_leaves_the_callers_rng_threads_hydra_and_matplotlib_as_they_were(tmp_path):
     import matplotlib
     from hydra import compose, initialize_config_module
@@ -135,6 +148,7 @@ def test_run_refuses_bad_values_with_the_cli_message(tmp_path):
         regexp.run(["logger=tensorboard"])
 
 
+@pytest.mark.slow
 def test_summarize_of_two_seeds_is_their_mean_and_sample_std(tmp_path):
     rows = [regexp.run([*FAST, f"seed={s}"], run_dir=tmp_path / "sweep" / str(s)) for s in (0, 1)]
     summary = regexp.summarize(regexp.load_results(tmp_path / "sweep"))

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
+import regexp
 from regexp.cli import main
 from regexp.data.sources import load_csv
-from regexp.hydra_app import task as job
 from regexp.train import setup as engine_train
 
 FAST = ["trainer.epochs=1", "model.hidden=[4]"]
@@ -137,6 +137,7 @@ def test_debug_switch_raises_with_traceback(tmp_path, capsys, monkeypatch):
     assert os.environ["HYDRA_FULL_ERROR"] == "1"
 
 
+@pytest.mark.slow
 def test_console_script_stderr_is_one_line_and_debug_shows_traceback(tmp_path):
     exe = Path(sys.executable).with_name("regexp")
     env = {k: v for k, v in os.environ.items() if k not in ("REGEXP_DEBUG", "HYDRA_FULL_ERROR")}
@@ -153,21 +154,14 @@ def test_console_script_stderr_is_one_line_and_debug_shows_traceback(tmp_path):
     assert "ValueError: model.dropout must be in [0, 1), got 1" in debug.stderr
 
 
-def test_validation_happens_before_data_loading(monkeypatch):
+def test_validation_happens_before_data_loading(monkeypatch, tmp_path):
     def no_loading(**_):
         raise AssertionError("data loaded before the config was validated")
 
     monkeypatch.setattr(engine_train, "load_dataset", no_loading)
-    cfg = {
-        "lambda": 1e-3, "seed": 0, "threshold": 1e-3, "resume": False,
-        "dataset": {"name": "digits", "task": "classification"},
-        "model": {"hidden": [4], "activation": "relu", "dropout": 0.0},
-        "regularizer": {"name": "l1", "mode": "penalty"},
-        "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0},
-        "trainer": {"epochs": 1, "batch_size": 0, "device": "cpu"},
-    }  # fmt: skip
     with pytest.raises(ValueError, match=r"trainer\.batch_size must be an integer >= 1, got 0"):
-        job.run_task(cfg, Path("/nonexistent/run"))
+        regexp.run([*FAST, "trainer.batch_size=0"], run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_csv_encode_categorical_one_hot_encodes_text_columns(tmp_path):

@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from hypothesis import given
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from regexp.train import loop as train
@@ -111,6 +113,7 @@ def test_initial_weights_are_those_of_the_sequential_runs():
     assert not torch.equal(stack.weights[0][0], stack.weights[0][1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "base",
     [
@@ -137,6 +140,7 @@ def test_one_epoch_matches_sequential_fit_for_every_regularizer(base):
         assert result.status == ref.status == "ok"
 
 
+@pytest.mark.slow
 def test_divergence_and_early_stopping_are_per_model():
     sgd = ["optimizer=sgd", "optimizer.lr=0.05", "regularizer=l2", *SMALL, "trainer.epochs=4"]
     adam = ["regularizer=l2", "lambda=1e-4", *SMALL, "trainer.epochs=12"]
@@ -191,6 +195,7 @@ def metrics(sweep: Path) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True).drop(columns="train_seconds", errors="ignore")
 
 
+@pytest.mark.slow
 def test_batched_sweep_writes_the_sequential_sweeps_runs(tmp_path):
     sweep = [
         "regularizer=l1,sgl",
@@ -269,6 +274,7 @@ def test_launcher_rejects_a_bad_worker_count():
         BatchedLauncher(n_jobs=0)
 
 
+@pytest.mark.slow
 def test_stacked_training_is_bit_identical_at_one_and_two_threads():
     # The launcher gives a stack its share of the cores; that must not change its numbers.
     # Wide layers, so that the stack's tensors are large enough for torch to split them.
@@ -290,16 +296,23 @@ def test_stacked_training_is_bit_identical_at_one_and_two_threads():
         pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
-def test_stack_threads_share_the_launchers_cores():
+@given(cores=st.integers(1, 256), trainings=st.integers(1, 500), workers=st.integers(1, 256))
+def test_stack_threads_share_the_launchers_cores(cores, trainings, workers):
+    """The spec, not the formula: the trainings that run at once (at most one per worker)
+    share the cores without oversubscribing them, leave fewer idle cores than there are
+    trainings, and each gets at least one thread."""
     from regexp.hydra_app.launcher import stack_threads
 
-    assert stack_threads(cores=2, trainings=1, workers=2) == 2  # a stack by itself
-    assert stack_threads(cores=2, trainings=1, workers=1) == 2
-    assert stack_threads(cores=2, trainings=4, workers=1) == 2  # one after another
-    assert stack_threads(cores=2, trainings=4, workers=2) == 1  # two at a time
-    assert stack_threads(cores=16, trainings=3, workers=16) == 5  # 3 side by side
-    assert stack_threads(cores=16, trainings=40, workers=16) == 1
-    assert stack_threads(cores=1, trainings=5, workers=1) == 1
+    threads = stack_threads(cores=cores, trainings=trainings, workers=workers)
+    at_once = min(workers, trainings)
+    assert threads >= 1
+    if at_once <= cores:
+        assert threads * at_once <= cores  # no core oversubscribed
+        assert cores - threads * at_once < at_once  # no thread left that one more could use
+    else:
+        assert threads == 1
+    if at_once == 1:
+        assert threads == cores  # a stack by itself, or one after another: every core
 
 
 def test_a_stack_that_fails_to_train_hands_its_jobs_back(tmp_path, monkeypatch, caplog):
@@ -330,6 +343,7 @@ def _messages(log: Path, run_dir: Path) -> list[str]:
     return [x.replace(str(run_dir), "RUN") for x in lines if "regexp.hydra_app.lifecycle" not in x]
 
 
+@pytest.mark.slow
 def test_batched_sweep_trains_stacks_of_two_shapes_and_lone_jobs_side_by_side(tmp_path):
     # Per model.hidden: adam with prox_metric identity and adaptive stack; sgd identity is
     # the only job of its settings (it runs alone); sgd adaptive is invalid (it fails).

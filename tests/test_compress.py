@@ -76,6 +76,7 @@ def sgl_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_regexp_compress_matches_params_kept_and_the_thresholded_outputs(sgl_run, capsys):
     from regexp.cli import main
 
@@ -123,6 +124,7 @@ def test_outputs_that_disagree_write_nothing(sgl_run, monkeypatch, tmp_path):
     assert not (run / "compressed.pt").exists() and not (run / "compression.csv").exists()
 
 
+@pytest.mark.slow
 def test_compress_of_a_folder_without_runs_is_one_line(regexp_cli, tmp_path):
     proc = regexp_cli("compress", str(tmp_path), check=False)
     assert proc.returncode == 2
@@ -131,6 +133,7 @@ def test_compress_of_a_folder_without_runs_is_one_line(regexp_cli, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_compress_true_adds_the_compressed_columns_to_metrics(tmp_path):
     from regexp.cli import main
 

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 from hydra import initialize_config_module
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from regexp.hydra_app.sweeper import ConfigCache
+from regexp.hydra_app.sweeper import ConfigCache, basic_sweeper_class
 
 # Group choices (regularizer, optimizer, experiment files) mixed with value overrides,
 # among them an interpolation, a list, and values inside a chosen group.
@@ -53,7 +52,7 @@ def _jobs(master: DictConfig, loader) -> list[list[str]]:
     parser = OverridesParser.create(config_loader=loader)
     task = OmegaConf.to_container(master.hydra.overrides.task, resolve=False)
     args = parser.parse_overrides(task)
-    return BasicSweeper.split_arguments(args, None)[0]
+    return basic_sweeper_class().split_arguments(args, None)[0]
 
 
 def _nodes(node, path: str = "") -> list[tuple]:
@@ -97,6 +96,7 @@ def _dump(cfg: DictConfig, idx: int) -> tuple:
     )
 
 
+@pytest.mark.slow
 def test_derived_configs_equal_hydras_for_every_job_of_a_mixed_sweep():
     with initialize_config_module("regexp.conf", version_base="1.3"):
         master, loader = _master(SWEEP)
@@ -112,6 +112,30 @@ def test_derived_configs_equal_hydras_for_every_job_of_a_mixed_sweep():
         ref = loader.load_sweep_config(master, list(jobs[-1]))
         assert ref.dataset.split_seed == ref.seed == 1  # the interpolation did resolve
         assert OmegaConf.to_container(ref.hydra.overrides.task) == jobs[-1]
+
+
+class _NoGroupListing:
+    """A config loader whose ``get_group_options`` fails (a Hydra that changed it)."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def get_group_options(self, *args, **kwargs):
+        raise AttributeError("get_group_options is gone")
+
+    def load_sweep_config(self, master, overrides):
+        return self.loader.load_sweep_config(master, overrides)
+
+
+def test_a_loader_that_cannot_list_groups_gets_hydras_full_load_for_every_job():
+    with initialize_config_module("regexp.conf", version_base="1.3"):
+        master, loader = _master(SWEEP)
+        jobs = _jobs(master, loader)[:4]
+        cache = ConfigCache(_NoGroupListing(loader), master)
+        for idx, overrides in enumerate(jobs):
+            ref = loader.load_sweep_config(master, list(overrides))
+            assert _dump(cache.load(overrides), idx) == _dump(ref, idx), overrides
+        assert cache.composed == len(jobs)  # no derivation: one full load per job
 
 
 @pytest.mark.parametrize(
@@ -177,6 +201,7 @@ def _hydra_files(run: Path, drop: tuple[str, ...]) -> dict[str, str]:
     return files
 
 
+@pytest.mark.slow
 def test_batched_sweep_writes_the_hydra_files_of_hydras_basic_sweep(tmp_path):
     args = [
         "-m",
@@ -214,6 +239,7 @@ def test_batched_sweep_writes_the_hydra_files_of_hydras_basic_sweep(tmp_path):
             assert ours_bytes == (tmp_path / "reference" / run / ".hydra" / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_a_bad_choice_in_a_sweep_gives_hydras_message_and_exit_code(tmp_path):
     args = ["-m", "regularizer=nosuch,l1", "trainer.epochs=1", "hydra.sweep.dir=sweep"]
     ref = _cli(*args, "hydra/sweeper=basic", cwd=tmp_path)

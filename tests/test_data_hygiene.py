@@ -256,8 +256,9 @@ def test_semicolon_file_reads_with_sep_or_detection(tmp_path, make_config):
         "columns are: a;b;y; is ',' the wrong separator? set dataset.sep, "
         "or dataset.sep=null to detect it"
     )
+    bad = make_config("dataset=csv", f"dataset.path={path}", "dataset.target=y", "dataset.sep=';;'")
     with pytest.raises(ValueError, match=r"dataset.sep must be one character, .* got ';;'"):
-        csv_load(path, sep=";;")
+        validate(bad)
 
 
 @pytest.mark.parametrize("name", ["digits", "diabetes", "breast_cancer", "wine"])
@@ -318,6 +319,7 @@ def test_cli_refuses_bad_data_with_one_line(case, tmp_path, capsys, monkeypatch)
     assert not (run_dir / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_console_refuses_duplicate_columns_with_one_stderr_line(tmp_path):
     path = write(
         tmp_path / "dup.csv", "a,y,b,y\n" + "".join(f"{i},{i % 2},1,0\n" for i in range(N))

@@ -62,6 +62,7 @@ def test_an_unwritable_cache_does_not_stop_a_run(monkeypatch, tmp_path):
     assert load_dataset("wine", "classification").n_classes == 3
 
 
+@pytest.mark.slow
 def test_a_second_run_does_not_import_scikit_learn(tmp_path):
     code = (
         "import sys\n"

@@ -34,8 +34,8 @@ from regexp.core.regularizers import (
 )
 from regexp.core.sparsity import (
     LayerSparsity,
+    count_params_kept,
     dead_groups,
-    kept_params,
     neuron_sparsity,
     params_kept,
     params_total,
@@ -297,7 +297,7 @@ def test_cnn_kept_params_of_a_stack_are_each_models() -> None:
     nets = [cnn(), cnn(zero_channels={2: [1, 3]})]
     weights = [torch.stack([n[i].weight.detach() for n in nets]) for i in (0, 2, 5)]
     groupings = [InputChannels(4), InputChannels(4), ChannelBlocks(positions=16)]
-    kept = kept_params(weights, True, groupings)
+    kept = count_params_kept(weights, True, groupings)
     assert kept.tolist() == [params_kept(n) for n in nets]
     dead = dead_groups(weights, groupings)
     assert [d.sum(-1).tolist() for d in dead] == [[0, 0], [0, 2], [0, 0]]
@@ -305,9 +305,11 @@ def test_cnn_kept_params_of_a_stack_are_each_models() -> None:
 
 def test_linear_after_conv_must_take_a_multiple_of_its_channels() -> None:
     with pytest.raises(ValueError, match="layer 0 has 3 outputs but layer 1 has 7 inputs"):
-        kept_params([torch.ones(3, 1, 2, 2), torch.ones(2, 7)], True, [InputChannels(), Columns()])
+        count_params_kept(
+            [torch.ones(3, 1, 2, 2), torch.ones(2, 7)], True, [InputChannels(), Columns()]
+        )
     with pytest.raises(ValueError, match="layer 0 has 3 outputs but layer 1 has 6 inputs"):
-        kept_params([torch.ones(3, 2), torch.ones(2, 6)])  # Linear → Linear: no positions
+        count_params_kept([torch.ones(3, 2), torch.ones(2, 6)])  # Linear → Linear: no positions
 
 
 # --- the example of docs/regularizers.md -------------------------------------------------

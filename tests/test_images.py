@@ -94,6 +94,7 @@ def test_a_truncated_or_foreign_idx_file_is_one_line(tmp_path):
         images.load_image_set("mnist", str(tmp_path))
 
 
+@pytest.mark.slow
 def test_missing_files_are_one_line_naming_the_folder(regexp_cli, tmp_path):
     proc = regexp_cli(
         "train", "dataset=fashion_mnist", f"dataset.root={tmp_path}/data", check=False
@@ -115,6 +116,7 @@ def test_data_id_follows_the_files(tmp_path):
     assert data_id(cfg) != before
 
 
+@pytest.mark.slow
 def test_an_mnist_run_trains_on_the_generated_files(tmp_path, make_config):
     from regexp.cli import main
 
@@ -172,6 +174,7 @@ def test_cnn_options_are_checked():
         )
 
 
+@pytest.mark.slow
 def test_a_conv_run_is_rebuilt_from_its_checkpoint(tmp_path):
     from regexp.cli import main
 
@@ -188,6 +191,7 @@ def test_a_conv_run_is_rebuilt_from_its_checkpoint(tmp_path):
         assert torch.equal(model.state_dict()[key], value)
 
 
+@pytest.mark.slow
 def test_a_conv_run_reports_channels_and_compresses_to_params_kept(tmp_path):
     import pandas as pd
 
@@ -222,3 +226,26 @@ def test_a_conv_run_reports_channels_and_compresses_to_params_kept(tmp_path):
     assert (run / "channels.png").is_file()
     small = compress_model(model)
     assert sum(p.numel() for p in small.parameters()) == metrics["params_kept"]
+
+
+def test_a_batched_conv_sweep_gives_the_numbers_of_jobs_run_one_by_one(regexp_cli, tmp_path):
+    """Conv jobs are never trained as MLP stacks: each launcher's metrics are the same."""
+    import pandas as pd
+
+    frames = {}
+    for launcher in ("batched", "basic"):
+        regexp_cli(
+            "train",
+            "-m",
+            "model=cnn",
+            "dataset=digits_images",
+            "seed=0,1",
+            "trainer.epochs=2",
+            f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={tmp_path / launcher}",
+        )
+        frames[launcher] = pd.read_csv(tmp_path / launcher / "results.csv").sort_values("seed")
+    for column in ("test_accuracy", "val_loss", "params_kept", "architecture"):
+        if column in frames["basic"]:
+            assert frames["batched"][column].tolist() == frames["basic"][column].tolist()
+    assert set(frames["batched"]["architecture"]) == {"1x8x8-c8-c16-10"}

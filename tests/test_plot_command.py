@@ -26,6 +26,7 @@ def pngs(run_dir: Path) -> set[str]:
     return {p.name for p in run_dir.glob("*.png")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "batched"])
 def test_sweep_jobs_draw_no_figures_by_default_and_regexp_plot_draws_them(launcher, tmp_path):
     root = tmp_path / "sweep"
@@ -37,6 +38,7 @@ def test_sweep_jobs_draw_no_figures_by_default_and_regexp_plot_draws_them(launch
     assert pngs(root / "0") == FIGURES and pngs(root / "1") == FIGURES
 
 
+@pytest.mark.slow
 def test_regexp_plot_redraws_a_single_runs_figures_byte_for_byte(tmp_path):
     run_dir = tmp_path / "run"
     assert regexp("train", *TINY, f"hydra.run.dir={run_dir}") == 0
@@ -48,6 +50,7 @@ def test_regexp_plot_redraws_a_single_runs_figures_byte_for_byte(tmp_path):
     assert {name: (run_dir / name).read_bytes() for name in pngs(run_dir)} == drawn
 
 
+@pytest.mark.slow
 def test_figures_always_and_never(tmp_path):
     assert regexp("train", "-m", *TINY, "figures=always", f"hydra.sweep.dir={tmp_path / 's'}") == 0
     assert pngs(tmp_path / "s" / "0") == FIGURES

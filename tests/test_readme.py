@@ -1,4 +1,5 @@
-"""The README's Python examples run as written, and print what numpy recomputes."""
+"""The README's examples run as written, and print what numpy recomputes; its links and
+command lines work; it stays short."""
 
 import re
 from pathlib import Path
@@ -7,8 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# The README and the pages of docs/ that it owns (docs/reproduction.md is generated).
+PAGES = [README, *(ROOT / "docs" / f"{n}.md" for n in ("configuration", "outputs", "sweeps"))]
+BLOCKS = [
+    b for page in PAGES for b in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+]
 
 
 def run_block(marker: str, capsys) -> tuple[dict, str]:
@@ -46,6 +52,7 @@ def test_readme_stacked_example_prints_each_models_validation_accuracy(capsys):
     np.testing.assert_allclose(printed, recomputed, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_readme_notebook_example_prints_the_saved_models_numpy_accuracy(
     capsys, tmp_path, monkeypatch
 ):
@@ -77,3 +84,36 @@ def test_readme_notebook_example_prints_the_saved_models_numpy_accuracy(
 @pytest.mark.parametrize("code", BLOCKS)
 def test_every_readme_python_block_is_checked_above(code):
     assert "SparseGroupLasso(1e-2)" in code or "fit_stacked(" in code or "regexp.run(" in code
+
+
+def test_readme_is_under_250_lines():
+    assert len(README.read_text().splitlines()) < 250
+
+
+def test_readme_links_point_to_files_that_exist():
+    for page in [README, *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), (page.name, target)
+
+
+def _train_lines() -> list[list[str]]:
+    """Every ``regexp train`` command line of the README, as its list of overrides."""
+    lines = re.findall(r"^\s*regexp train (.*?)(?:\s+#.*)?$", README.read_text(), flags=re.M)
+    return [[a for a in line.split() if a not in ("-m", "--help")] for line in lines]
+
+
+@pytest.mark.parametrize("overrides", _train_lines(), ids=" ".join)
+def test_every_readme_train_command_composes_and_validates(overrides, make_config, tmp_path):
+    from regexp.config import validate
+
+    task = []
+    for arg in overrides:
+        key, _, value = arg.partition("=")
+        if key.startswith("hydra"):
+            continue  # Hydra's own settings (launcher, directories)
+        if key == "dataset.path":  # the example's file: any CSV file with that column
+            value = str(tmp_path / "data.csv")
+            (tmp_path / "data.csv").write_text("a,Outcome\n" + "1,0\n2,1\n" * 10)
+        task.append(f"{key}={value.split(',')[0] if '[' not in value else value}")
+    validate(make_config(*task))  # the first job of a sweep

@@ -258,6 +258,7 @@ def test_repr_and_config_round_trip() -> None:
 
 
 def test_proximal_mode_is_refused_where_undefined_with_one_line() -> None:
+    from regexp.config import regularizer_options
     from regexp.train.build import build_regularizer
 
     with pytest.raises(
@@ -265,6 +266,8 @@ def test_proximal_mode_is_refused_where_undefined_with_one_line() -> None:
         match=r"^regularizer\.mode=proximal is not defined for regularizer=norm: its proximal "
         r"step has a closed form for p = 1 or 2 only, got p=3; use regularizer\.mode=penalty$",
     ):
-        build_regularizer({"name": "norm", "mode": "proximal", "p": 3}, 0.1)
+        regularizer_options(
+            {"lambda": 0.1, "regularizer": {"name": "norm", "mode": "proximal", "p": 3}}
+        )
     assert Norm(0.1, p=1).proximal_error() is None and L1(0.1).proximal_error() is None
     assert build_regularizer({"name": "norm", "mode": "proximal", "p": 2}, 0.1)[1] == "proximal"

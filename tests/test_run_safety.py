@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from regexp.io import atomic as files
 from regexp.plots import run as run_plots
 
 
+@pytest.mark.slow
 def test_sweep_survives_divergence_and_a_failed_job(tmp_path, monkeypatch):
     monkeypatch.delenv("REGEXP_DEBUG", raising=False)
     sweep = tmp_path / "sweep"
@@ -96,6 +96,7 @@ def test_a_writer_dying_midway_leaves_the_old_file_whole(writer, tmp_path, monke
     assert path.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_failure_late_in_a_run_leaves_no_metrics_and_keeps_earlier_files(
     tmp_path, capsys, monkeypatch
 ):
@@ -124,6 +125,7 @@ def test_a_failure_late_in_a_run_leaves_no_metrics_and_keeps_earlier_files(
     assert not list(run_dir.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_metrics(make_config, tmp_path):
     cfg = make_config(
         "dataset=wine", "model.hidden=[8]", "model.dropout=0.3", "regularizer.mode=proximal",
@@ -141,6 +143,7 @@ def test_same_config_and_seed_give_identical_metrics(make_config, tmp_path):
     assert not ha["train_loss"].equals(hc["train_loss"])  # the seed does matter
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_skipping_finished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     seeds = [0, 1, 2, 3]
@@ -149,16 +152,14 @@ def test_killed_sweep_resumes_skipping_finished_jobs(tmp_path):
         f"seed={','.join(map(str, seeds))}", "model.hidden=[8]", "trainer.epochs=15",
         f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "REGEXP_DEBUG"}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while proc.poll() is None and not list(sweep.glob("*/metrics.csv")):
-            time.sleep(0.02)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    env = {k: v for k, v in os.environ.items() if k not in ("REGEXP_DEBUG", "REGEXP_FAULT")}
+    # SIGKILL right after the second job's files are complete (regexp.errors.fault_point).
+    killed = subprocess.run(
+        args, env=env | {"REGEXP_FAULT": "run_written@2:kill"}, capture_output=True, timeout=600
+    )
+    assert killed.returncode == -signal.SIGKILL
     done = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.csv")}
-    assert 1 <= len(done) < len(seeds), f"kill came too late to test resume: {sorted(done)}"
+    assert sorted(done) == ["0", "1"]
     for name in done:  # atomic: what exists is complete
         assert pd.read_csv(sweep / name / "metrics.csv")["status"].tolist() == ["ok"]
 
@@ -177,6 +178,7 @@ def test_killed_sweep_resumes_skipping_finished_jobs(tmp_path):
     assert sorted(pd.read_csv(sweep / "results.csv")["seed"]) == seeds
 
 
+@pytest.mark.slow
 def test_resume_reruns_a_job_whose_config_changed(tmp_path, monkeypatch):
     monkeypatch.delenv("REGEXP_DEBUG", raising=False)
     sweep, metrics = tmp_path / "sweep", tmp_path / "sweep" / "0" / "metrics.csv"

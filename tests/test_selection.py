@@ -91,6 +91,7 @@ def test_unknown_rule_and_metric_name_the_allowed_values():
         selection.best(sweep_results(), "val_f1")
 
 
+@pytest.mark.slow
 def test_a_sweep_ends_with_progress_lines_and_the_best_lambda_table(tmp_path, capfd):
     from hydra.core.global_hydra import GlobalHydra
 

@@ -8,8 +8,9 @@ from torch import nn
 
 from regexp.core.sparsity import (
     LayerSparsity,
+    count_params_kept,
+    count_params_total,
     dead_units,
-    kept_params,
     layer_names,
     layer_sparsity,
     linear_weights,
@@ -17,7 +18,6 @@ from regexp.core.sparsity import (
     params_kept,
     params_total,
     threshold_,
-    total_params,
     weight_sparsity,
     zero_fraction,
 )
@@ -117,12 +117,12 @@ def test_batched_counts_are_per_model() -> None:
     dense = [torch.full_like(w, 0.5) for w in linear_weights(net)]
     stack = [torch.stack([w.detach(), d]) for w, d in zip(linear_weights(net), dense, strict=True)]
     assert [tuple(d.shape) for d in dead_units(stack)] == [(2, 4), (2, 3), (2, 2)]
-    assert kept_params(stack).tolist() == [7, 26]
-    assert total_params(stack) == 26
+    assert count_params_kept(stack).tolist() == [7, 26]
+    assert count_params_total(stack) == 26
     assert zero_fraction(stack).tolist() == pytest.approx([0.7, 0.0])
     assert [d.sum(-1).tolist() for d in dead_units(stack)] == [[2, 0], [2, 0], [1, 0]]
 
 
 def test_kept_params_rejects_mismatched_layers() -> None:
     with pytest.raises(ValueError, match="layer 0 has 3 outputs but layer 1 has 4 inputs"):
-        kept_params([torch.ones(3, 2), torch.ones(1, 4)])
+        count_params_kept([torch.ones(3, 2), torch.ones(1, 4)])

@@ -8,6 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def python(code: str) -> str:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -50,6 +52,7 @@ def test_every_public_name_is_its_modules_object():
     assert set(regexp.__all__) <= set(dir(regexp))
 
 
+@pytest.mark.slow
 def test_a_run_never_imports_torch_dynamo(tmp_path):
     # Building a torch.optim optimizer imports torch._dynamo: about a second per run.
     python(

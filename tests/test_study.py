@@ -189,6 +189,7 @@ def write_sweep(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_compare_within_prints_the_answer_in_one_line(tmp_path, capsys):
     from regexp.cli import main
 
@@ -292,6 +293,7 @@ def test_csv_data_sets_are_named_by_their_file_in_figures():
     assert named_datasets(frame)["dataset"].tolist() == ["pima", "heart", "digits"]
 
 
+@pytest.mark.slow
 def test_a_sweep_prints_exactly_one_line_per_job_and_logs_the_rest_to_train_log(tmp_path, capfd):
     from hydra.core.global_hydra import GlobalHydra
 

@@ -85,6 +85,7 @@ def joblib_sweep(tmp_path_factory) -> Path:
     return sweep_dir
 
 
+@pytest.mark.slow
 def test_sweep_aggregates_one_row_per_job_with_its_config(grid):
     results = pd.read_csv(grid / "results.csv", dtype={"job": str})
     assert len(results) == 8
@@ -99,6 +100,7 @@ def test_sweep_aggregates_one_row_per_job_with_its_config(grid):
             assert same(row[column], value), (row["job"], column)
 
 
+@pytest.mark.slow
 def test_sweep_summary_has_one_row_per_group_and_the_plots(grid):
     summary = pd.read_csv(grid / "summary.csv")
     assert len(summary) == 4
@@ -108,6 +110,7 @@ def test_sweep_summary_has_one_row_per_group_and_the_plots(grid):
         assert (grid / name).read_bytes()[:8] == PNG
 
 
+@pytest.mark.slow
 def test_joblib_failed_and_diverged_jobs_get_their_rows(joblib_sweep):
     results = pd.read_csv(joblib_sweep / "results.csv", dtype={"job": str})
     assert len(results) == 3
@@ -120,6 +123,7 @@ def test_joblib_failed_and_diverged_jobs_get_their_rows(joblib_sweep):
     assert dict(zip(summary["lr"], summary["n_ok"], strict=True)) == {1e-2: 1, 1e3: 0, -1: 0}
 
 
+@pytest.mark.slow
 def test_submitit_local_sweep_results_complete(tmp_path):
     sweep_dir = tmp_path / "sweep"
     results = train_multirun(
@@ -131,6 +135,7 @@ def test_submitit_local_sweep_results_complete(tmp_path):
     assert dict(zip(results["lr"], results["status"], strict=True)) == {1e-3: "ok", -1: "failed"}
 
 
+@pytest.mark.slow
 def test_optuna_search_returns_both_objectives(tmp_path):
     sweep_dir = tmp_path / "search"
     results = train_multirun(
@@ -152,6 +157,7 @@ def test_optuna_search_returns_both_objectives(tmp_path):
     assert set(meaning["objective_meaning"]) == {"val_metric", "params_kept"}
 
 
+@pytest.mark.slow
 def test_compare_two_sweeps(grid, joblib_sweep, tmp_path, capsys):
     out = tmp_path / "cmp"
     cli.main(["compare", str(grid), str(joblib_sweep / "results.csv"), "--out", str(out)])
@@ -172,6 +178,7 @@ def test_compare_two_sweeps(grid, joblib_sweep, tmp_path, capsys):
     assert by_source.loc[str(joblib_sweep), ["n", "n_ok"]].tolist() == [3, 1]
 
 
+@pytest.mark.slow
 def test_compare_a_run_directory(grid, tmp_path):
     cli.main(["compare", str(grid / "5"), "--out", str(tmp_path)])
     comparison = pd.read_csv(tmp_path / "comparison.csv")
@@ -180,6 +187,7 @@ def test_compare_a_run_directory(grid, tmp_path):
     assert comparison["test_accuracy_mean"].item() == pytest.approx(own["test_accuracy"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -61,6 +61,7 @@ def test_flat_params_dots_nested_keys_and_writes_lists_as_json():
     }
 
 
+@pytest.mark.slow
 def test_tensorboard_events_hold_history_per_epoch_and_final_metrics(make_config, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -153,6 +154,7 @@ def check_mlflow_run(uri: str, mlrun, run_dir: Path, cfg: dict) -> None:
     assert [p.step for p in points] == [len(history)]
 
 
+@pytest.mark.slow
 def test_mlflow_run_holds_params_history_and_final_metrics(make_config, tmp_path, mlflow_store):
     cfg = make_config(
         "logger=mlflow",
@@ -179,6 +181,7 @@ def test_mlflow_run_holds_params_history_and_final_metrics(make_config, tmp_path
     check_mlflow_run(mlflow_store, again, run_dir, cfg)
 
 
+@pytest.mark.slow
 def test_batched_sweep_logs_each_job_as_its_own_mlflow_run(make_config, tmp_path, mlflow_store):
     # Two jobs trained as one stack, then written (and logged) by 2 worker processes at
     # once; both create the experiment "sweep" if it is not there.
@@ -263,6 +266,7 @@ def test_missing_tracker_package_is_refused_before_training(
     )
 
 
+@pytest.mark.slow
 def test_cli_without_mlflow_ends_with_one_line_and_no_run_directory(tmp_path):
     # The package hidden from importlib.util.find_spec, as when it is not installed.
     code = (

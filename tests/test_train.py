@@ -23,6 +23,7 @@ RUN_FILES = {
 }
 
 
+@pytest.mark.slow
 def test_cli_train_writes_every_output_file_and_column(regexp_cli, tmp_path):
     proc = regexp_cli("train", "hydra.run.dir=run", *FAST, "lambda=1e-3", "seed=1")
     run_dir = tmp_path / "run"
@@ -186,6 +187,7 @@ def test_run_returns_the_validation_metric_for_sweepers(make_config, tmp_path):
     assert np.isnan(objective({**row, "status": "diverged"}))
 
 
+@pytest.mark.slow
 def test_every_subcommand_that_help_lists_runs_and_no_other(regexp_cli):
     out = regexp_cli("--help").stdout
     listed = re.findall(r"^  (\w+) ", out.split("commands:")[1].split("examples:")[0], re.M)

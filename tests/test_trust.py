@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -94,6 +93,7 @@ CHANGES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", CHANGES)
 def test_resume_reruns_a_job_whose_config_changed_and_keeps_the_stale_run(change, tmp_path):
     root = tmp_path / "sweep"
@@ -114,6 +114,7 @@ def test_resume_reruns_a_job_whose_config_changed_and_keeps_the_stale_run(change
     assert [pd.read_csv(p)["config_id"].iloc[0] for p in kept] == [stale_id]
 
 
+@pytest.mark.slow
 def test_resume_reruns_when_the_csv_file_changed(tmp_path):
     data = tmp_path / "d.csv"
     rows = "".join(f"{i},{i % 5},{i % 2}\n" for i in range(80))
@@ -129,6 +130,7 @@ def test_resume_reruns_when_the_csv_file_changed(tmp_path):
     assert new["architecture"] == "3-4-2" and old["architecture"] == "2-4-2"
 
 
+@pytest.mark.slow
 def test_resume_skips_a_finished_job_without_rewriting_its_hydra_files(tmp_path):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1")[0] == 0
@@ -140,6 +142,7 @@ def test_resume_skips_a_finished_job_without_rewriting_its_hydra_files(tmp_path)
     assert len(pd.read_csv(root / "results.csv")) == 2
 
 
+@pytest.mark.slow
 def test_resume_matches_jobs_by_config_when_a_sweep_grows(tmp_path):
     root = tmp_path / "sweep"
     assert sweep(root, "lambda=1e-4,1e-2")[0] == 0
@@ -153,6 +156,7 @@ def test_resume_matches_jobs_by_config_when_a_sweep_grows(tmp_path):
     assert sorted(results["lambda"]) == [1e-4, 1e-3, 1e-2]
 
 
+@pytest.mark.slow
 def test_resume_of_a_smaller_sweep_pools_only_its_jobs(tmp_path):
     root = tmp_path / "sweep"
     assert sweep(root, "lambda=1e-4,1e-2")[0] == 0
@@ -163,6 +167,7 @@ def test_resume_of_a_smaller_sweep_pools_only_its_jobs(tmp_path):
     assert not (root / "1").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", ["", "dataset,task,status\ndigits,classif"])
 def test_an_empty_or_truncated_metrics_csv_means_the_job_runs_again(content, tmp_path):
     root = tmp_path / "sweep"
@@ -172,6 +177,7 @@ def test_an_empty_or_truncated_metrics_csv_means_the_job_runs_again(content, tmp
     assert metrics(root / "0")["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_single_run_resume_in_an_existing_dir_reruns_after_a_change(tmp_path):
     run_dir = tmp_path / "run"
     assert regexp("train", *TINY, f"hydra.run.dir={run_dir}")[0] == 0
@@ -188,6 +194,7 @@ def test_single_run_resume_in_an_existing_dir_reruns_after_a_change(tmp_path):
 # --- 3. One sweep per directory -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_into_another_sweeps_directory_is_refused(tmp_path, capsys):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1,2,3")[0] == 0
@@ -222,6 +229,7 @@ def test_two_jobs_in_one_directory_are_an_error(launcher, tmp_path, capsys):
         assert not (root / "sgl").exists()
 
 
+@pytest.mark.slow
 def test_results_csv_pools_exactly_this_sweeps_jobs(tmp_path):
     root = tmp_path / "sweep"
     other = root / "old" / "nested"
@@ -233,6 +241,7 @@ def test_results_csv_pools_exactly_this_sweeps_jobs(tmp_path):
 # --- 4. Aggregation by name -----------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "column"),
     [
@@ -249,6 +258,7 @@ def test_configs_that_differ_are_never_averaged_together(override, column, tmp_p
     assert column in summary.columns and summary[column].nunique(dropna=False) == 2
 
 
+@pytest.mark.slow
 def test_l1_ratio_is_a_config_column_that_splits_groups(tmp_path):
     root = tmp_path / "sweep"
     assert sweep(root, "regularizer=l1,elastic_net", "hydra/launcher=batched")[0] == 0
@@ -257,6 +267,7 @@ def test_l1_ratio_is_a_config_column_that_splits_groups(tmp_path):
     assert sorted(summary["regularizer"]) == ["elastic_net", "l1"]
 
 
+@pytest.mark.slow
 def test_split_seed_that_follows_the_seed_is_averaged_over_like_it(tmp_path):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1", "dataset.split_seed=${seed}")[0] == 0
@@ -264,6 +275,7 @@ def test_split_seed_that_follows_the_seed_is_averaged_over_like_it(tmp_path):
     assert summary["n"].tolist() == [2]
 
 
+@pytest.mark.slow
 def test_compare_counts_a_run_once_however_often_it_is_named(tmp_path, capsys):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1")[0] == 0
@@ -273,6 +285,7 @@ def test_compare_counts_a_run_once_however_often_it_is_named(tmp_path, capsys):
     assert pd.read_csv(out / "comparison.csv")["n"].tolist() == [2]
 
 
+@pytest.mark.slow
 def test_compare_refuses_a_truncated_results_csv_and_an_out_file(tmp_path, capsys):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1")[0] == 0
@@ -294,22 +307,28 @@ def test_compare_refuses_a_truncated_results_csv_and_an_out_file(tmp_path, capsy
 # --- 6. Clean stops -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_one_line_keeps_finished_runs_and_leaves_no_temporaries(tmp_path):
     root = tmp_path / "sweep"
     cmd = [
         sys.executable, "-m", "regexp.cli", "train", "-m", "seed=0,1,2,3,4,5",
-        "model.hidden=[8]", "trainer.epochs=30", f"hydra.sweep.dir={root}",
+        "model.hidden=[8]", "trainer.epochs=3", f"hydra.sweep.dir={root}",
     ]  # fmt: skip
-    # A background shell ignores SIGINT, and children inherit that: restore the default.
+    # A Ctrl-C (SIGINT to the process) right after the second job's files are complete
+    # (regexp.errors.fault_point). A background shell ignores SIGINT, and children inherit
+    # that: restore the default.
     default = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default
+    env = {k: v for k, v in os.environ.items() if k != "REGEXP_DEBUG"}
+    proc = subprocess.run(
+        cmd,
+        env=env | {"REGEXP_FAULT": "run_written@2:sigint"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default,
+        timeout=600,
     )
-    deadline = time.monotonic() + 120
-    while not list(root.glob("*/metrics.csv")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = proc.stderr
     assert proc.returncode == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == (
         f"regexp: interrupted; finished runs are kept in {root}. To continue a sweep, run the "
@@ -317,10 +336,13 @@ def test_ctrl_c_prints_one_line_keeps_finished_runs_and_leaves_no_temporaries(tm
     )
     assert "Traceback" not in err
     assert not [p for p in root.rglob("*.tmp")]
-    for done in root.glob("*/metrics.csv"):
-        assert pd.read_csv(done)["status"].tolist() == ["ok"]
+    done = sorted(p.parent.name for p in root.glob("*/metrics.csv"))
+    assert done == ["0", "1"]
+    for name in done:
+        assert pd.read_csv(root / name / "metrics.csv")["status"].tolist() == ["ok"]
 
 
+@pytest.mark.slow
 def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1", "lambda=1e-4,1e-3,1e-2")[0] == 0
@@ -330,6 +352,7 @@ def test_compare_into_a_closed_pipe_ends_quietly(tmp_path):
     assert len(done.stdout) == 10
 
 
+@pytest.mark.slow
 def test_jobs_file_lists_this_sweeps_job_directories(tmp_path):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1", "hydra/launcher=batched")[0] == 0

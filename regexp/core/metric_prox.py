@@ -49,7 +49,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from regexp.core.penalties import Coef, is_zero, prox_
+from regexp.core.penalties import Coef, is_zero, prox_, prox_undefined
 
 __all__ = ["adam_metric", "optimizer_metric", "prox_metric_"]
 
@@ -105,8 +105,9 @@ def prox_metric_(
         If ``norm`` is nonzero and ``p`` is not 1 or 2; if one model has both a group and a
         p = 2 norm coefficient; if ``d`` is not positive and finite.
     """
-    if not is_zero(norm) and p not in (1, 2):
-        raise ValueError(f"prox_metric_ of the norm penalty supports p=1 or p=2 only, got p={p!r}")
+    why = prox_undefined(norm, p)
+    if why:
+        raise ValueError(why)
     if d is None:
         return prox_(w, lr, l1=l1, l2=l2, group=group, norm=norm, p=p)
     if w.dim() < 2:

@@ -29,6 +29,22 @@ def is_zero(c: Coef) -> bool:
     return not isinstance(c, Tensor) and isinstance(c, numbers.Real) and c == 0
 
 
+# The norm penalty's p for which its proximal step has a closed form (regexp.core.penalties.prox_).
+PROX_P = (1, 2)
+
+
+def prox_undefined(norm: Coef, p: float) -> str | None:
+    """Why the proximal step of ``norm·‖W‖_p`` has no closed form here, or ``None``.
+
+    ``None`` when ``norm`` is zero or ``p ∈ {1, 2}`` (:data:`PROX_P`): ``p = 1`` is the
+    soft threshold of every weight, ``p = 2`` the shrinkage of the whole matrix by its
+    Frobenius norm. The one statement of the rule "proximal norm needs p ∈ {1, 2}".
+    """
+    if is_zero(norm) or p in PROX_P:
+        return None
+    return f"the proximal step of the norm penalty supports p=1 or p=2 only, got p={p!r}"
+
+
 def _lift(c: Coef, w: Tensor, extra: int) -> Coef:
     """Give a tensor coefficient ``extra`` trailing singleton dims so it broadcasts."""
     if isinstance(c, Tensor):
@@ -202,8 +218,9 @@ def prox_(
     ValueError
         If ``norm`` is nonzero and ``p`` is not 1 or 2.
     """
-    if not is_zero(norm) and p not in (1, 2):
-        raise ValueError(f"prox_ of the norm penalty supports p=1 or p=2 only, got p={p!r}")
+    why = prox_undefined(norm, p)
+    if why:
+        raise ValueError(why)
     if not is_zero(norm) and p == 1:
         l1, norm = l1 + norm, 0.0
     if not is_zero(l1):

@@ -39,6 +39,7 @@ from regexp.core.penalties import (
     penalty,
     per_weight,
     prox_,
+    prox_undefined,
 )
 
 __all__ = [
@@ -409,7 +410,7 @@ class Norm(Regularizer):
         return {"norm": lam, "p": self.p}
 
     def proximal_error(self) -> str | None:
-        if self.p in (1, 2):
+        if prox_undefined(1.0, self.p) is None:  # the rule, in regexp.core.penalties
             return None
         return f"its proximal step has a closed form for p = 1 or 2 only, got p={self.p:g}"
 

@@ -189,7 +189,7 @@ def _bias_flags(has_bias: bool | Sequence[bool], n: int) -> list[bool]:
     return flags
 
 
-def total_params(
+def count_params_total(
     weights: Sequence[Tensor],
     has_bias: bool | Sequence[bool] = True,
     groupings: Sequence[Grouping] | None = None,
@@ -204,7 +204,7 @@ def total_params(
     return total
 
 
-def kept_params(
+def count_params_kept(
     weights: Sequence[Tensor],
     has_bias: bool | Sequence[bool] = True,
     groupings: Sequence[Grouping] | None = None,
@@ -253,14 +253,14 @@ def kept_params(
 def params_total(model: nn.Module) -> int:
     """Weights plus biases of the Linear and conv layers of ``model``."""
     layers = _layers(model)
-    return total_params(
+    return count_params_total(
         [m.weight for m in layers], [m.bias is not None for m in layers], layer_groupings(model)
     )
 
 
 def params_kept(model: nn.Module) -> int:
-    """:func:`kept_params` for the Linear and conv layers of ``model``."""
+    """:func:`count_params_kept` for the Linear and conv layers of ``model``."""
     layers = _layers(model)
     weights = [m.weight.detach() for m in layers]
     has_bias = [m.bias is not None for m in layers]
-    return int(kept_params(weights, has_bias, layer_groupings(model)))
+    return int(count_params_kept(weights, has_bias, layer_groupings(model)))

@@ -18,11 +18,16 @@ never used.
 The cache lives in ``$REGEXP_CACHE_DIR/datasets`` (default ``$XDG_CACHE_HOME/regexp``,
 else ``~/.cache/regexp``); ``REGEXP_CACHE_DIR=`` (empty) turns it off. Deleting the
 folder is always safe.
+
+Why not ``joblib.Memory``: it pickles results (loading runs code; this cache stores
+tensors read back with ``torch.load(weights_only=True)``), keys them by the function's
+arguments and source only (not by the versions of scikit-learn, NumPy and torch, which
+change the prepared numbers), and importing joblib here would cost a run what the cache
+saves.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -30,6 +35,8 @@ import os
 from pathlib import Path
 
 import torch
+
+from regexp.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +113,16 @@ def save(name: str, expected: dict, fields: dict) -> None:
     """Keep ``fields`` under ``name``, with their key ``expected`` and :func:`checksum`; if
     the cache cannot be written, say so in the debug log.
 
-    Written to a temporary name and renamed, so a reader sees a whole file or none.
+    Written atomically (:func:`regexp.io.atomic.atomic_path`), so a reader sees a whole
+    file or none.
     """
     where = folder()
     if where is None:
         return
-    tmp = where / f".{name}.{os.getpid()}.tmp"
     entry = {**fields, KEY_FIELD: expected, CHECKSUM_FIELD: checksum(fields)}
     try:
         where.mkdir(parents=True, exist_ok=True)
-        torch.save(entry, tmp)
-        tmp.replace(where / f"{name}.pt")
+        with atomic_path(where / f"{name}.pt") as tmp:
+            torch.save(entry, tmp)
     except OSError as err:
         log.debug("data cache: cannot write %s (%s)", where, err)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)

@@ -91,64 +91,6 @@ def _check_sizes(val_size: float, test_size: float) -> None:
         )
 
 
-def validate_dataset(
-    name: str,
-    task: str,
-    val_size: float = 0.2,
-    test_size: float = 0.2,
-    split_seed: int = 0,
-    scaler: str = "standard",
-    **options: object,
-) -> None:
-    """Raise ``ValueError`` naming the first bad ``dataset`` option (before any loading).
-
-    The built-in data sets have a fixed task (:data:`BUILTIN_TASKS`); ``task`` must match
-    it. Checks that need the file's contents (header, target column, numeric and finite
-    features, NaN, classes, enough rows) run when :func:`load_dataset` reads it.
-    """
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset '{name}'; choose one of: {', '.join(LOADERS)}")
-    fixed = BUILTIN_TASKS.get(name)
-    if fixed is not None and task != fixed:
-        raise ValueError(
-            f"dataset.task is fixed to {fixed} for dataset={name}; only dataset=csv takes a task"
-        )
-    if task not in TASKS:
-        raise ValueError(f"dataset.task must be one of {', '.join(TASKS)}, got '{task}'")
-    _check_sizes(val_size, test_size)
-    seed_ok = isinstance(split_seed, int) and not isinstance(split_seed, bool)
-    if not (seed_ok and 0 <= split_seed < 2**32):
-        raise ValueError(f"dataset.split_seed must be an integer in [0, 2**32), got {split_seed!r}")
-    if scaler not in SCALERS:
-        raise ValueError(f"dataset.scaler must be one of {', '.join(SCALERS)}, got '{scaler}'")
-    if name in images.IMAGE_SETS:
-        root, download = options.get("root", images.DEFAULT_ROOT), options.get("download", False)
-        if not isinstance(root, str) or not root:
-            raise ValueError(f"dataset.root must be a folder path, got {root!r}")
-        if not isinstance(download, bool):
-            raise ValueError(f"dataset.download must be true or false, got {download!r}")
-    if name == "csv":
-        path = options.get("path")
-        if not isinstance(path, str) or not Path(path).expanduser().is_file():
-            raise ValueError(f"dataset.path: no such file '{path}'")
-        if not isinstance(options.get("encode_categorical", False), bool):
-            raise ValueError(
-                "dataset.encode_categorical must be true or false, "
-                f"got {options['encode_categorical']!r}"
-            )
-        target = options.get("target")
-        if isinstance(target, bool) or not isinstance(target, str | int | float):
-            raise ValueError(f"dataset.target must be a column name, got {target!r}")
-        sep = options.get("sep", ",")
-        if sep is not None and not (
-            isinstance(sep, str) and (len(sep) == 1 or sep == "\\t") and sep not in '"\r\n'
-        ):
-            raise ValueError(
-                "dataset.sep must be one character, e.g. ',' ';' '|' or '\\t' (tab), "
-                f"or null to detect it, got {sep!r}"
-            )
-
-
 def split_indices(
     y: np.ndarray, task: str, val_size: float, test_size: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -244,9 +186,10 @@ def load_dataset(
     """Load data set ``name``, split it and scale features with training statistics.
 
     A built-in data set, once prepared, is kept in :mod:`regexp.data.cache` and read
-    back from there (the same tensors, without importing scikit-learn).
+    back from there (the same tensors, without importing scikit-learn). The arguments are
+    a ``dataset`` config group that passed :func:`regexp.config.validate` (the file's
+    contents, which no config check sees, are checked as they are read).
     """
-    validate_dataset(name, task, val_size, test_size, split_seed, scaler, **options)
     cache_name, settings = None, None
     if name in BUILTIN_TASKS:
         settings = {

@@ -38,6 +38,7 @@ BUILTIN_TASKS = {
     "diabetes": "regression",
     "breast_cancer": "classification",
     "wine": "classification",
+    "synthetic": "classification",
     # Images (regexp.data.images): digits as 1×8×8, and torchvision's files under dataset.root.
     "digits_images": "classification",
     "mnist": "classification",
@@ -319,11 +320,39 @@ def load_csv(
     return Table(x, y.to_numpy(), names, task, data_id=csv_id(content))
 
 
+# conf/dataset/synthetic.yaml: scikit-learn's make_classification with these settings.
+SYNTHETIC = {
+    "n_samples": 2000,
+    "n_features": 200,
+    "n_informative": 20,
+    "n_redundant": 20,
+    "n_repeated": 0,
+    "n_classes": 2,
+    "shuffle": False,
+    "random_state": 0,
+}
+
+
+def load_synthetic(**_: object) -> Table:
+    """``sklearn.datasets.make_classification(**SYNTHETIC)``: with ``shuffle=False`` its
+    columns are the 20 informative features, then 20 redundant ones (linear combinations
+    of the informative), then 160 noise features; the names say which."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(**SYNTHETIC)
+    s = SYNTHETIC
+    kinds = [("informative", s["n_informative"]), ("redundant", s["n_redundant"])]
+    names = [f"{kind}_{i}" for kind, n in kinds for i in range(n)]
+    names += [f"noise_{i}" for i in range(s["n_features"] - len(names))]
+    return Table(x, y, names, "classification", data_id=builtin_id("synthetic"))
+
+
 LOADERS: dict[str, Callable[..., Table]] = {
     "digits": _sklearn("digits", BUILTIN_TASKS["digits"], (8, 8)),
     "diabetes": _sklearn("diabetes", BUILTIN_TASKS["diabetes"]),
     "breast_cancer": _sklearn("breast_cancer", BUILTIN_TASKS["breast_cancer"]),
     "wine": _sklearn("wine", BUILTIN_TASKS["wine"]),
+    "synthetic": load_synthetic,
     "csv": load_csv,
     "digits_images": _sklearn(
         "digits_images", BUILTIN_TASKS["digits_images"], (8, 8), "load_digits"

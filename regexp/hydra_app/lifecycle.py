@@ -221,7 +221,7 @@ def _validate_task(config: DictConfig) -> None:
     a config that does not resolve without Hydra's runtime is left to the task."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from regexp.config import validate
+    from regexp.config import validate_once
 
     try:
         HydraConfig.instance().set_config(config)
@@ -230,7 +230,7 @@ def _validate_task(config: DictConfig) -> None:
     except (OmegaConfBaseException, ValueError):
         return
     try:
-        validate(resolved)
+        validate_once(resolved)
     except ValueError as err:
         raise ValueError(errors.one_line(err)) from None
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from regexp import errors
-from regexp.config import validate
+from regexp.config import validate_once
 from regexp.hydra_app.objectives import validate_objectives
 from regexp.runs import sweep_dir
 from regexp.train.loop import EpochCallback, FitResult, Setup, prepare
@@ -75,7 +75,7 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
             if job.cfg.get("resume") and sweep_dir.has_reusable(root, job.cfg):
                 alone.append(job)  # the task skips it
                 continue
-            validate(job.cfg)
+            validate_once(job.cfg)
             data_key = json.dumps([job.cfg["dataset"], job.cfg["trainer"]["device"]], default=str)
             job.setup = prepare(job.cfg, datasets.get(data_key))
             job.rng_state = torch.get_rng_state()

@@ -3,26 +3,31 @@
 Hydra builds job ``k``'s config with ``config_loader.load_sweep_config(master, overrides)``:
 it composes the defaults list, whose group choices (``regularizer=l1``,
 ``experiment=digits_sweep``) pick the config files, applies the value overrides
-(``lambda=1e-3``, ``dataset.split_seed=${seed}``) to the composed config
-(``ConfigLoaderImpl._apply_overrides_to_config``) and records the overrides in the hydra
-node (``hydra.overrides.task``, ``hydra.job.override_dirname``). Composing takes about
-0.1 s, and Hydra does it twice per job: once when the sweeper validates the batch and once
-when the launcher loads the job.
+(``lambda=1e-3``, ``dataset.split_seed=${seed}``) to the composed config, which is in
+struct mode, with ``OmegaConf.update(cfg, key, value, merge=True)``, and records the
+overrides in the hydra node (``hydra.overrides.task``, ``hydra.job.override_dirname``).
+Composing takes about 0.1 s, and Hydra does it twice per job: once when the sweeper
+validates the batch and once when the launcher loads the job.
 
 :class:`ConfigCache` composes each distinct list of group choices (a job's *shape*) once,
-with Hydra's own loader, and derives each job's config from a copy of it with Hydra's own
-functions: the value overrides through ``_apply_overrides_to_config``, in their order,
-then ``hydra.overrides.task`` and ``hydra.job.override_dirname`` as
-``ConfigLoaderImpl._load_configuration_impl`` fills them. Everything else in the config
-(the choices, ``hydra.runtime``) depends on the group choices only. A job it cannot
-derive this way gets Hydra's full load: overrides of ``hydra`` keys, ``+``/``++``/``~``
-overrides, ``group@package`` choices, sweeps, and any override that fails (so Hydra
-raises its own error message).
+with Hydra's own loader, and derives each job's config from a copy of it through public
+APIs only: Hydra's ``OverridesParser`` reads the overrides, the loader's
+``get_group_options`` tells a group choice from a value override (Hydra's rule: a key that
+names a config group is a choice, unless its value is a dict), ``OmegaConf.update`` applies
+the value overrides in their order, and ``hydra.overrides.task`` and
+``hydra.job.override_dirname`` are filled as Hydra's documentation of ``override_dirname``
+says (:func:`override_dirname`). Everything else in the config (the choices,
+``hydra.runtime``) depends on the group choices only. A job it cannot derive this way gets
+Hydra's full load: overrides of ``hydra`` keys, ``+``/``++``/``~`` overrides,
+``group@package`` choices, sweeps, and any override that fails (so Hydra raises its own
+error message). ``tests/test_config_cache.py`` checks the derived configs against Hydra's
+full load node for node.
 
-:class:`RegexpSweeper` is Hydra's ``BasicSweeper`` whose batch validation goes through the
-cache. ``hydra/sweeper=regexp`` (``conf/hydra/sweeper/regexp.yaml``; the default, through
+:class:`RegexpSweeper` is Hydra's basic sweeper (found through Hydra's public plugin
+registry, ``Plugins.discover``) whose batch validation goes through the cache.
+``hydra/sweeper=regexp`` (``conf/hydra/sweeper/regexp.yaml``; the default, through
 ``hparams_search=grid``) selects it through the thin plugin module
-``hydra_plugins/regexp_launcher/regexp_sweeper.py``.
+``hydra_plugins/regexp_launcher/regexp_sweeper.py``. Nothing here imports ``hydra._internal``.
 """
 
 from __future__ import annotations
@@ -30,17 +35,29 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 from collections.abc import Sequence
+from typing import Any
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
+from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+
+
+def override_dirname(
+    overrides: Sequence[Override], exclude_keys: Sequence[str], item_sep: str, kv_sep: str
+) -> str:
+    """``hydra.job.override_dirname``: the overrides' input lines whose key is not in
+    ``exclude_keys``, sorted, joined with ``item_sep``, every ``=`` replaced by ``kv_sep``
+    (Hydra's documentation, "Customizing working directory pattern")."""
+    lines = sorted(str(o.input_line) for o in overrides if o.key_or_group not in exclude_keys)
+    return re.sub("=", kv_sep, item_sep.join(lines))
 
 
 class ConfigCache:
@@ -56,26 +73,28 @@ class ConfigCache:
         self.signature = _signature(master)
         self.bases: dict[tuple[str, ...], DictConfig] = {}
         self.parser = OverridesParser.create()
-        self.repo = None  # Hydra's config repository, with the sweep's search path
-        if isinstance(loader, ConfigLoaderImpl):
-            try:
-                hydra_overrides = list(master.hydra.overrides.hydra)
-                _, self.repo = loader._parse_overrides_and_create_caching_repo(
-                    master.hydra.job.config_name, hydra_overrides
-                )
-            except Exception as err:  # Hydra's internals changed: load every job in full
-                log.debug("config cache off: %s: %s", type(err).__name__, err)
+        self.groups: dict[str, bool] = {}  # key → whether it names a config group
         self.composed = 0  # how many compositions this cache ran (for tests and logs)
 
     def _full(self, overrides: Sequence[str]) -> DictConfig:
         self.composed += 1
         return self.loader.load_sweep_config(self.master, list(overrides))
 
+    def _is_group(self, key: str) -> bool:
+        """Whether ``key`` names a config group on the sweep's search path."""
+        if key not in self.groups:
+            options = self.loader.get_group_options(
+                key,
+                results_filter=None,  # config files and subgroups
+                config_name=self.master.hydra.job.config_name,
+                overrides=list(self.master.hydra.overrides.hydra),
+            )
+            self.groups[key] = bool(options)
+        return self.groups[key]
+
     def _split(self, overrides: Sequence[str]) -> tuple[list[Override], list[Override]] | None:
         """``(group choices, value overrides)`` as Hydra tells them apart, or ``None`` when
         a job needs the full load."""
-        if self.repo is None:
-            return None
         try:
             parsed = self.parser.parse_overrides(list(overrides))
         except Exception:
@@ -85,17 +104,19 @@ class ConfigCache:
             plain = not (o.is_add() or o.is_force_add() or o.is_delete())
             if o.is_hydra_override() or o.is_sweep_override() or not plain or o.package:
                 return None
-            # Hydra's rule (hydra._internal.defaults_list.Overrides): a key that names a
-            # config group is a choice, unless its value is a dict.
-            if self.repo.group_exists(o.key_or_group) and not isinstance(o.value(), dict):
-                groups.append(o)
-            else:
+            if isinstance(o.value(), dict) or not self._is_group(o.key_or_group):
                 values.append(o)
+            else:
+                groups.append(o)
         return groups, values
 
     def load(self, overrides: Sequence[str]) -> DictConfig:
         """Job ``overrides``' config, as ``load_sweep_config(master, overrides)`` gives it."""
-        split = self._split(overrides)
+        try:
+            split = self._split(overrides)
+        except Exception as err:  # the loader could not list a group: load in full
+            log.debug("config cache off: %s: %s", type(err).__name__, err)
+            split = None
         if split is None:
             return self._full(overrides)
         groups, values = split
@@ -113,10 +134,11 @@ class ConfigCache:
             return self._full(overrides)
 
     def _derive(self, base: DictConfig, overrides: Sequence[str], values: list[Override]):
-        cfg = copy.deepcopy(base)
-        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        # As _load_configuration_impl: every non-hydra override, in order, is a task
-        # override (a job's overrides here are all non-hydra) ...
+        cfg = copy.deepcopy(base)  # in struct mode, as Hydra's composed config
+        for o in values:
+            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+        # Every non-hydra override, in order, is a task override (a job's overrides here
+        # are all non-hydra) ...
         task = cfg.hydra.overrides.task
         task.clear()
         for line in overrides:
@@ -124,11 +146,8 @@ class ConfigCache:
         # ... and the override dirname is built from them all.
         parsed = self.parser.parse_overrides(list(overrides))
         dirname = cfg.hydra.job.config.override_dirname
-        cfg.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=parsed,
-            kv_sep=dirname.kv_sep,
-            item_sep=dirname.item_sep,
-            exclude_keys=dirname.exclude_keys,
+        cfg.hydra.job.override_dirname = override_dirname(
+            parsed, dirname.exclude_keys, dirname.item_sep, dirname.kv_sep
         )
         OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         return cfg
@@ -161,22 +180,39 @@ def job_config(loader: ConfigLoader, master: DictConfig, overrides: Sequence[str
     return _cache.load(overrides)
 
 
-class RegexpSweeper(BasicSweeper):
+def basic_sweeper_class() -> type[Sweeper]:
+    """Hydra's basic sweeper (``hydra/sweeper=basic``), from Hydra's plugin registry."""
+    for cls in Plugins.instance().discover(Sweeper):
+        if cls.__name__ == "BasicSweeper":
+            return cls
+    raise RuntimeError("Hydra's BasicSweeper plugin was not found")
+
+
+class RegexpSweeper(Sweeper):
     """Hydra's basic sweeper (``hydra/sweeper=basic``: the same jobs, batches, order and
-    error messages) that validates a batch by composing each shape of job once."""
+    error messages) that validates a batch by composing each shape of job once.
+
+    It holds a basic sweeper and hands it ``setup`` and ``sweep``; the basic sweeper's
+    batch check, ``validate_batch_is_legal`` (a public method of Hydra's ``Sweeper``), is
+    this one's.
+    """
 
     def __init__(self, max_batch_size: int | None = None, params: dict | None = None) -> None:
-        # BasicSweeper.__init__'s body. It calls super(BasicSweeper, self), which fails
-        # once Hydra's plugin scan has executed basic_sweeper's module again (which makes
-        # a new BasicSweeper class) after this class was defined.
-        Sweeper.__init__(self)
-        self.overrides = None
-        self.batch_index = 0
-        self.max_batch_size = max_batch_size
-        self.params = {} if params is None else params
-        self.hydra_context = None
-        self.config = None
+        self.basic: Any = basic_sweeper_class()(max_batch_size=max_batch_size, params=params)
+        self.basic.validate_batch_is_legal = self.validate_batch_is_legal
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
         self.launcher = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = self.basic.launcher
+
+    def sweep(self, arguments: list[str]) -> Any:
+        return self.basic.sweep(arguments)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         assert self.hydra_context is not None and self.config is not None

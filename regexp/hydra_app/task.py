@@ -1,4 +1,4 @@
-"""One job of ``regexp train``: validate, train, evaluate and write its run directory.
+"""One job of ``regexp train``: train, evaluate and write its run directory.
 
 :func:`run` is what the Hydra task of ``regexp train`` calls for each job (the CLI, and the
 batched launcher for jobs that run alone).
@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from regexp import errors
-from regexp.config import validate
 from regexp.runs import console
 from regexp.runs.run_files import finish_run, wants_figures
 from regexp.train.loop import fit_setup, prepare
@@ -21,13 +20,14 @@ log = logging.getLogger(__name__)
 
 
 def run_task(cfg: Mapping, run_dir: Path, summary: bool = True, sweep: bool = False) -> dict:
-    """Validate and train one configuration, write its outputs into ``run_dir``.
+    """Train one configuration, write its outputs into ``run_dir``.
+
+    ``cfg`` has passed :func:`regexp.config.validate` (each caller validates it once).
 
     Returns the metrics row of ``metrics.csv``. ``summary``: print the metrics table at
     the end (a sweep's jobs leave it out). ``sweep``: a job of a sweep, which draws its
     figures only with ``figures=always``. A progress bar shows on a terminal.
     """
-    validate(cfg)
     s = prepare(cfg)
     m = cfg["model"]
     log.info(
@@ -43,4 +43,5 @@ def run_task(cfg: Mapping, run_dir: Path, summary: bool = True, sweep: bool = Fa
     figures = wants_figures(cfg, sweep)
     row = finish_run(cfg, run_dir, s.model, s.data, result, summary=summary, figures=figures)
     log.info(console.metrics_line(row, run_dir))
+    errors.fault_point("run_written")
     return row

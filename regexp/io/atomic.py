@@ -11,11 +11,14 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
-from matplotlib.figure import Figure
-from torch import nn
+
+if TYPE_CHECKING:  # the writers take these; importing this module does not load them
+    import pandas as pd
+    from matplotlib.figure import Figure
+    from torch import nn
 
 # The run or sweep directories this process writes into (regexp's Hydra callback adds them),
 # so that an interrupted command can remove its temporaries everywhere.

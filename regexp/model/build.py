@@ -8,38 +8,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from regexp.model.cnn import cnn, validate_cnn
-from regexp.model.mlp import mlp, validate_mlp
+from regexp.model.cnn import cnn
+from regexp.model.mlp import mlp
 
 MODELS = ("mlp", "cnn")
-
-
-def validate_model(m: Mapping, image_shape: tuple[int, int] | None = None) -> None:
-    """Raise ``ValueError`` naming the first bad ``model`` option (``image_shape``: the data
-    set's, checked by ``model=cnn`` only, ``None`` when it is not known yet)."""
-    name = m.get("name", "mlp")
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(MODELS)}")
-    if name == "mlp":
-        validate_mlp(m["hidden"], m["activation"], m["dropout"], m.get("init", "default"))
-        return
-    validate_cnn(
-        m["channels"],
-        m["kernel_size"],
-        m["pool"],
-        m["activation"],
-        m["dropout"],
-        m.get("init", "default"),
-        m.get("hidden", []),
-        image_shape or (1 << 30, 1 << 30),  # no data yet: the shape is checked at build
-    )
 
 
 def build_model(
     m: Mapping, n_features: int, n_outputs: int, input_shape: tuple[int, int, int] | None = None
 ) -> nn.Sequential:
     """The network of config group ``model`` for ``n_features`` inputs (``input_shape``:
-    ``(C, H, W)`` of an image data set, which ``model=cnn`` needs)."""
+    ``(C, H, W)`` of an image data set, which ``model=cnn`` needs). ``m`` passed
+    :func:`regexp.config.validate`; the conv net checks its pooling against the image
+    size here, where the size is known."""
     if m.get("name", "mlp") == "cnn":
         if input_shape is None:
             raise ValueError("model=cnn needs an image data set (e.g. dataset=digits_images)")

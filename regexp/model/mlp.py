@@ -19,23 +19,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 INITS = ("default", "glorot_normal", "glorot_uniform")
 
 
-def validate_mlp(hidden: Sequence[int], activation: str, dropout: float, init: str) -> None:
-    """Raise ``ValueError`` naming the first bad MLP option."""
-    if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence) or len(hidden) == 0:
-        raise ValueError(f"model.hidden must be a non-empty list of positive ints, got {hidden!r}")
-    for h in hidden:
-        if isinstance(h, bool) or not isinstance(h, int) or h <= 0:
-            raise ValueError(f"model.hidden sizes must be positive ints, got {list(hidden)}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(
-            f"model.activation must be one of {', '.join(ACTIVATIONS)}, got '{activation}'"
-        )
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-        raise ValueError(f"model.dropout must be in [0, 1), got {dropout!r}")
-    if init not in INITS:
-        raise ValueError(f"model.init must be one of {', '.join(INITS)}, got '{init}'")
-
-
 def mlp(
     n_in: int,
     hidden: Sequence[int],
@@ -48,9 +31,9 @@ def mlp(
 
     The ``nn.Linear`` modules are registered in forward order, which the sparsity
     functions rely on. ``init="glorot_normal"`` draws weights from N(0, 2/(fan_in+fan_out))
-    and zeroes biases, as Lasagne (and so Scardapane et al. 2017) does.
+    and zeroes biases, as Lasagne (and so Scardapane et al. 2017) does. The options are
+    those of config group ``model``, which :func:`regexp.config.validate` checks.
     """
-    validate_mlp(hidden, activation, dropout, init)
     sizes = [n_in, *hidden, n_out]
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):

@@ -18,29 +18,47 @@ import numpy as np
 import pandas as pd
 
 from regexp.reproduction import matched
-from regexp.reproduction.baselines import LASSONET_FILE, PRUNING_FILE
+from regexp.reproduction.baselines import FINETUNED_FILE, LASSONET_FILE, PRUNING_FILE
 from regexp.reproduction.matched import Interval
 
-COLUMNS = ["method", "seed", "lambda", "test_accuracy", "kept_input", "kept_hidden", "params_kept"]
+COLUMNS = [
+    "method",
+    "seed",
+    "lambda",
+    "val_accuracy",
+    "test_accuracy",
+    "kept_input",
+    "kept_hidden",
+    "params_kept",
+]
 AXES = {
     "kept_input": "inputs kept",
     "kept_hidden": "hidden neurons kept",
     "params_kept": "parameters kept",
 }
-# Baseline methods, as named in points() and labelled in documents.
+# Baseline methods, as named in read_baselines() and labelled in documents.
 BASELINES = {
-    "prune-all": "magnitude pruning, all layers",
-    "prune-all+ft": "magnitude pruning, all layers, fine-tuned",
-    "prune-inputs": "magnitude pruning, inputs only",
-    "prune-inputs+ft": "magnitude pruning, inputs only, fine-tuned",
-    "lassonet": "LassoNet",
+    "prune-all": "pruning by ‖W_j‖, all layers",
+    "prune-all+ft": "pruning by ‖W_j‖, all layers, fine-tuned",
+    "prune-inputs": "pruning by ‖W_j‖, inputs only",
+    "prune-inputs+ft": "pruning by ‖W_j‖, inputs only, fine-tuned",
+    "prune-all-std": "pruning by ‖W_j‖·std(x_j), all layers",
+    "prune-all-std+ft": "pruning by ‖W_j‖·std(x_j), all layers, fine-tuned",
+    "prune-inputs-std": "pruning by ‖W_j‖·std(x_j), inputs only",
+    "prune-inputs-std+ft": "pruning by ‖W_j‖·std(x_j), inputs only, fine-tuned",
+    "sgl+ft": "SGL, fine-tuned as pruning is",
+    "lassonet": "LassoNet, its path's networks",
+    "lassonet-refit": "LassoNet, selection refitted",
 }
 # Which axes a baseline's front says something about: pruning the inputs alone leaves the
-# hidden layers dense, LassoNet selects inputs only.
+# hidden layers dense, LassoNet's path networks are its own (inputs only).
 BASELINE_AXES = {
     "prune-inputs": ("kept_input",),
     "prune-inputs+ft": ("kept_input",),
+    "prune-inputs-std": ("kept_input",),
+    "prune-inputs-std+ft": ("kept_input",),
     "lassonet": ("kept_input",),
+    "lassonet-refit": ("kept_input",),
 }
 
 
@@ -50,24 +68,35 @@ def run_points(runs: pd.DataFrame) -> pd.DataFrame:
     return ok[COLUMNS].astype({c: float for c in COLUMNS[2:]}).reset_index(drop=True)
 
 
-def read_baselines(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
-    """Baseline rows as :data:`COLUMNS` (``lambda`` holds the pruning fraction or LassoNet's
-    λ) and the raw pruning and LassoNet tables (``None`` where a file is missing)."""
+def read_baselines(
+    folder: Path, dataset: str = "digits"
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """Baseline rows of ``dataset`` as :data:`COLUMNS` plus ``inputs`` (``lambda`` holds the
+    pruning fraction or LassoNet's λ) and the raw pruning and LassoNet tables (``None``
+    where a file is missing)."""
     frames, raw = [], {}
-    for name in (PRUNING_FILE, LASSONET_FILE):
+    for name in (PRUNING_FILE, LASSONET_FILE, FINETUNED_FILE):
         path = Path(folder) / name
-        raw[name] = pd.read_csv(path) if path.is_file() else None
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else None
+        if table is not None and "dataset" in table:
+            table = table[table["dataset"] == dataset].reset_index(drop=True)
+        raw[name] = table if table is not None and len(table) else None
     prune = raw[PRUNING_FILE]
     if prune is not None:
         ft = np.where(prune["finetune_epochs"] > 0, "+ft", "")
-        frames.append(
-            prune.assign(method="prune-" + prune["schedule"] + ft, **{"lambda": prune["fraction"]})
-        )
+        std = np.where(prune["criterion"] == "norm·std", "-std", "")
+        method = "prune-" + prune["schedule"] + std + ft
+        frames.append(prune.assign(method=method, **{"lambda": prune["fraction"]}))
+    tuned = raw[FINETUNED_FILE]
+    if tuned is not None:
+        frames.append(tuned[tuned["regularizer"] == "sgl"].assign(method="sgl+ft"))
     lasso = raw[LASSONET_FILE]
     if lasso is not None:
-        frames.append(lasso.assign(method="lassonet", kept_hidden=math.nan, params_kept=math.nan))
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-    return rows.reindex(columns=COLUMNS), prune, lasso
+        method = np.where(lasso["reading"] == "refit", "lassonet-refit", "lassonet")
+        frames.append(lasso.assign(method=method, kept_hidden=math.nan, params_kept=math.nan))
+    cols = [*COLUMNS, "inputs"]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    return rows.reindex(columns=cols), prune, lasso
 
 
 def restrict(points: pd.DataFrame) -> pd.DataFrame:
@@ -93,6 +122,7 @@ class Matched:
     points: pd.DataFrame
     x_targets: Mapping[str, Sequence[float]]
     levels: Sequence[float]
+    gap: float | None = matched.GAP
     at_x: dict[str, pd.DataFrame] = field(default_factory=dict)
     at_level: dict[str, pd.DataFrame] = field(default_factory=dict)
 
@@ -100,11 +130,13 @@ class Matched:
         pts = restrict(self.points)
         for axis, targets in self.x_targets.items():
             sel = pts.dropna(subset=[axis, "test_accuracy"])
-            self.at_x[axis] = matched.per_seed(sel, axis, "test_accuracy", targets, "value")
+            self.at_x[axis] = matched.per_seed(
+                sel, axis, "test_accuracy", targets, "value", self.gap
+            )
         for axis in AXES:
             sel = pts.dropna(subset=[axis, "test_accuracy"])
             self.at_level[axis] = matched.per_seed(
-                sel, axis, "test_accuracy", list(self.levels), "level"
+                sel, axis, "test_accuracy", list(self.levels), "level", self.gap
             )
 
     def accuracy(self, axis: str, a: str, b: str, target: float) -> tuple[Interval, float, float]:
@@ -125,22 +157,44 @@ class Matched:
         return [float(at.loc[at["method"] == m, "value"].mean()) for m in methods]
 
     def cell(self, kind: str, axis: str, method: str, target: float, scale: float = 1.0) -> str:
-        """``"96.9 ± 0.5"`` (mean ± std over seeds; ``(n = k)`` when fewer seeds reach the
-        target, ``not reached`` when none), or ``–`` for a method without that front."""
+        """:func:`censored_cell` of ``method``'s readings at ``target``, or ``–`` for a
+        method without that front."""
         table = (self.at_x if kind == "x" else self.at_level).get(axis)
         if table is None:
             return "–"
         rows = table[(table["method"] == method) & np.isclose(table["target"], target)]
         if rows.empty:
             return "–"
-        v = rows["value"].dropna()
-        if v.empty:
-            return "not reached"
-        digits = 2 if scale == 100 else 1
-        text = f"{scale * v.mean():.{digits}f}"
-        if len(v) > 1:
-            text += f" ± {scale * v.std(ddof=1):.{digits}f}"
-        return text + (f" (n = {len(v)})" if len(v) < len(rows) else "")
+        return censored_cell(rows, scale)
+
+    def n_seeds(self) -> int:
+        return int(self.points["seed"].nunique())
+
+
+def censored_cell(rows: pd.DataFrame, scale: float = 1.0) -> str:
+    """Per-seed readings (``value``, ``mark``, ``bound`` of
+    :func:`regexp.reproduction.matched.per_seed`) as one table cell.
+
+    The measured and interpolated values: ``mean ± std`` (std with two or more), then
+    ``(n = k of N; …)`` naming how the other seeds were read when some were left out.
+    With no value: ``≤ b`` (the mean of the upper bounds) when every seed gives one, else
+    the marks (``grid ends``, ``gap``, ``not reached``) with their counts.
+    """
+    digits = 2 if scale == 100 else 1
+    v = rows["value"].dropna()
+    left = rows[rows["value"].isna()]
+    counts = left["mark"].value_counts()
+    others = ", ".join(f"{c} {m}" for m, c in counts.items())
+    if v.empty:
+        if len(counts) == 1 and counts.index[0] == "≤":
+            return f"≤ {scale * left['bound'].mean():.{digits}f}"
+        return others if len(counts) > 1 else str(counts.index[0])
+    text = f"{scale * v.mean():.{digits}f}"
+    if len(v) > 1:
+        text += f" ± {scale * v.std(ddof=1):.{digits}f}"
+    if len(left):
+        text += f" (n = {len(v)} of {len(rows)}; {others})"
+    return text
 
 
 def mean_front(points: pd.DataFrame, by: Sequence[str] = ("method", "lambda")) -> pd.DataFrame:

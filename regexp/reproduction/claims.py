@@ -39,36 +39,90 @@ def lam_label(lam: float) -> str:
     return f"10^{round(2 * e) / 2:g}" if half else f"{lam:.3g}"
 
 
+RULES = ("accuracy", "removal", "equal")
+
+
+def verdict(
+    rule: str,
+    d: Interval,
+    *,
+    tol: float = ACCURACY_TOLERANCE,
+    ratio: float = math.nan,
+    far: float = FAR_MORE,
+    seeds: int | None = None,
+) -> str:
+    """The one rule that turns a paired interval ``d`` of ``a − b`` into a verdict.
+
+    - ``accuracy`` ("a's accuracy is equal to or at most ``tol`` below b's"): agrees when
+      ``d.low ≥ −tol``; disagrees when ``d.high < −tol``; else undecided.
+    - ``removal`` ("a removes far more than b", ``d`` of removed counts, ``ratio`` = the
+      mean removed by a over the mean removed by b): agrees when ``d.low > 0`` and
+      ``ratio ≥ far``; partly agrees when ``d.low > 0`` only; disagrees when ``d.high < 0``;
+      else within noise.
+    - ``equal`` ("a is within ``tol`` of b"): agrees when ``−tol ≤ d.low`` and ``d.high ≤
+      tol``; disagrees when ``d.high < −tol`` or ``d.low > tol``; else undecided.
+
+    No interval (``n < 2`` or a bound not finite): undecided. ``seeds``: the number of seeds
+    the comparison should have; a seed left out of ``d`` (a front that does not reach the
+    target) counts as a failure of the claim, so a verdict that would agree (or partly
+    agree) with ``d.n < seeds`` is undecided.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if not (math.isfinite(d.low) and math.isfinite(d.high)):
+        return "undecided"
+    if rule == "accuracy":
+        out = "agrees" if d.low >= -tol else "disagrees" if d.high < -tol else "undecided"
+    elif rule == "equal":
+        if -tol <= d.low and d.high <= tol:
+            out = "agrees"
+        elif d.high < -tol or d.low > tol:
+            out = "disagrees"
+        else:
+            out = "undecided"
+    elif d.low > 0:
+        out = "agrees" if ratio >= far else "partly agrees"
+    else:
+        out = "disagrees" if d.high < 0 else "within noise"
+    if seeds is not None and d.n < seeds and out in ("agrees", "partly agrees"):
+        return "undecided"
+    return out
+
+
 @dataclass(frozen=True)
 class Check:
-    """One part of a claim, its verdict (one of :data:`VERDICTS`) and the numbers."""
+    """One part of a claim, its verdict (one of :data:`VERDICTS`) on the seeds that reach
+    the target, ``strict``: the verdict with the seeds left out counted as failures, and the
+    numbers."""
 
     claim: str
     verdict: str
     detail: str
+    strict: str = ""
+    row: str = ""  # the table row that holds the numbers
 
     def line(self) -> str:
-        return f"- **{self.verdict}**: {self.claim}: {self.detail}."
+        strict = (
+            f" (**{self.strict}** with the seeds left out counted as failures)"
+            if self.strict and self.strict != self.verdict
+            else ""
+        )
+        where = f" [{self.row}]" if self.row else ""
+        return f"- **{self.verdict}**{strict}: {self.claim}: {self.detail}.{where}"
 
 
 def accuracy_check(
-    claim: str, d: Interval, a: float, b: float, tol: float = ACCURACY_TOLERANCE
+    claim: str,
+    d: Interval,
+    a: float,
+    b: float,
+    tol: float = ACCURACY_TOLERANCE,
+    seeds: int | None = None,
+    row: str = "",
 ) -> Check:
     """ "``a``'s accuracy is equal to or at most ``tol`` below ``b``'s", on ``d`` = the paired
-    interval of ``a − b`` (fractions).
-
-    agrees: ``d.low ≥ −tol``; disagrees: ``d.high < −tol``; undecided: the interval holds
-    ``−tol`` (or there is no interval). The detail says whether ``d`` is within noise
-    (its interval holds 0).
-    """
-    if not (math.isfinite(d.low) and math.isfinite(d.high)):
-        verdict = "undecided"
-    elif d.low >= -tol:
-        verdict = "agrees"
-    elif d.high < -tol:
-        verdict = "disagrees"
-    else:
-        verdict = "undecided"
+    interval of ``a − b`` (fractions): :func:`verdict` ``accuracy``. The detail says whether
+    ``d`` is within noise (its interval holds 0)."""
     if not math.isfinite(d.low):
         noise = "no interval"
     elif d.contains(0):
@@ -79,41 +133,54 @@ def accuracy_check(
         f"{100 * a:.2f}% against {100 * b:.2f}%, paired difference "
         f"{d.text(100, 2)} points ({noise})"
     )
-    return _logged(Check(claim, verdict, detail))
+    return _logged(
+        Check(
+            claim,
+            verdict("accuracy", d, tol=tol),
+            detail,
+            verdict("accuracy", d, tol=tol, seeds=seeds),
+            row,
+        )
+    )
 
 
 def removal_check(
-    claim: str, d: Interval, removed_a: float, removed_b: float, of: str, far: float = FAR_MORE
+    claim: str,
+    d: Interval,
+    removed_a: float,
+    removed_b: float,
+    of: str,
+    far: float = FAR_MORE,
+    seeds: int | None = None,
+    row: str = "",
 ) -> Check:
     """ "``a`` removes far more than ``b``", on ``d`` = the paired interval of ``removed_a −
-    removed_b`` (units; removed counts are means over seeds).
-
-    agrees: ``d.low > 0`` and ``removed_a ≥ far · removed_b``; partly agrees: ``d.low > 0``
-    only (more, not far more); within noise: the interval holds 0; disagrees: ``d.high < 0``.
-    """
-    if not (math.isfinite(d.low) and math.isfinite(d.high)):
-        verdict = "undecided"
-    elif d.low > 0:
-        verdict = "agrees" if removed_a >= far * removed_b else "partly agrees"
-    elif d.high < 0:
-        verdict = "disagrees"
-    else:
-        verdict = "within noise"
-    ratio = f", {removed_a / removed_b:.2f}×" if removed_b > 0 else ""
+    removed_b`` (units; removed counts are means over seeds): :func:`verdict` ``removal``."""
+    ratio = removed_a / removed_b if removed_b > 0 else math.inf if removed_a > 0 else math.nan
+    text = f", {ratio:.2f}×" if removed_b > 0 else ""
     detail = (
-        f"{removed_a:.1f} against {removed_b:.1f} {of} removed{ratio}; paired difference "
+        f"{removed_a:.1f} against {removed_b:.1f} {of} removed{text}; paired difference "
         f"{d.text(1, 1)}"
     )
-    return _logged(Check(claim, verdict, detail))
+    return _logged(
+        Check(
+            claim,
+            verdict("removal", d, ratio=ratio, far=far),
+            detail,
+            verdict("removal", d, ratio=ratio, far=far, seeds=seeds),
+            row,
+        )
+    )
 
 
 def _logged(check: Check) -> Check:
     if check.verdict in ("disagrees", "within noise", "undecided"):
-        log.warning("claim %s: %s (%s)", check.verdict, check.claim, check.detail)
+        log.info("claim %s: %s (%s)", check.verdict, check.claim, check.detail)
     return check
 
 
-def tally(checks: Sequence[Check]) -> str:
-    """``"3 agrees, 1 within noise"``: the count of each verdict that occurs."""
-    verdicts = [c.verdict for c in checks]
+def tally(checks: Sequence[Check], strict: bool = False) -> str:
+    """``"3 agrees, 1 within noise"``: the count of each verdict that occurs (``strict``:
+    of the verdicts with the seeds left out counted as failures)."""
+    verdicts = [(c.strict or c.verdict) if strict else c.verdict for c in checks]
     return ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS if v in verdicts)

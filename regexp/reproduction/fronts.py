@@ -15,6 +15,16 @@ from regexp.reproduction.sections import BEYOND
 from regexp.reproduction.study import REFERENCE, Study, label, ordered
 from regexp.results import aggregate
 
+# The baselines drawn against SGL (the others are in Table 5): one line each.
+FIGURE_BASELINES = (
+    "prune-inputs-std",
+    "prune-all-std+ft",
+    "sgl+ft",
+    "lassonet",
+    "lassonet-refit",
+    "sgl/input",
+)
+
 
 def fronts(s: Study, figs) -> list[str]:
     """Front figures (penalty, proximal, baselines) and the penalty and proximal λ tables."""
@@ -54,6 +64,7 @@ def fronts(s: Study, figs) -> list[str]:
                 "group_lasso/prox-adaptive",
                 "sgl/prox-adaptive",
                 "sgl/prox-identity",
+                "sgl/prox-sgd",
             ],
             "Proximal mode over λ, against penalty SGL",
         ),
@@ -68,17 +79,20 @@ def fronts(s: Study, figs) -> list[str]:
             sel, refs, axes, figs / name, f"{title} (mean ± std over seeds)", (floor, 100), vlines
         )
         out += [f"![{title}](figures/{name})", ""]
-    base = [m for m in analysis.BASELINES if m in set(pts["method"])]
+    base = [m for m in FIGURE_BASELINES if m in set(pts["method"])]
     if base:
         rows = [front[front["method"] == label(REFERENCE)]]
         for m in base:
-            if m == "lassonet":
+            if m.startswith("lassonet"):
                 grid = np.arange(2, s.units() + 1, 2)
                 rows.append(
                     analysis.interpolated_front(pts, m, "kept_input", grid).assign(method=label(m))
                 )
-            else:
+            elif m in analysis.BASELINES:
                 f = analysis.mean_front(analysis.restrict(pts[pts["method"] == m]))
+                rows.append(f.assign(method=label(m)))
+            else:
+                f = analysis.mean_front(pts[pts["method"] == m])
                 rows.append(f.assign(method=label(m)))
         figures.plot_front(
             pd.concat(rows, ignore_index=True),

@@ -4,11 +4,18 @@ A method's *front* for one seed is its points ``(x, y)`` over λ (or over a prun
 ``x`` a sparsity measure (inputs kept, parameters kept, ...) and ``y`` the test accuracy.
 Two methods are compared where they are equally sparse or equally accurate:
 
-- :func:`value_at`: ``y`` at a given ``x``, by linear interpolation along the front
+- :func:`read_value`: ``y`` at a given ``x``, by linear interpolation along the front
   (``numpy.interp`` on the points sorted by ``x``; points with equal ``x`` are averaged
-  first); NaN outside the front's ``x`` range (no extrapolation).
-- :func:`x_at_level`: the smallest ``x`` at which the interpolated front reaches ``y ≥
-  level``: the sparsest network at that accuracy; NaN if the front never reaches it.
+  first); nothing outside the front's ``x`` range (no extrapolation: "grid ends") and
+  nothing between two neighbouring points whose accuracies differ by more than
+  :data:`GAP` ("gap": a line into a collapse is not a measurement).
+- :func:`read_level`: the smallest ``x`` at which the front reaches ``y ≥ level``: the
+  sparsest network at that accuracy. Where the sparsest point of the grid already reaches
+  it, or the front jumps to it by more than :data:`GAP`, only an upper bound is known
+  ("≤"); "not reached" if no point reaches it.
+
+Every reading carries its mark (:data:`MARKS`); only measured and interpolated values
+enter means and intervals, and the seeds left out are counted (``n``).
 
 Per seed, so that methods are paired on the seed (the same split and initial weights):
 :func:`paired_interval` of the per-seed differences ``d_s = a_s − b_s`` gives their mean
@@ -26,6 +33,12 @@ import pandas as pd
 from scipy import stats
 
 LEVEL = 0.95  # coverage of the intervals
+# Never interpolate between two neighbouring points of a front whose accuracies differ by
+# more than this (2 points): between them the front falls off and nothing was measured.
+GAP = 0.02
+# How a value was read off a front; only the first two are measurements.
+MARKS = ("measured", "interpolated", "≤", "gap", "grid ends", "not reached")
+USABLE = ("measured", "interpolated")
 
 
 def front_curve(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -35,30 +48,66 @@ def front_curve(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.
     return curve.index.to_numpy(float), curve.to_numpy(float)
 
 
-def value_at(x: Sequence[float], y: Sequence[float], targets: Iterable[float]) -> np.ndarray:
-    """``y`` interpolated at each target ``x`` (NaN outside ``[min x, max x]``)."""
+def value_at(
+    x: Sequence[float], y: Sequence[float], targets: Iterable[float], gap: float | None = None
+) -> np.ndarray:
+    """``y`` interpolated at each target ``x``; NaN outside ``[min x, max x]`` and, with
+    ``gap``, between two neighbouring points whose ``y`` differ by more than ``gap``."""
+    return np.array([read_value(x, y, t, gap)[0] for t in targets], float)
+
+
+def read_value(
+    x: Sequence[float], y: Sequence[float], target: float, gap: float | None = GAP
+) -> tuple[float, str]:
+    """``y`` of the front at ``x = target`` and how it was read (:data:`MARKS`):
+    ``measured`` (a point at ``target``), ``interpolated`` (``numpy.interp`` between the two
+    neighbouring points, whose ``y`` differ by at most ``gap``), else NaN with ``grid ends``
+    (``target`` outside ``[min x, max x]``) or ``gap`` (the neighbours' ``y`` differ by more
+    than ``gap``: no number without data under it)."""
     xs, ys = front_curve(x, y)
-    t = np.asarray(list(targets), float)
-    if len(xs) == 0:
-        return np.full(t.shape, math.nan)
-    out = np.interp(t, xs, ys)
-    return np.where((t >= xs[0]) & (t <= xs[-1]), out, math.nan)
+    if len(xs) == 0 or not xs[0] <= target <= xs[-1]:
+        return math.nan, "grid ends"
+    hit = np.flatnonzero(np.isclose(xs, target, rtol=1e-12, atol=0))
+    if len(hit):
+        return float(ys[hit[0]]), "measured"
+    i = int(np.searchsorted(xs, target))  # xs[i-1] < target < xs[i]
+    if gap is not None and abs(ys[i] - ys[i - 1]) > gap:
+        return math.nan, "gap"
+    return float(np.interp(target, xs, ys)), "interpolated"
 
 
 def x_at_level(x: Sequence[float], y: Sequence[float], level: float) -> float:
-    """``min {x : f(x) ≥ level}`` for the piecewise-linear front ``f`` through the points.
+    """``min {x : f(x) ≥ level}`` for the piecewise-linear front ``f`` through the points
+    (no gap rule; NaN if no point reaches ``level``): :func:`read_level` with ``gap=None``,
+    the bound itself where that is censored."""
+    value, mark = read_level(x, y, level, None)
+    return value if mark != "not reached" else math.nan
 
-    Scanning from the sparsest point: the first point at or above ``level``, or the
-    crossing inside the first segment that climbs to it. NaN if no point reaches it.
+
+def read_level(
+    x: Sequence[float], y: Sequence[float], level: float, gap: float | None = GAP
+) -> tuple[float, str]:
+    """The sparsest ``x`` at which the front reaches ``y ≥ level``, and how it was read.
+
+    Scanning from the sparsest point to the first point ``i`` at or above ``level``:
+    ``measured`` when that point sits at ``level`` exactly; ``≤`` when it is the sparsest
+    point of the front (the grid ends there: the method may reach ``level`` sparser still,
+    so ``x_i`` is an upper bound) or when the segment that climbs to it rises by more than
+    ``gap`` (``x_i`` again an upper bound); else ``interpolated``, the crossing of that
+    segment. NaN with ``not reached`` when no point reaches ``level``.
     """
     xs, ys = front_curve(x, y)
     for i in range(len(xs)):
         if ys[i] >= level:
             if i == 0:
-                return float(xs[0])
+                return float(xs[0]), "≤"
             x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-            return float(x0 + (level - y0) * (x1 - x0) / (y1 - y0))
-    return math.nan
+            if y1 == level:
+                return float(x1), "measured"
+            if gap is not None and y1 - y0 > gap:
+                return float(x1), "≤"
+            return float(x0 + (level - y0) * (x1 - x0) / (y1 - y0)), "interpolated"
+    return math.nan, "not reached"
 
 
 @dataclass(frozen=True)
@@ -86,8 +135,9 @@ class Interval:
 def paired_interval(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Interval:
     """t interval of the mean of ``a − b``, paired on the index (seeds); NaN pairs dropped.
 
-    With ``n`` pairs, ``mean ± t.ppf((1 + level)/2, n − 1) · sd(ddof=1) / √n``; for
-    ``n < 2`` the bounds are NaN (and the mean too when ``n = 0``).
+    With ``n`` pairs, ``mean ± t.ppf((1 + level)/2, n − 1) · sd(ddof=1) / √n``: scipy's
+    ``ttest_rel(a, b).confidence_interval(level)``; for ``n < 2`` the bounds are NaN (and
+    the mean too when ``n = 0``).
     """
     d = (a - b).dropna()
     n = len(d)
@@ -96,33 +146,48 @@ def paired_interval(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Interva
     mean = float(d.mean())
     if n < 2:
         return Interval(mean, math.nan, math.nan, n)
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, n)
+    if float(d.std(ddof=1)) == 0:  # every seed the same difference (scipy warns here)
+        return Interval(mean, mean, mean, n)
+    pairs = pd.concat([a, b], axis=1).dropna()
+    ci = stats.ttest_rel(pairs.iloc[:, 0], pairs.iloc[:, 1]).confidence_interval(level)
+    return Interval(mean, float(ci.low), float(ci.high), n)
 
 
 def per_seed(
-    points: pd.DataFrame, x: str, y: str, targets: Sequence[float], how: str
+    points: pd.DataFrame,
+    x: str,
+    y: str,
+    targets: Sequence[float],
+    how: str,
+    gap: float | None = GAP,
 ) -> pd.DataFrame:
     """Per ``method`` and ``seed`` of ``points``, the front read at each target.
 
-    ``how="value"``: ``y`` at ``x = target`` (:func:`value_at`); ``how="level"``: ``x`` at
-    ``y = target`` (:func:`x_at_level`). Returns columns ``method``, ``seed``, ``target``,
-    ``value``; a target listed twice is read once.
+    ``how="value"``: ``y`` at ``x = target`` (:func:`read_value`); ``how="level"``: ``x`` at
+    ``y = target`` (:func:`read_level`). Returns columns ``method``, ``seed``, ``target``,
+    ``value``, ``mark`` (:data:`MARKS`); ``value`` is NaN unless the mark is in
+    :data:`USABLE`, and ``bound`` holds the upper bound of a ``≤`` mark; a target listed
+    twice is read once.
     """
     if how not in ("value", "level"):
         raise ValueError(f"how must be 'value' or 'level', got {how!r}")
     targets = list(dict.fromkeys(float(t) for t in targets))  # each target once
+    read = read_value if how == "value" else read_level
     rows = []
     for (method, seed), g in points.groupby(["method", "seed"], sort=False):
-        if how == "value":
-            vals = value_at(g[x], g[y], targets)
-        else:
-            vals = [x_at_level(g[x], g[y], t) for t in targets]
-        rows += [
-            {"method": method, "seed": seed, "target": t, "value": v}
-            for t, v in zip(targets, vals, strict=True)
-        ]
-    return pd.DataFrame(rows, columns=["method", "seed", "target", "value"])
+        for t in targets:
+            v, mark = read(g[x], g[y], t, gap)
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "target": t,
+                    "value": v if mark in USABLE else math.nan,
+                    "mark": mark,
+                    "bound": v if mark == "≤" else math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=["method", "seed", "target", "value", "mark", "bound"])
 
 
 def compare(table: pd.DataFrame, a: str, b: str, target: float) -> Interval:
@@ -136,6 +201,6 @@ def compare(table: pd.DataFrame, a: str, b: str, target: float) -> Interval:
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per ``method`` and ``target`` of a :func:`per_seed` table: ``mean``, ``std``, ``n`` over
-    seeds with a value (NaN: the front does not reach the target)."""
+    seeds with a value (measured or interpolated)."""
     g = table.groupby(["method", "target"], sort=False)["value"]
     return g.agg(mean="mean", std="std", n="count").reset_index()

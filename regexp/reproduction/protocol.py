@@ -20,10 +20,11 @@ import torch
 from regexp.core import sparsity
 from regexp.data.prepare import Dataset, load_dataset
 from regexp.model.mlp import load_checkpoint
+from regexp.reproduction import thresholds
 from regexp.train.build import resolve_prox_metric
 
 SHORT = {"none": "none", "l2": "L2", "l1": "L1", "group_lasso": "GL", "sgl": "SGL"}
-METRIC_LABEL = {"adaptive": "Adam metric", "identity": "identity"}
+METRIC_LABEL = {"adaptive": "Adam metric", "identity": "identity metric, after Adam"}
 
 
 def constant_inputs(data: Dataset) -> np.ndarray:
@@ -32,17 +33,34 @@ def constant_inputs(data: Dataset) -> np.ndarray:
     return (x.max(dim=0).values == x.min(dim=0).values).numpy()
 
 
-def method_key(regularizer: str, mode: str, prox_metric: str = "identity") -> str:
-    """``"sgl"`` in penalty mode; ``"sgl/prox-adaptive"``, ``"sgl/prox-identity"`` proximal."""
-    return regularizer if mode == "penalty" else f"{regularizer}/prox-{prox_metric}"
+def method_key(
+    regularizer: str,
+    mode: str,
+    prox_metric: str = "identity",
+    optimizer: str = "adam",
+    input_only: bool = False,
+) -> str:
+    """``"sgl"`` in penalty mode; ``"sgl/prox-adaptive"``, ``"sgl/prox-identity"`` proximal
+    after Adam; ``"sgl/prox-sgd"`` proximal after plain SGD; ``"sgl/input"`` for the
+    penalty on the input layer only."""
+    if mode != "penalty":
+        key = f"{regularizer}/prox-{'sgd' if optimizer == 'sgd' else prox_metric}"
+    else:
+        key = regularizer
+    return f"{key}/input" if input_only else key
 
 
 def method_label(key: str) -> str:
-    """``"SGL"``, ``"SGL prox (Adam metric)"``, ``"SGL prox (identity)"``; other keys as they
-    are."""
+    """``"SGL"``, ``"SGL prox (Adam metric)"``, ``"SGL prox (identity metric, after
+    Adam)"``, ``"SGL proximal SGD"``, ``"SGL, input layer only"``; other keys as they are."""
+    key, inp, _ = key.partition("/input")
     reg, _, prox = key.partition("/prox-")
     name = SHORT.get(reg, reg)
-    return f"{name} prox ({METRIC_LABEL.get(prox, prox)})" if prox else name
+    if prox == "sgd":
+        name = f"{name} proximal SGD"
+    elif prox:
+        name = f"{name} prox ({METRIC_LABEL.get(prox, prox)})"
+    return f"{name}, input layer only" if inp else name
 
 
 class SplitCache:
@@ -76,9 +94,17 @@ def add_details(runs: pd.DataFrame, splits: SplitCache | None = None) -> pd.Data
         metric = "identity"
         if r["mode"] == "proximal":
             metric = resolve_prox_metric({"prox_metric": r.get("prox_metric")}, r["optimizer"])
-        row: dict = {"method": method_key(r["regularizer"], r["mode"], metric)}
+        params = r.get("regularizer.params")
+        input_only = isinstance(params, str) and params.strip() not in ("", "nan")
+        key = method_key(r["regularizer"], r["mode"], metric, r["optimizer"], input_only)
+        row: dict = {"method": key}
         if r["status"] == "ok":
-            model, cfg = load_checkpoint(Path(r["run_dir"]) / "model.pt")
+            path = Path(r["run_dir"]) / "model.pt"
+            model, cfg = load_checkpoint(path)
+            raw = torch.load(path, map_location="cpu", weights_only=True).get("raw_state_dict")
+            if raw is not None:
+                fresh, _ = load_checkpoint(path)
+                row |= thresholds.remeasure(fresh, raw, splits.get(cfg["dataset"]))
             first = sparsity.linear_weights(model)[0].detach()
             alive = (first != 0).any(dim=0).numpy()
             const = constant_inputs(splits.get(cfg["dataset"]))

@@ -18,7 +18,8 @@ import logging
 from pathlib import Path
 
 from regexp.io.atomic import write_text
-from regexp.reproduction import comparisons, fronts, sections
+from regexp.reproduction import comparisons, fronts, known, sections, sensitivity, summary
+from regexp.reproduction.claims import ACCURACY_TOLERANCE
 from regexp.reproduction.study import load_study
 
 log = logging.getLogger(__name__)
@@ -34,21 +35,42 @@ def experiment_lambda(name: str = EXPERIMENT) -> float:
         return float(compose("config", overrides=[f"experiment={name}"])["lambda"])
 
 
-def write_report(root: Path, out: Path, lam: float, baselines: Path | None = None) -> Path:
+def write_report(
+    root: Path,
+    out: Path,
+    lam: float,
+    baselines: Path | None = None,
+    seconds: float | None = None,
+) -> Path:
     """Write ``out/reproduction.md`` and ``out/figures/*.png`` from the runs under ``root``
-    (and the baselines in ``baselines``, default ``root/baselines``)."""
+    (and the baselines in ``baselines``, default ``root/baselines``); ``seconds``: the
+    measured time of ``make reproduce``, stated in the summary."""
     study = load_study(root, lam, baselines)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    doc = [
+    body = [
         *sections.header(study),
         *sections.constants(study),
         *sections.same_lambda(study, figs),
         *comparisons.claim(study),
+    ]
+    thresholds, per_threshold = sensitivity.section(study)
+    body += [
+        *thresholds,
         *comparisons.proximal(study),
         *comparisons.baselines(study),
+        *known.synthetic(study),
+        *known.breast_cancer(study),
         *fronts.fronts(study, figs),
         *sections.runs_and_times(study),
+    ]
+    vchecks = comparisons.validation_checks(study, ACCURACY_TOLERANCE)
+    mchecks = comparisons.matched_checks(study)
+    doc = [
+        "# Reproducing Scardapane et al. 2017 on digits",
+        "",
+        *summary.summary(study, vchecks, mchecks, per_threshold, seconds),
+        *body,
     ]
     path = out / "reproduction.md"
     write_text(path, "\n".join(doc))
@@ -73,12 +95,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--baselines", type=Path, default=None, help="baseline tables (default: SWEEPS/baselines)"
     )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="the measured wall time of make reproduce, stated in the summary",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.sweeps.is_dir():
         parser.exit(2, f"regexp.reproduction.reproduce: error: no such directory '{args.sweeps}'\n")
     try:
-        path = write_report(args.sweeps, args.docs, args.lam or experiment_lambda(), args.baselines)
+        path = write_report(
+            args.sweeps, args.docs, args.lam or experiment_lambda(), args.baselines, args.seconds
+        )
     except ValueError as err:
         parser.exit(2, f"regexp.reproduction.reproduce: error: {err}\n")
     print(f"wrote {path}")

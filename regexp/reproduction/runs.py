@@ -17,15 +17,17 @@ from omegaconf import OmegaConf
 
 from regexp.results import aggregate
 from regexp.runs import collect as sweep
+from regexp.runs.sweep_dir import STATE_DIR
 
 log = logging.getLogger(__name__)
 
 
 def read_runs(root: Path) -> pd.DataFrame:
-    """:func:`regexp.runs.collect.collect` of ``root`` plus, per run, ``run_dir``, ``sweep`` (the
-    first directory below ``root``) and, from its ``sparsity.csv``, ``units_<layer>`` and
-    ``kept_<layer> = units − removed`` per layer and ``kept_hidden``, their sum over the
-    hidden layers.
+    """:func:`regexp.runs.collect.collect` of ``root`` and of each sweep directly below it
+    (a folder with ``multirun.yaml`` or a state folder), plus, per run, ``run_dir``,
+    ``sweep`` (the first directory below ``root``) and, from its ``sparsity.csv``,
+    ``units_<layer>`` and ``kept_<layer> = units − removed`` per layer and ``kept_hidden``,
+    their sum over the hidden layers.
 
     Raises
     ------
@@ -33,7 +35,15 @@ def read_runs(root: Path) -> pd.DataFrame:
         If there is no run under ``root``.
     """
     root = Path(root)
-    runs = sweep.collect(root)
+    frames = [sweep.collect(root)]  # runs outside the sweeps below
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        if (child / "multirun.yaml").is_file() or (child / STATE_DIR).is_dir():
+            # a sweep of its own: collect(root) leaves its jobs to it
+            jobs = sweep.collect(child)
+            if not jobs.empty:
+                frames.append(jobs.assign(job=child.name + "/" + jobs["job"].astype(str)))
+    frames = [f for f in frames if not f.empty]
+    runs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if runs.empty:
         raise ValueError(f"no runs under '{root}'; run the sweeps first")
     runs["run_dir"] = [root / job for job in runs["job"]]
@@ -53,18 +63,27 @@ def read_runs(root: Path) -> pd.DataFrame:
 
 
 def dedupe(runs: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
-    """Keep the first of runs with equal config columns (the same job in two sweeps).
+    """Keep the first of runs with equal config columns (the same job in two sweeps; the
+    unregularized network at any λ).
 
     Returns the runs, how many configurations ran more than once, and how many of those
     disagree on status, a test metric or a kept count (non-determinism, logged).
     """
     keys = aggregate.config_columns(runs)
     metrics = ["status", *[c for c in runs if c.startswith(("test_", "kept_", "params_"))]]
-    twins = runs[runs.duplicated(keys, keep=False)].groupby(keys, dropna=False)
+    # the unregularized network ignores λ: its jobs at several λ are one configuration
+    frame = runs.copy()
+    none = frame["regularizer"] == "none"
+    for col, same in (("lambda", 0.0), ("config_id", "none")):
+        if col in frame:
+            frame[col] = frame[col].astype(object).where(~none, same)
+    dup = frame.duplicated(keys, keep=False)
+    twins = frame[dup].groupby(keys, dropna=False)
     differ = sum(len(g[metrics].drop_duplicates()) > 1 for _, g in twins)
     if differ:
         log.warning("%d configurations give different metrics in different sweeps", differ)
-    return runs.drop_duplicates(keys).reset_index(drop=True), twins.ngroups, differ
+    keep = ~frame.duplicated(keys)
+    return runs[keep].reset_index(drop=True), twins.ngroups, differ
 
 
 def mean_std(mean: float, std: float, scale: float = 1.0, digits: int = 1) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from regexp.model.mlp import load_checkpoint
-from regexp.reproduction import analysis, protocol
+from regexp.reproduction import analysis, protocol, thresholds
 from regexp.reproduction import runs as runlib
 from regexp.reproduction.claims import ACCURACY_TOLERANCE
 
@@ -39,6 +39,9 @@ ORDER = (
     "l1/prox-identity",
     "group_lasso/prox-identity",
     "sgl/prox-identity",
+    "sgl/prox-sgd",
+    "group_lasso/input",
+    "sgl/input",
     *analysis.BASELINES,
 )
 
@@ -56,11 +59,12 @@ def ordered(methods) -> list[str]:
 
 @dataclass
 class Study:
-    """Runs, baselines and matched comparisons of one reproduction."""
+    """Runs, baselines and matched comparisons of one reproduction (one data set, one
+    threshold)."""
 
     root: Path
     everything: pd.DataFrame  # every run read, before deduplication
-    runs: pd.DataFrame  # deduplicated, with protocol details
+    runs: pd.DataFrame  # deduplicated, with protocol details, of this data set
     twins: int
     differ: int
     lam: float
@@ -70,6 +74,9 @@ class Study:
     lasso: pd.DataFrame | None
     targets: dict  # params, inputs, level (P*, I*, A*), dense accuracy
     matched: analysis.Matched
+    threshold: float
+    base_rows: pd.DataFrame
+    others: pd.DataFrame  # the runs of the other data sets
 
     @property
     def at_lam(self) -> pd.Series:
@@ -80,9 +87,15 @@ class Study:
 
     @property
     def main(self) -> pd.DataFrame:
-        """Penalty-mode runs at the paper's λ, and the unregularized runs."""
+        """Penalty-mode runs (Adam, every layer) at the paper's λ, and the unregularized
+        runs."""
         r = self.runs
-        return r[(self.at_lam & (r["mode"] == "penalty")) | (r["regularizer"] == "none")]
+        core = r["method"].isin(["l2", "l1", "group_lasso", "sgl"])
+        return r[(self.at_lam & core) | (r["regularizer"] == "none")]
+
+    @property
+    def seeds(self) -> int:
+        return int(self.runs["seed"].nunique())
 
     def fronts(self) -> list[str]:
         """Methods with points at two or more λ (or pruning levels), in :data:`ORDER`."""
@@ -95,10 +108,57 @@ class Study:
     def hidden_units(self) -> int:
         return int(sum(self.runs[c].max() for c in self.runs if c.startswith("units_hidden")))
 
+    def other(self, dataset: str, lam: float) -> Study | None:
+        """The study of another data set's runs (read with this one), ``None`` without an
+        ok run of the reference method at ``lam`` there."""
+        runs = self.others[self.others["dataset"] == dataset].reset_index(drop=True)
+        at = np.isclose(runs["lambda"].astype(float), lam, rtol=1e-9, atol=0)
+        ok = runs[(runs["status"] == "ok") & (runs["method"] == REFERENCE)]
+        if ok.empty:
+            return None
+        ref = ok[at[ok.index]] if at[ok.index].any() else ok
+        _, cfg = load_checkpoint(Path(ref["run_dir"].iloc[0]) / "model.pt")
+        base_rows, prune, _ = analysis.read_baselines(self.root / "baselines", dataset)
+        return build(
+            self.root,
+            self.everything.iloc[0:0],
+            runs,
+            0,
+            0,
+            lam,
+            cfg,
+            base_rows,
+            prune,
+            None,
+            float(cfg["threshold"]),
+            self.others.iloc[0:0],
+        )
 
-def load_study(root: Path, lam: float, baselines: Path | None = None) -> Study:
-    """Read the runs under ``root`` and the baselines in ``baselines`` (default
-    ``root/baselines``).
+    def at(self, threshold: float) -> Study:
+        """This study with every run re-measured at ``threshold`` (from the weights before
+        thresholding; the baselines as they are)."""
+        runs = thresholds.at_threshold(self.runs, threshold)
+        return build(
+            self.root,
+            self.everything,
+            runs,
+            self.twins,
+            self.differ,
+            self.lam,
+            self.cfg,
+            self.base_rows,
+            self.prune,
+            self.lasso,
+            threshold,
+            self.others,
+        )
+
+
+def load_study(
+    root: Path, lam: float, baselines: Path | None = None, dataset: str = "digits"
+) -> Study:
+    """Read the runs of ``dataset`` under ``root`` and the baselines in ``baselines``
+    (default ``root/baselines``).
 
     Raises
     ------
@@ -109,6 +169,8 @@ def load_study(root: Path, lam: float, baselines: Path | None = None) -> Study:
     everything = runlib.read_runs(root)
     runs, twins, differ = runlib.dedupe(everything)
     runs = protocol.add_details(runs)
+    others = runs[runs["dataset"] != dataset].reset_index(drop=True)
+    runs = runs[runs["dataset"] == dataset].reset_index(drop=True)
     at = np.isclose(runs["lambda"].astype(float), lam, rtol=1e-9, atol=0)
     ref = runs[at & (runs["method"] == REFERENCE) & (runs["status"] == "ok")]
     if ref.empty:
@@ -117,7 +179,44 @@ def load_study(root: Path, lam: float, baselines: Path | None = None) -> Study:
         )
     _, cfg = load_checkpoint(Path(ref["run_dir"].iloc[0]) / "model.pt")
     base_rows, prune, lasso = analysis.read_baselines(baselines or Path(root) / "baselines")
-    points = pd.concat([analysis.run_points(runs), base_rows], ignore_index=True)
+    everything = everything[everything["dataset"] == dataset]
+    return build(
+        Path(root),
+        everything,
+        runs,
+        twins,
+        differ,
+        lam,
+        cfg,
+        base_rows,
+        prune,
+        lasso,
+        float(cfg["threshold"]),
+        others,
+    )
+
+
+def build(
+    root: Path,
+    everything: pd.DataFrame,
+    runs: pd.DataFrame,
+    twins: int,
+    differ: int,
+    lam: float,
+    cfg: dict,
+    base_rows: pd.DataFrame,
+    prune: pd.DataFrame | None,
+    lasso: pd.DataFrame | None,
+    threshold: float,
+    others: pd.DataFrame,
+) -> Study:
+    """The :class:`Study` of ``runs``: points, targets and matched readings."""
+    at = np.isclose(runs["lambda"].astype(float), lam, rtol=1e-9, atol=0)
+    ref = runs[at & (runs["method"] == REFERENCE) & (runs["status"] == "ok")]
+    points = pd.concat(
+        [analysis.run_points(runs), base_rows.drop(columns="inputs", errors="ignore")],
+        ignore_index=True,
+    )
     dense = runs[(runs["regularizer"] == "none") & (runs["status"] == "ok")]
     dense_acc = float(dense["test_accuracy"].mean()) if len(dense) else math.nan
     reference_acc = dense_acc if math.isfinite(dense_acc) else float(ref["test_accuracy"].mean())
@@ -134,7 +233,7 @@ def load_study(root: Path, lam: float, baselines: Path | None = None) -> Study:
     }
     levels = [targets["level"] + d for d in (0.0, 0.005, -0.01)]
     return Study(
-        Path(root),
+        root,
         everything,
         runs,
         twins,
@@ -146,4 +245,7 @@ def load_study(root: Path, lam: float, baselines: Path | None = None) -> Study:
         lasso,
         targets,
         analysis.Matched(points, x_targets, levels),
+        threshold,
+        base_rows,
+        others,
     )

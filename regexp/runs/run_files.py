@@ -181,7 +181,8 @@ def run_metrics(
 class RunOutputs:
     """Everything a run writes, computed and held in memory (small and picklable).
 
-    ``model`` is on the CPU (thresholded if ``row["status"] == "ok"``); ``layers`` is the
+    ``model`` is on the CPU (thresholded if ``row["status"] == "ok"``) and ``raw`` its
+    state dict before thresholding (saved in ``model.pt`` as ``raw_state_dict``); ``layers`` is the
     per-layer table of ``sparsity.csv`` and ``features`` the arguments of
     :func:`regexp.plots.run.plot_features`: both are ``None`` unless the run is ok.
     """
@@ -198,6 +199,7 @@ class RunOutputs:
     input_shape: list[int] | None = None
     # The inputs' names as trained on (the data's columns), kept in model.pt for regexp plot.
     feature_names: list[str] | None = None
+    raw: dict | None = None
 
 
 def channel_norms(model: nn.Module) -> dict | None:
@@ -259,6 +261,7 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     row = {k: v for k, v in config.items() if k not in dotted}
     row |= {"status": result.status, "engine": result.engine, "epochs_run": len(result.history)}
     ok = result.status == "ok"
+    raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
     metrics, layers = run_metrics(model if ok else copy.deepcopy(model), data, cfg["threshold"])
     if not ok:
         metrics = {k: (v if k == "params_total" else math.nan) for k, v in metrics.items()}
@@ -266,7 +269,7 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     row["collapsed"] = collapsed(row, data)
     row["train_seconds"] = result.seconds
     row |= dotted  # the whole config last: the CSV's first columns stay readable
-    out = RunOutputs(dict(cfg), row, result.history, model)
+    out = RunOutputs(dict(cfg), row, result.history, model, raw=raw)
     out.feature_names = [str(n) for n in data.feature_names]
     if data.image_shape is not None:
         out.input_shape = [data.channels, *data.image_shape]
@@ -306,7 +309,7 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
     _mark_incomplete(run_dir)
     write_csv(run_dir / "history.csv", out.history)
     ids = {k: out.row.get(k) for k in schema.IDS}
-    extra = {"metrics": out.row, **ids, "input_shape": out.input_shape}
+    extra = {"metrics": out.row, **ids, "input_shape": out.input_shape, "raw_state_dict": out.raw}
     if out.feature_names is not None:  # the inputs' names as trained on, for regexp plot
         extra["feature_names"] = out.feature_names
     save_checkpoint(run_dir / "model.pt", out.model, out.cfg, extra)

@@ -15,7 +15,7 @@ The prefix keeps the history's ``val_accuracy`` (per epoch, before thresholding)
 ``metrics.csv``'s (after). :func:`regexp.runs.run_files.write` calls :func:`log_run` for every
 run it writes, in whichever process writes it, so each job of a sweep is its own tracked
 run under every launcher. The tracker's package is imported only when it is selected;
-:func:`regexp.config.validate_logger` refuses a run whose tracker is not installed before
+:func:`regexp.config.tracker_installed` refuses a run whose tracker is not installed before
 it trains.
 """
 

@@ -20,7 +20,6 @@ from regexp.train.build import (
     make_optimizer,
     resolve_device,
     resolve_prox_metric,
-    validate_optimizer,
 )
 
 
@@ -74,7 +73,6 @@ def prepare(cfg: Mapping, data: Dataset | None = None) -> Setup:
     device = resolve_device(tr["device"])
 
     reg, mode = build_regularizer(cfg["regularizer"], lam)
-    validate_optimizer(cfg["optimizer"])
     if data is None:
         data = load_dataset(**cfg["dataset"]).to(device)
     torch.manual_seed(cfg["seed"])

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from regexp.core.penalties import prox_undefined
 from regexp.core.regularizers import Regularizer
 from regexp.data.prepare import Dataset
 from regexp.model.mlp import ACTIVATIONS
@@ -135,8 +136,8 @@ def unsupported(setup: Setup) -> str | None:
     if setup.opt_cfg.get("name") not in NAMES:
         return f"optimizer {setup.opt_cfg.get('name')!r}"
     c = setup.reg.coefficients()
-    if setup.mode == "proximal" and c.norm != 0 and c.p not in (1, 2):
-        return f"the proximal step of the norm penalty is undefined for p={c.p:g}"
+    if setup.mode == "proximal":
+        return prox_undefined(c.norm, c.p)
     return None
 
 

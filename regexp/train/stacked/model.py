@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from regexp.core import penalties
 from regexp.core.metric_prox import prox_metric_
-from regexp.core.penalties import add_penalty_grad_
+from regexp.core.penalties import add_penalty_grad_, prox_undefined
 from regexp.core.regularizers import Coefficients
 from regexp.model.mlp import ACTIVATIONS
 
@@ -327,8 +327,9 @@ def metric_term(coefs: Sequence[Coefficients], active: Sequence[bool]) -> Term |
     """
     rows = []
     for c, a in zip(coefs, active, strict=True):
-        if a and c.norm != 0 and c.p not in (1, 2):
-            raise ValueError(f"the proximal step of the norm penalty is undefined for p={c.p:g}")
+        why = prox_undefined(c.norm, c.p) if a else None
+        if why:
+            raise ValueError(why)
         norm1, norm2 = (c.norm, 0.0) if c.p == 1 else (0.0, c.norm)
         rows.append((c.l1 + norm1, c.l2, c.group, norm2) if a else (0.0,) * 4)
     nz = [n for n, r in enumerate(rows) if any(r)]
