@@ -27,6 +27,7 @@ from torch import nn
 from regexp.config import check_overrides, validate
 from regexp.hydra_app.task import run_task
 from regexp.model.mlp import load_checkpoint
+from regexp.runs import sweep_dir
 from regexp.runs.run_files import read_metrics
 
 
@@ -68,9 +69,8 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    if isinstance(overrides, str):
-        raise TypeError(f"overrides must be a list of strings, got the string {overrides!r}")
-    check_overrides(list(overrides))  # one line for a bad override, as regexp train
+    overrides = as_override_list(overrides)
+    check_overrides(overrides)  # one line for a bad override, as regexp train
     gh = GlobalHydra.instance()
     theirs = gh.hydra if gh.is_initialized() else None  # the caller's Hydra, put back below
     gh.clear()
@@ -84,6 +84,45 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+def as_override_list(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` as a list, or ``TypeError`` (one line) unless it is a list of strings."""
+    if isinstance(overrides, str) or not isinstance(overrides, Sequence):
+        raise TypeError(
+            f"overrides must be a list of strings such as ['lambda=1e-3'], got {overrides!r}"
+        )
+    for item in overrides:
+        if not isinstance(item, str):
+            raise TypeError(
+                "overrides must be a list of strings such as ['lambda=1e-3'], got "
+                f"{item!r} ({type(item).__name__}) in {list(overrides)!r}"
+            )
+    return list(overrides)
+
+
+def _run_dir_override(overrides: list[str], run_dir: str | Path | None) -> tuple[list, Path | None]:
+    """Take ``hydra.run.dir=...`` out of ``overrides``: it names the run folder, as for
+    ``regexp train``. Any other ``hydra.*`` override is refused (``regexp.run`` runs no
+    Hydra app, so it would be ignored)."""
+    rest, chosen = [], Path(run_dir) if run_dir is not None else None
+    for item in overrides:
+        key, _, value = item.partition("=")
+        key = key.lstrip("+~")
+        if key == "hydra.run.dir":
+            if chosen is not None and Path(value) != chosen:
+                raise ValueError(
+                    f"hydra.run.dir={value} and run_dir='{chosen}' name two run folders; give one"
+                )
+            chosen = Path(value)
+        elif key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise ValueError(
+                f"regexp.run takes no Hydra setting but hydra.run.dir (its run folder), got "
+                f"'{item}'; sweeps (-m) and launchers are for `regexp train`"
+            )
+        else:
+            rest.append(item)
+    return rest, chosen
+
+
 def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> RunResult:
     """Train one configuration, as ``regexp train *overrides`` does; its metrics row.
 
@@ -93,9 +132,13 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
         Hydra overrides as on the command line, e.g. ``["regularizer=l1", "lambda=1e-3"]``;
         one run (no comma-separated sweeps).
     run_dir : str or Path, optional
-        The folder the run's files go into (created; a run already there is replaced).
-        ``None``: a temporary folder, removed before this returns; the history and model
-        come back in the result all the same.
+        The folder the run's files go into, as ``hydra.run.dir`` for ``regexp train``
+        (the override ``hydra.run.dir=...`` does the same): it must be new, empty or a run
+        folder of regexp; an earlier run there is set aside into ``.regexp/superseded/``
+        (only its own files), or with ``resume=true`` taken back when its config and data
+        are the same. Another process running in it is refused. ``None``: a temporary
+        folder, removed before this returns; the history and model come back in the
+        result all the same.
 
     Returns
     -------
@@ -110,6 +153,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
     thread count (the run uses ``trainer.num_threads``), Hydra's
     global state; no matplotlib backend is set.
     """
+    overrides, run_dir = _run_dir_override(as_override_list(overrides), run_dir)
     cfg = compose_config(overrides)
     validate(cfg)
     logger = cfg.get("logger") or {}
@@ -118,6 +162,13 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
             "logger=tensorboard writes into the run directory, which run_dir=None removes; "
             "pass run_dir=..., or set logger.save_dir=..."
         )
+    if run_dir is None and cfg.get("resume"):
+        raise ValueError(
+            "resume=true takes back a finished run of a run folder: pass run_dir=... "
+            "(without it the run goes to a temporary folder)"
+        )
+    if run_dir is not None:
+        sweep_dir.check_run_folder(run_dir, "run_dir")
     tr = cfg["trainer"]
     devices = [] if tr["device"] == "cpu" else list(range(torch.cuda.device_count()))
     threads = torch.get_num_threads()
@@ -127,10 +178,16 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
         if run_dir is None:
             temporary = Path(tempfile.mkdtemp(prefix="regexp-"))
         where = Path(run_dir) if run_dir is not None else temporary
-        with torch.random.fork_rng(devices=devices):
-            torch.set_num_threads(tr["num_threads"])
-            run_task(cfg, where, summary=False)
-            model, _ = load_checkpoint(where / "model.pt")  # builds, so draws, then loads
+        lock = sweep_dir.open_run(where, bool(cfg.get("resume")), "run_dir")
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.set_num_threads(tr["num_threads"])
+                if not (cfg.get("resume") and sweep_dir.reuse(where, cfg, where)):
+                    run_task(cfg, where, summary=False)
+                model, _ = load_checkpoint(where / "model.pt")  # builds, so draws, then loads
+            sweep_dir.finish_sweep(where)
+        finally:
+            sweep_dir.unlock(lock)
         row = read_metrics(where)  # as on disk: a missing value is NaN, as in load_results
         history = pd.read_csv(where / "history.csv")
     finally:

@@ -6,6 +6,7 @@ traceback; set ``REGEXP_DEBUG=1`` to see the full traceback instead.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -14,14 +15,15 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from typing import TYPE_CHECKING
 
 from regexp.errors import DEBUG_ENV, debug, fail, one_line
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+# This module imports nothing heavy at its top (Hydra, torch, pandas come inside main()'s
+# handlers), so that a Ctrl-C at any moment of startup ends with one line.
 
 log = logging.getLogger("regexp")
 
@@ -53,15 +55,32 @@ Set REGEXP_DEBUG=1 to see full tracebacks.
 
 
 def _remove_if_empty(run_dir: Path) -> None:
-    """Delete a run directory that holds nothing but Hydra's own files."""
-    if run_dir.is_dir() and all(
-        p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()
-    ):
+    """Delete a run directory that holds nothing but Hydra's own files, the run's marker
+    and its lock (released first)."""
+    from regexp.runs.run_files import MARKER
+    from regexp.runs.sweep_dir import LOCK_FILE, STATE_DIR, release_locks
+
+    release_locks()
+
+    def hydra_only(p: Path) -> bool:
+        if p.name == STATE_DIR and p.is_dir():
+            return all(q.name == LOCK_FILE for q in p.iterdir())
+        return p.name in (".hydra", MARKER) or p.suffix == ".log"
+
+    if run_dir.is_dir() and all(hydra_only(p) for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-@hydra.main(config_path="pkg://regexp.conf", config_name="config", version_base="1.3")
-def train_app(cfg: DictConfig) -> float | list[float] | None:
+def train_app() -> Callable[[], object]:
+    """``regexp train``: :func:`train_task` as a Hydra app (``@hydra.main``) over the
+    shipped config (``regexp.conf``)."""
+    import hydra
+
+    main_ = hydra.main(config_path="pkg://regexp.conf", config_name="config", version_base="1.3")
+    return main_(train_task)
+
+
+def train_task(cfg: DictConfig) -> float | list[float] | None:
     """Hydra task: one run. Returns its ``objectives`` for the sweeper.
 
     See :func:`regexp.hydra_app.objectives.objective_values`: one float (by default the validation
@@ -73,6 +92,10 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
     configuration is skipped.
     """
     import torch
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from regexp.config import validate_once
     from regexp.hydra_app.objectives import objective_values, validate_objectives
@@ -99,6 +122,8 @@ def train_app(cfg: DictConfig) -> float | list[float] | None:
         if debug():
             raise
         bad_input = isinstance(err, ValueError | OmegaConfBaseException)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            raise  # a full disk: every job would fail; regexp stops (main() says so)
         if multirun:
             log.error("job %s failed: %s: %s", hc.job.num, type(err).__name__, err)
             failed_row(config, run_dir, err)
@@ -228,8 +253,10 @@ def compare_main(argv: list[str]) -> None:
             raise
         fail(str(err))
     print_comparison(summary, by, metric)
-    if best is not None:
-        print_best(best)
+    if best is None:
+        print(f"comparison.csv and plots written to {out} (no best.csv: no ok run to choose λ)")
+        return
+    print_best(best)
     written = "comparison.csv, best.csv"
     if answer is not None:
         written += ", sparsest.csv"
@@ -265,7 +292,7 @@ def plot_main(argv: list[str]) -> None:
         runs += [d for d in found if d not in runs]
     from regexp.runs.console import item_progress
 
-    drawn = 0
+    drawn, unwritable, failed = 0, [], 0
     with item_progress(len(runs), "runs drawn") as advance:
         for run_dir in runs:
             try:
@@ -273,9 +300,22 @@ def plot_main(argv: list[str]) -> None:
             except (ValueError, OSError) as err:
                 if debug():
                     raise
-                log.warning("%s: %s", run_dir, err)
+                failed += 1
+                if isinstance(err, PermissionError) or getattr(err, "errno", None) == errno.EROFS:
+                    unwritable.append((run_dir, err))
+                else:  # one line per run that cannot be drawn (a corrupt model.pt); others go on
+                    print(f"regexp: error: {run_dir}: {one_line(err)}", file=sys.stderr)
             advance(run_dir.name)
     print(f"{drawn} figures of {len(runs)} run(s) written")
+    if unwritable:
+        where, err = unwritable[0]
+        fail(
+            f"{len(unwritable)} run folder(s) cannot be written, e.g. '{where}' "
+            f"({getattr(err, 'strerror', None) or err}): no figures drawn there",
+            code=1,
+        )
+    if failed:
+        raise SystemExit(1)
 
 
 REFINE_EPILOG = """examples:
@@ -319,6 +359,8 @@ def refine_main(argv: list[str]) -> None:
         fail(f"--tol must be a number >= 0, got {args.tol}")
     if args.points < 1:
         fail(f"--points must be an integer >= 1, got {args.points}")
+    from omegaconf import OmegaConf
+
     from regexp.results import refine
     from regexp.runs.collect import load_results
     from regexp.runs.console import fmt
@@ -451,6 +493,8 @@ def _check_overrides(argv: list[str]) -> None:
 def _hydra(app: Callable[[], object], prog: str, argv: list[str]) -> None:
     _register_plugins()
     sys.argv = [prog, *argv]
+    # Hydra's errors reach main() as exceptions (not Hydra's own lines): one line each.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     app()
     # The interpreter's final garbage collections would walk every object that torch,
     # pandas and the others created (about a second); frozen objects are skipped. Exit
@@ -468,10 +512,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     signal.signal(signal.SIGTERM, _terminated)  # `kill`, a scheduler's stop: as Ctrl-C
+    os.environ["REGEXP_PID"] = str(os.getpid())  # the default hydra.run.dir ends with it
     try:
         if command == "train":
             _check_overrides(rest)
-            _hydra(train_app, "regexp train", rest)
+            _hydra(train_app(), "regexp train", rest)
         elif command == "compare":
             compare_main(rest)
         elif command == "plot":
@@ -492,6 +537,36 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
         raise SystemExit(0) from None
+    except OSError as err:  # a full disk, a read-only folder: one line
+        if debug():
+            raise
+        _os_error(err)
+    except Exception as err:  # Hydra's errors (a bad override), or a crash: one line
+        if debug():
+            raise
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if isinstance(err, HydraException | OmegaConfBaseException | ValueError):
+            fail(one_line(err))
+        fail(f"{type(err).__name__}: {one_line(err)} (set {DEBUG_ENV}=1 for the traceback)", 1)
+    finally:
+        sweep_dir = sys.modules.get("regexp.runs.sweep_dir")
+        if sweep_dir is not None:
+            sweep_dir.release_locks()
+
+
+def _loaded(name: str) -> object | None:
+    """Module ``name`` if this process has imported it, else ``None``. The handlers below
+    import nothing: a Ctrl-C during the first import of torch leaves it half-initialized,
+    and importing it again would raise a second, chained error."""
+    module = sys.modules.get(name)
+    return module if getattr(module, "__spec__", None) is not None else None
+
+
+def _output_roots() -> list[Path]:
+    atomic = _loaded("regexp.io.atomic")
+    return list(getattr(atomic, "OUTPUT_ROOTS", []))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -505,14 +580,18 @@ def _terminated(signum: int, frame: object) -> None:
 
 def _interrupted(terminated: bool = False) -> None:
     """Ctrl-C (or ``SIGTERM``): remove half-written temporaries, say what is kept, exit
-    130 (143 for ``SIGTERM``), no traceback."""
-    from regexp.io.atomic import OUTPUT_ROOTS, remove_all_temporaries
-    from regexp.runs.sweep_dir import restore_unclaimed
-
-    for root in OUTPUT_ROOTS:
-        remove_all_temporaries(root)
-        restore_unclaimed(root)  # an interrupted resume: earlier runs back where they were
-    where = f" in {OUTPUT_ROOTS[-1]}" if OUTPUT_ROOTS else ""
+    130 (143 for ``SIGTERM``), no traceback. Imports nothing (see :func:`_loaded`)."""
+    try:
+        atomic, sweep_dir = _loaded("regexp.io.atomic"), _loaded("regexp.runs.sweep_dir")
+        for root in _output_roots():
+            if atomic is not None:
+                atomic.remove_all_temporaries(root)
+            if sweep_dir is not None:  # an interrupted resume: runs back where they were
+                sweep_dir.restore_unclaimed(root)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop tidying up
+        pass
+    roots = _output_roots()
+    where = f" in {roots[-1]}" if roots else ""
     how = "terminated (SIGTERM)" if terminated else "interrupted"
     print(
         f"regexp: {how}; finished runs are kept{where}. To continue a sweep, run the "
@@ -520,6 +599,25 @@ def _interrupted(terminated: bool = False) -> None:
         file=sys.stderr,
     )
     raise SystemExit(143 if terminated else 130)
+
+
+def _os_error(err: OSError) -> None:
+    """An ``OSError`` that reached the top (a full disk, a folder that cannot be written):
+    one line naming the file, exit 1. A sweep cut off by it keeps a ``results.csv`` of
+    the jobs that finished."""
+    where = f" '{err.filename}'" if err.filename else ""
+    kept = ""
+    lifecycle = _loaded("regexp.hydra_app.lifecycle")
+    for root in _output_roots() if lifecycle is not None else []:
+        try:
+            if lifecycle.report_finished_jobs(root):
+                kept = f"; results.csv in {root} holds the jobs that finished"
+        except Exception:  # the disk is still full: nothing more to save
+            pass
+    reason = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        reason = "the disk is full (No space left on device)"
+    fail(f"cannot write{where}: {reason}{kept}", code=1)
 
 
 if __name__ == "__main__":

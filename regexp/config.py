@@ -291,6 +291,8 @@ PARAMETERS: dict[str, Param] = {
     "logger.save_dir": Param(nullable(text, "null or a folder"), when=TENSORBOARD),
     "logger.tracking_uri": Param(text, when=MLFLOW),
     "logger.experiment_name": Param(text, when=MLFLOW),
+    # seconds one request to a tracking server may take (regexp.runs.trackers)
+    "logger.timeout": Param(real(0.0, open_low=True), optional=True, when=MLFLOW),
 }
 
 # The groups whose keys the table lists in full: any other key in them is refused. (The

@@ -52,15 +52,24 @@ class SweepLifecycle(Callback):
         # before Hydra creates the directory.
         self._refuse_errors(lambda: _validate_task(config))
         run_dir = Path(str(config.hydra.run.dir))
+        # A folder holding files of no regexp run is refused before anything is written.
+        self._refuse_errors(lambda: sweep_dir.check_run_folder(run_dir))
         self._refuse_errors(lambda: writable_dir(run_dir, "hydra.run.dir"))
         OUTPUT_ROOTS.append(run_dir)
-        self._refuse_errors(lambda: sweep_dir.start_run(run_dir, _resume(config)))
+        self._lock = self._refuse_errors(lambda: sweep_dir.open_run(run_dir, _resume(config)))
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir.finish_sweep(Path(str(config.hydra.run.dir)))
+        try:
+            sweep_dir.finish_sweep(Path(str(config.hydra.run.dir)))
+        finally:
+            if self._lock is not None:
+                sweep_dir.unlock(self._lock)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(str(config.hydra.sweep.dir))
+        self._refuse_errors(lambda: check_subdir(config))
+        self._refuse_errors(lambda: check_n_jobs(config))
+        self._refuse_errors(lambda: sweep_dir.check_sweep_folder(root))
         self._refuse_errors(lambda: writable_dir(root, "hydra.sweep.dir"))
         OUTPUT_ROOTS.append(root)
         self._lock = self._refuse_errors(lambda: sweep_dir.lock(root))
@@ -73,6 +82,7 @@ class SweepLifecycle(Callback):
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             console.quiet_sweep_console()  # the job's log goes to its train.log only
             root, run_dir = Path(str(config.hydra.sweep.dir)), config.hydra.runtime.output_dir
+            errors.fault_point("job_start")
             self._refuse_errors(lambda: sweep_dir.add_job(root, Path(run_dir)))
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
@@ -94,7 +104,7 @@ class SweepLifecycle(Callback):
             label_objectives(root, list(OmegaConf.select(config, "objectives", default=[])))
         finally:
             if self._lock is not None:
-                self._lock.release()
+                sweep_dir.unlock(self._lock)
 
     @staticmethod
     def _refuse_errors(action: Any) -> Any:
@@ -106,6 +116,39 @@ class SweepLifecycle(Callback):
             if errors.debug():
                 raise
             errors.fail(str(err))
+
+
+def check_subdir(config: DictConfig) -> None:
+    """Refuse a ``hydra.sweep.subdir`` that leads out of the sweep directory (an absolute
+    path, or a ``..`` part), before any job writes there."""
+    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")  # type: ignore[union-attr]
+    text = str(raw)
+    parts = text.replace("\\", "/").split("/")
+    if text.startswith(("/", "~")) or ".." in parts:
+        raise ValueError(
+            f"hydra.sweep.subdir '{text}' leads out of hydra.sweep.dir; a job's folder "
+            "must lie inside the sweep's, e.g. hydra.sweep.subdir=${hydra.job.num} (the default)"
+        )
+
+
+def check_n_jobs(config: DictConfig) -> None:
+    """Refuse ``hydra.launcher.n_jobs=0`` (or a non-integer), which runs no job."""
+    n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
+    if n_jobs is None:
+        return
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(
+            f"hydra.launcher.n_jobs must be -1 (every core) or a number of workers >= 1, "
+            f"got {n_jobs!r}"
+        )
+
+
+def report_finished_jobs(root: Path) -> bool:
+    """For a sweep cut off by an error: its report (``results.csv``, ...) from the jobs
+    that finished. ``False`` for a folder that is not a sweep, or holds no finished job."""
+    if not (sweep_dir.state(root) / sweep_dir.JOBS_FILE).is_file():
+        return False
+    return write_sweep_report(root) is not None
 
 
 OPTUNA_FILE = "optimization_results.yaml"

@@ -96,6 +96,10 @@ def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
         except ValueError as err:  # e.g. every job failed: nothing to choose from
             log.warning("no best λ: %s", err)
         else:
+            if best.empty:  # every job failed or diverged: no best.csv, as compare says
+                log.warning("no best λ: no group has an ok run to choose λ on")
+                best = None
+        if best is not None:
             write_csv(sweep_dir / BEST_FILE, best)
             console.print_best(best)
         write_plots(unique, sweep_dir, selected=best)

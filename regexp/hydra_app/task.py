@@ -39,6 +39,7 @@ def run_task(cfg: Mapping, run_dir: Path, summary: bool = True, sweep: bool = Fa
     epochs = cfg["trainer"]["epochs"]
     with console.epoch_progress(epochs, enabled=sys.stderr.isatty()) as on_epoch:
         result = fit_setup(cfg, s, on_epoch)
+    errors.fault_point("fit")  # tests: a Ctrl-C between training and writing
     figures = wants_figures(cfg, sweep)
     row = finish_run(cfg, run_dir, s.model, s.data, result, summary=summary, figures=figures)
     log.info(console.metrics_line(row, run_dir))

@@ -54,13 +54,17 @@ def remove_all_temporaries(root: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+# The file writable_dir() writes and removes at once.
+WRITE_CHECK = ".regexp-write-check"
+
+
 def writable_dir(path: Path, key: str) -> None:
     """Create directory ``path``; ``ValueError`` naming ``key`` if it cannot be written to."""
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
-        with atomic_path(Path(path) / ".regexp-write-check") as tmp:
+        with atomic_path(Path(path) / WRITE_CHECK) as tmp:
             tmp.write_bytes(b"")
-        (Path(path) / ".regexp-write-check").unlink()
+        (Path(path) / WRITE_CHECK).unlink()
     except OSError as err:
         raise ValueError(f"{key} '{path}' is not a writable directory ({err.strerror})") from None
 

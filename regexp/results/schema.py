@@ -12,8 +12,8 @@ position in a file:
 
 from __future__ import annotations
 
-# Where a row came from, how its job ended and which training engine ran it.
-LABELS = ("job", "source", "status", "error", "engine")
+# Where a row came from, how its job ended (and its tracker) and which training engine ran it.
+LABELS = ("job", "source", "status", "error", "tracker_error", "engine")
 # A run's identity: hashes of its resolved config and of its data (regexp.results.identity).
 IDS = ("config_id", "data_id")
 # Short config columns, each the copy of a dotted config key (None: derived from several).
@@ -70,6 +70,7 @@ TEXT_COLUMNS = {
     "hidden": str,
     "architecture": str,
     "error": str,
+    "tracker_error": str,
     "config_id": str,
     "data_id": str,
     "compress_error": str,

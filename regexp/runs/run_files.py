@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import io
 import math
+import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,8 @@ from torch import Tensor, nn
 
 from regexp.core import sparsity
 from regexp.data.prepare import Dataset
-from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv
+from regexp.errors import fault_point, one_line
+from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv, write_text
 from regexp.plots import run as run_plots
 from regexp.results import schema, selection
 from regexp.results.identity import config_id, data_id, flatten
@@ -39,6 +42,45 @@ RUN_FILES = (
     "features.png",
     "metrics.csv",
 )
+# In every run folder: "a regexp run wrote here" (regexp.runs.sweep_dir.open_run). A folder
+# holding anything but the names of OWNED is not a run's, and no run writes into it.
+MARKER = ".regexp-run"
+# Every name a run creates in its folder: its files, the marker, Hydra's config and log
+# (train.log; train.previous.log when a resumed run took an earlier one over), TensorBoard's
+# event files. Setting an earlier run aside moves these and nothing else.
+OWNED = (
+    *RUN_FILES,
+    MARKER,
+    ".hydra",
+    "train.log",
+    "train.previous.log",
+    "tensorboard",
+    compression.COMPRESSED_FILE,  # with compress=true, or `regexp compress`
+    compression.COMPRESSION_FILE,
+)
+
+
+def is_owned(name: str) -> bool:
+    """Whether ``name`` is a run's own (:data:`OWNED`), or a temporary of one of those
+    (``.<name>.<pid>.tmp``, left by a killed writer)."""
+    if name in OWNED:
+        return True
+    parts = name.split(".")
+    return (
+        len(parts) >= 4
+        and name.startswith(".")
+        and parts[-1] == "tmp"
+        and (".".join(parts[1:-2]) in OWNED)
+    )
+
+
+def mark_run(run_dir: Path) -> None:
+    """Create ``run_dir`` (if needed) with its :data:`MARKER` file: the pid and time of the
+    process that writes the run."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / MARKER).is_file():
+        write_text(run_dir / MARKER, f"regexp run; pid {os.getpid()}; {time.time()}\n")
 
 
 def short_columns(
@@ -258,9 +300,12 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
     first), so its presence marks a complete run. A run that is not ok gets
     ``history.csv``, ``model.pt``, ``metrics.csv`` and (with ``figures``)
     ``learning_curves.png`` only. The run goes to the experiment tracker (``logger``)
-    before ``metrics.csv`` is written. ``summary``: print the metrics table. ``figures``:
-    draw the run's three figures (:func:`draw_figures`; ``regexp plot`` draws them later).
+    after ``metrics.csv`` is written; a tracker that fails is one logged line and a
+    ``tracker_error`` column in ``metrics.csv``, and the run keeps its status.
+    ``summary``: print the metrics table. ``figures``: draw the run's three figures
+    (:func:`draw_figures`; ``regexp plot`` draws them later).
     """
+    fault_point("write_run")  # tests: a full disk (REGEXP_FAULT=write_run:enospc)
     _mark_incomplete(run_dir)
     write_csv(run_dir / "history.csv", out.history)
     ids = {k: out.row.get(k) for k in schema.IDS}
@@ -275,8 +320,12 @@ def write(run_dir: Path, out: RunOutputs, summary: bool = False, figures: bool =
         draw_figures(run_dir, out.history, out.layers, out.features, title, out.channels)
     if out.cfg.get("compress") and out.row.get("status") == "ok":
         out.row.update(compression.compressed_columns(run_dir))
-    trackers.log_run(run_dir, out.cfg, out.history, out.row)  # logger=tensorboard, mlflow
     write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
+    # logger=tensorboard, mlflow: after the run's own files, so a tracker never costs the run
+    error = trackers.track(run_dir, out.cfg, out.history, out.row)
+    if error is not None:
+        out.row["tracker_error"] = error
+        write_csv(run_dir / "metrics.csv", pd.DataFrame([out.row]))
     if summary:
         console.print_summary(out.row, out.layers, run_dir)
     return out.row
@@ -344,12 +393,20 @@ def plot_run(run_dir: Path) -> list[Path]:
     layers = pd.read_csv(run_dir / "sparsity.csv") if ok else None
     features = channels = None
     if ok:
-        ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-        first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
-        names = ckpt.get("feature_names")
-        shape = tuple(ckpt["input_shape"][1:]) if ckpt.get("input_shape") else None
+        path = run_dir / "model.pt"
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            first = next(v for k, v in ckpt["state_dict"].items() if k.endswith("weight"))
+            names = ckpt.get("feature_names")
+            shape = tuple(ckpt["input_shape"][1:]) if ckpt.get("input_shape") else None
+            dataset = ckpt["config"]["dataset"]
+        except Exception as err:  # corrupt, truncated, or not a checkpoint of regexp
+            raise ValueError(
+                f"'{path}' is not a readable checkpoint ({type(err).__name__}: "
+                f"{one_line(err)[:200]}); train the run again to rewrite it"
+            ) from None
         if names is None:  # a model.pt written before the names were stored in it
-            names, shape = _names_now(ckpt["config"]["dataset"], ckpt.get("data_id"), first)
+            names, shape = _names_now(dataset, ckpt.get("data_id"), first)
         features = feature_map(first, list(names), shape)
         if first.dim() > 2:  # a conv net: its channels from the rebuilt model
             from regexp.model.build import load_model
@@ -378,8 +435,8 @@ def _names_now(dataset: Mapping, trained_on: str | None, first: Tensor) -> tuple
 def _mark_incomplete(run_dir: Path) -> None:
     """Create ``run_dir`` without any file of an earlier run (``metrics.csv`` first, so a
     failure midway leaves an incomplete run, never a mix of two) or a killed writer's
-    temporaries."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    temporaries; with its :data:`MARKER`."""
+    mark_run(run_dir)
     for name in ("metrics.csv", *RUN_FILES):
         (run_dir / name).unlink(missing_ok=True)
     remove_temporaries(run_dir, RUN_FILES)
@@ -420,6 +477,6 @@ def failed_row(cfg: Mapping, run_dir: Path, err: BaseException | str) -> dict:
     short = {k: v for k, v in config.items() if k in schema.SHORT or k in schema.IDS}
     text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     row = short | {"status": "failed", "error": text} | config
-    run_dir.mkdir(parents=True, exist_ok=True)
+    mark_run(run_dir)
     write_csv(run_dir / "metrics.csv", pd.DataFrame([row]))
     return row

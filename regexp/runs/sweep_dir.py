@@ -25,9 +25,10 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from regexp.io.atomic import write_text
+from regexp.errors import fault_point
+from regexp.io.atomic import WRITE_CHECK, write_text
 from regexp.results.identity import config_id, data_id
-from regexp.runs.run_files import read_metrics
+from regexp.runs.run_files import MARKER, is_owned, mark_run, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,12 @@ TRAINED_FILE = "trained.txt"  # the run directories of jobs whose training ended
 STARTED_FILE = "started.txt"  # the time the sweep started (seconds since the epoch)
 REUSABLE = "reusable"
 SUPERSEDED = "superseded"
-ORIGIN_FILE = "origin.json"  # in a reusable run: the subdirectory it came from
+# In a run set aside: the subdirectory it came from ("job") and the names it held there
+# ("files"); while a job takes it over, also that job's subdirectory ("into").
+ORIGIN_FILE = ".regexp-origin.json"
 FINISHED = ("ok", "diverged")
+# The locks this process holds (sweeps and single runs): released by release_locks().
+_HELD: list[FileLock] = []
 
 
 class SweepDirError(ValueError):
@@ -75,30 +80,121 @@ def _in_other_sweep(root: Path, run_dir: Path) -> bool:
     return False
 
 
-def lock(sweep_dir: Path) -> FileLock:
-    """Take the sweep directory's lock, or raise :class:`SweepDirError` if a sweep holds it."""
+def lock(sweep_dir: Path, key: str = "hydra.sweep.dir") -> FileLock:
+    """Take the lock of a sweep's (or a single run's) directory, or raise
+    :class:`SweepDirError` if another process holds it. ``key`` names the setting that
+    chose the directory, for the message."""
     path = state(sweep_dir) / LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     held = FileLock(path, timeout=0)
     try:
         held.acquire()
     except Timeout:
+        what = "sweep" if key == "hydra.sweep.dir" else "run"
         raise SweepDirError(
-            f"another sweep is running in hydra.sweep.dir '{sweep_dir}' (it holds {path}); "
-            "wait for it to end, or choose another hydra.sweep.dir"
+            f"another {what} is running in {key} '{sweep_dir}' (it holds {path}); "
+            f"wait for it to end, or choose another {key}"
         ) from None
+    _HELD.append(held)
+    return held
+
+
+def unlock(held: FileLock) -> None:
+    """Release one lock taken with :func:`lock`."""
+    held.release(force=True)
+    if held in _HELD:
+        _HELD.remove(held)
+
+
+def release_locks() -> None:
+    """Release every lock this process took with :func:`lock` (at the end of a command,
+    however it ends)."""
+    while _HELD:
+        _HELD.pop().release(force=True)
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """The names in ``folder`` that no regexp run wrote: all but a run's own
+    (:func:`regexp.runs.run_files.is_owned`), the state folder and :data:`ORIGIN_FILE`."""
+    if not Path(folder).is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in Path(folder).iterdir()
+        if not is_owned(p.name)
+        and p.name not in (STATE_DIR, ORIGIN_FILE)
+        and WRITE_CHECK not in p.name  # another regexp checking that it may write here
+    )
+
+
+def _holds_regexp(path: Path) -> bool:
+    """Whether ``path`` is a folder holding runs or sweeps of regexp (at any depth)."""
+    marks = (MARKER, STATE_DIR, "multirun.yaml")
+    return path.is_dir() and any(next(path.rglob(m), None) is not None for m in marks)
+
+
+def check_sweep_folder(sweep_dir: Path) -> None:
+    """Raise :class:`SweepDirError` unless ``sweep_dir`` is new, empty, or a sweep's (its
+    ``.regexp/`` folder or Hydra's ``multirun.yaml``), or holds only folders of regexp's
+    runs and sweeps: a sweep writes its job folders and ``results.csv`` into no folder of
+    other files."""
+    root = Path(sweep_dir)
+    if not root.is_dir() or state(root).is_dir() or (root / "multirun.yaml").is_file():
+        return
+    others = sorted(
+        p.name for p in root.iterdir() if WRITE_CHECK not in p.name and not _holds_regexp(p)
+    )
+    if others:
+        listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise SweepDirError(
+            f"hydra.sweep.dir '{root}' holds files that are not a regexp sweep's ({listed}); "
+            "a sweep writes only into a new or empty folder or one of its own: choose "
+            "another hydra.sweep.dir"
+        )
+
+
+def check_run_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
+    """Raise :class:`SweepDirError` unless ``run_dir`` is new, empty, or a run folder of
+    regexp (its :data:`MARKER`, or nothing but the names of a run's files)."""
+    root = Path(run_dir)
+    foreign = foreign_files(root)
+    if foreign and not (root / MARKER).is_file():
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise SweepDirError(
+            f"{key} '{root}' holds files that are not a regexp run's ({listed}); a run "
+            f"writes only into a new or empty folder or one of its own: choose another {key}"
+        )
+
+
+def open_run(run_dir: Path, resume: bool, key: str = "hydra.run.dir") -> FileLock:
+    """Make ``run_dir`` this process's run folder (``regexp train`` without ``-m``, and
+    ``regexp.run``); returns its lock, which the caller releases when the run ends.
+
+    The folder must be new, empty, or hold a run of regexp (its :data:`MARKER`, or only the
+    names of a run's files): a folder holding anything else is refused, and nothing in it
+    is touched. A second process opening the same folder while this one holds its lock is
+    refused (:func:`lock`). An earlier run there is set aside, never overwritten: its own
+    files only, with ``resume`` a finished one into ``.regexp/reusable/`` (the run then
+    takes it back if its config and data are the same: :func:`reuse`), else into
+    ``.regexp/superseded/``, with a warning. Then the folder gets this run's marker.
+    """
+    root = Path(run_dir)
+    check_run_folder(root, key)
+    held = lock(root, key)
+    try:
+        start_run(root, resume)
+        mark_run(root)
+    except BaseException:
+        unlock(held)
+        raise
     return held
 
 
 def start_run(run_dir: Path, resume: bool) -> None:
-    """Prepare the directory of a single run (``regexp train`` without ``-m``).
-
-    A run already there is moved aside, never overwritten: with ``resume`` a finished one
-    into ``.regexp/reusable/`` (the run then takes it back if its config and data are the
-    same: :func:`reuse`), else into ``.regexp/superseded/``, with a warning.
-    """
+    """Set an earlier run in ``run_dir`` aside (see :func:`open_run`, which checks the
+    folder and takes its lock first)."""
     root = Path(run_dir)
-    if not (root / "metrics.csv").is_file() and not (root / ".hydra").is_dir():
+    if not root.is_dir() or all(p.name == MARKER for p in _own_items(root)):
         return
     _set_aside(root, [root], resume)
     if not resume:
@@ -140,27 +236,49 @@ def _set_aside(root: Path, runs: Sequence[Path], resume: bool) -> None:
         ids = (row or {}).get("config_id"), (row or {}).get("data_id")
         sub = run_dir.relative_to(root).as_posix()
         finished = row is not None and row.get("status") in FINISHED
+        target = home / SUPERSEDED / stamp / sub
         if resume and finished and all(isinstance(i, str) for i in ids):
-            target = home / REUSABLE / f"{ids[0]}-{_safe(ids[1])}"
-            if not target.exists():
-                _move_run(run_dir, target)
-                write_text(target / ORIGIN_FILE, json.dumps({"job": sub}))
-                continue
-        _move_run(run_dir, home / SUPERSEDED / stamp / sub)
+            reusable = home / REUSABLE / f"{ids[0]}-{_safe(ids[1])}"
+            if not reusable.exists():
+                target = reusable
+        _move_run(run_dir, target, sub)
+        fault_point("set_aside")
 
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-def _move_run(run_dir: Path, target: Path) -> None:
-    """Move a run directory's files (nested job directories stay) to ``target``."""
+def _own_items(run_dir: Path) -> list[Path]:
+    """What a run wrote in ``run_dir``: its own names (:func:`is_owned`), less nested run
+    directories (moved on their own) and the state folder."""
+    return sorted(
+        p
+        for p in Path(run_dir).iterdir()
+        if is_owned(p.name) and not (p.is_dir() and p.name != ".hydra" and run_dirs(p))
+    )
+
+
+def _move_run(run_dir: Path, target: Path, origin: str) -> None:
+    """Move a run's own files (:func:`_own_items`) from ``run_dir`` to the new folder
+    ``target``, with :data:`ORIGIN_FILE` recording ``origin`` and their names; files that
+    no run wrote and nested run directories stay. A folder holding nothing else moves
+    with one rename (all or nothing); else the origin file is written first, so that an
+    interrupted move can be put back together (:func:`restore_unclaimed`)."""
+    items = _own_items(run_dir)
+    record = json.dumps({"job": origin, "files": [p.name for p in items]})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    inside = target.resolve().is_relative_to(Path(run_dir).resolve())
+    if not inside and len(items) == len(list(run_dir.iterdir())):
+        write_text(run_dir / ORIGIN_FILE, record)
+        os.replace(run_dir, target)
+        return
     target.mkdir(parents=True, exist_ok=True)
-    for item in list(run_dir.iterdir()):
-        if item.name == STATE_DIR or (item.is_dir() and item.name != ".hydra" and run_dirs(item)):
-            continue  # a nested run directory is moved on its own
+    write_text(target / ORIGIN_FILE, record)
+    for item in items:
         os.replace(item, target / item.name)
-    if not any(run_dir.iterdir()):
+        fault_point("move_file")
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()
 
 
@@ -253,8 +371,10 @@ def reuse(run_dir: Path, cfg: Mapping, sweep_dir: Path) -> dict | None:
     """Take over a finished run of ``cfg`` (same ``config_id`` and ``data_id``) set aside by
     :func:`start` into ``run_dir``; its metrics row, or ``None`` if there is none.
 
-    The run's files replace what ``run_dir`` holds, except ``train.log`` (the old one is
-    kept as ``train.previous.log``). If the run came from this very subdirectory, its own
+    The run's files join what ``run_dir`` holds (the job's own ``.hydra/`` and
+    ``train.log``), ``metrics.csv`` last, so that an interrupted take-over leaves no
+    complete-looking mix (:func:`restore_unclaimed` puts it back); its ``train.log`` becomes
+    ``train.previous.log``. If the run came from this very subdirectory, its own
     ``.hydra/`` files are restored too, so resuming never rewrites them.
     """
     source = _reusable_path(sweep_dir, cfg)
@@ -265,40 +385,105 @@ def reuse(run_dir: Path, cfg: Mapping, sweep_dir: Path) -> dict | None:
         os.replace(source, claimed)  # atomic: one job takes it
     except OSError:
         return None
-    origin = json.loads((claimed / ORIGIN_FILE).read_text()).get("job")
-    here = Path(run_dir).resolve().relative_to(sweep_dir.resolve()).as_posix()
-    (claimed / ORIGIN_FILE).unlink()
-    for item in list(claimed.iterdir()):
-        if item.name == ".hydra" and origin != here:
+    info = _origin(claimed)
+    origin = info.get("job")
+    here = Path(run_dir).resolve().relative_to(Path(sweep_dir).resolve()).as_posix()
+    write_text(claimed / ORIGIN_FILE, json.dumps(info | {"into": here}))
+    fault_point("reuse")
+    items = sorted(claimed.iterdir(), key=lambda p: (p.name == "metrics.csv", p.name))
+    for item in items:
+        if item.name == ORIGIN_FILE or (item.name == ".hydra" and origin != here):
             continue  # the job's own .hydra files describe its new place
-        if item.name == "train.log":
-            os.replace(item, Path(run_dir) / "train.previous.log")
-            continue
-        target = Path(run_dir) / item.name
+        target = Path(run_dir) / _taken_name(item.name)
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(item, target)
+        fault_point("reuse_file")
     shutil.rmtree(claimed, ignore_errors=True)
     log.info("resume: reused the finished run of this config (earlier job %s)", origin)
     return read_metrics(Path(run_dir))
 
 
+def _taken_name(name: str) -> str:
+    """A reused run's file's name in the job that takes it over (its log is kept apart)."""
+    return "train.previous.log" if name == "train.log" else name
+
+
+def _origin(run: Path) -> dict:
+    """A set-aside run's :data:`ORIGIN_FILE` (``{}`` when it has none or it is unreadable);
+    ``files`` defaults to what the run holds."""
+    try:
+        info = json.loads((run / ORIGIN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(info, dict) or not isinstance(info.get("job"), str):
+        return {}
+    held = [p.name for p in run.iterdir() if p.name != ORIGIN_FILE]
+    return info | {"files": info.get("files", held)}
+
+
 def restore_unclaimed(sweep_dir: Path) -> None:
     """After an interrupted resume: put each run still set aside in ``reusable/`` back in
-    the folder it came from, when that folder holds no run now."""
+    the folder it came from. Never a mix of two runs: a run that a job was taking over
+    goes back first; a folder where another run has finished keeps it (the set-aside run
+    stays reusable by identity for the next resume); what an unfinished job left in the
+    folder moves to ``superseded/`` first."""
     home = state(sweep_dir)
     if not (home / REUSABLE).is_dir():
         return
+    for claimed in sorted((home / REUSABLE).glob("*.claimed-*")):
+        _unclaim(Path(sweep_dir), claimed)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     for run in sorted((home / REUSABLE).iterdir()):
-        try:
-            origin = json.loads((run / ORIGIN_FILE).read_text())["job"]
-        except (OSError, ValueError, KeyError):
+        info = _origin(run)
+        if not info or ".claimed-" in run.name:
             continue
-        target = Path(sweep_dir) / origin
-        if (target / "metrics.csv").exists():
+        target = Path(sweep_dir) / info["job"]
+        held = {p.name for p in run.iterdir() if p.name != ORIGIN_FILE}
+        clash = [
+            p
+            for p in (_own_items(target) if target.is_dir() else [])
+            if p.name in held or p.name not in info["files"]
+        ]
+        if any(p.name == "metrics.csv" for p in clash):
             continue
-        (run / ORIGIN_FILE).unlink()
-        _move_run(run, target)
+        if clash:  # an unfinished job's files (its own .hydra, log, marker)
+            aside = home / SUPERSEDED / stamp / info["job"]
+            aside.mkdir(parents=True, exist_ok=True)
+            for item in clash:
+                os.replace(item, aside / item.name)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in sorted(held):
+            os.replace(run / name, target / name)
+        (run / ORIGIN_FILE).unlink(missing_ok=True)
+        run.rmdir()
+
+
+def _unclaim(sweep_dir: Path, claimed: Path) -> None:
+    """Undo a take-over (:func:`reuse`) cut off midway: the run's files go back from the
+    job's folder into ``claimed``, which becomes a reusable run again; a take-over that
+    got as far as ``metrics.csv`` is complete, and ``claimed`` (what it left) goes."""
+    info = _origin(claimed)
+    back = claimed.with_name(claimed.name.split(".claimed-")[0])
+    if not isinstance(info.get("into"), str):  # cut off before it took anything
+        if info and not back.exists():
+            os.replace(claimed, back)
+        return
+    into = Path(sweep_dir) / info["into"]
+    held = {p.name for p in claimed.iterdir()}
+    if "metrics.csv" not in held:
+        shutil.rmtree(claimed, ignore_errors=True)
+        return
+    for name in info["files"]:
+        moved = into / _taken_name(name)
+        if name in held or (name == ".hydra" and info["job"] != info["into"]):
+            continue
+        if moved.exists():
+            os.replace(moved, claimed / name)
+    info.pop("into")
+    write_text(claimed / ORIGIN_FILE, json.dumps(info))
+    if not back.exists():
+        os.replace(claimed, back)
 
 
 def finish_sweep(sweep_dir: Path) -> None:

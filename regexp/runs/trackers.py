@@ -21,7 +21,10 @@ it trains.
 
 from __future__ import annotations
 
+import logging
+import math
 import numbers
+import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from regexp.errors import one_line
 from regexp.results import schema
 from regexp.results.identity import flatten
 
@@ -36,6 +40,8 @@ try:
     import fcntl
 except ImportError:  # not on Windows: concurrent writers to one SQLite store go unlocked
     fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 Scalar = str | int | float | bool
 
@@ -77,6 +83,20 @@ def run_name(run_dir: Path) -> str:
     """``<parent>/<run dir>``: ``13-52-00/0`` for job 0 of a sweep started at 13:52:00."""
     run_dir = Path(run_dir).resolve()
     return f"{run_dir.parent.name}/{run_dir.name}"
+
+
+def track(run_dir: Path, cfg: Mapping, history: pd.DataFrame, row: Mapping) -> str | None:
+    """:func:`log_run`, never raising: a tracker's error is logged as one line and
+    returned as ``"logger=<name>: <Type>: <message>"`` (``None`` when all went well), for
+    the ``tracker_error`` column of ``metrics.csv``. A finished run stays finished."""
+    try:
+        log_run(run_dir, cfg, history, row)
+    except Exception as err:
+        name = (cfg.get("logger") or {}).get("name")
+        text = f"logger={name}: {type(err).__name__}: {one_line(err)}"
+        log.error("%s: the run's files are written; the tracker failed: %s", run_dir, text)
+        return text
+    return None
 
 
 def log_run(run_dir: Path, cfg: Mapping, history: pd.DataFrame, row: Mapping) -> None:
@@ -158,6 +178,33 @@ def _locked(db: Path | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# Seconds an MLflow request to a tracking server may take (logger.timeout), without retries:
+# MLflow's own defaults (120 s, 7 retries with backoff) wait minutes for a server that is down.
+DEFAULT_TIMEOUT = 10
+
+
+@contextmanager
+def _http_timeout(seconds: float) -> Iterator[None]:
+    """MLflow's HTTP requests time out after ``seconds`` and are not retried, while in the
+    block (through MLflow's ``MLFLOW_HTTP_REQUEST_TIMEOUT`` and
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, read at each request); the environment is
+    restored afterwards."""
+    values = {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, math.ceil(seconds))),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _mlflow(
     logger: Mapping,
     name: str,
@@ -172,7 +219,7 @@ def _mlflow(
     from mlflow.tracking import MlflowClient
 
     uri, db = _sqlite_store(logger["tracking_uri"])
-    with _locked(db):
+    with _locked(db), _http_timeout(logger.get("timeout", DEFAULT_TIMEOUT)):
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(logger["experiment_name"])
         if experiment is None:
