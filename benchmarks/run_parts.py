@@ -63,12 +63,12 @@ def _hydra(module: ModuleType) -> None:
 PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "hydra._internal.hydra": _hydra,
     "regexp.hydra_app.task": lambda m: (
-        around(m, "run", "job_imports", None),
+        around(m, "run_task", "job_imports", None),
         around(m, "fit_setup", "model", "fit"),
     ),
     "regexp.train.setup": lambda m: around(m, "load_dataset", None, "data"),
     "regexp.runs.run_files": lambda m: (
-        around(m, "outputs", None, "evaluation"),
+        around(m, "measure", None, "evaluation"),
         around(m, "write", None, "writing"),
     ),
 }
