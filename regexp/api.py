@@ -24,7 +24,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from regexp.config import check_overrides, validate
+from regexp import config
+from regexp.config import check_overrides
 from regexp.hydra_app.task import run_task
 from regexp.model.mlp import load_checkpoint
 from regexp.runs import sweep_dir
@@ -155,7 +156,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
     """
     overrides, run_dir = _run_dir_override(as_override_list(overrides), run_dir)
     cfg = compose_config(overrides)
-    validate(cfg)
+    config.validate_once(cfg)
     logger = cfg.get("logger") or {}
     if run_dir is None and logger.get("name") == "tensorboard" and not logger.get("save_dir"):
         raise ValueError(

@@ -6,6 +6,7 @@ The counts patch ``regexp.config.validate`` and run each entry point of a run: a
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from regexp import config
 from regexp.cli import main
 
 FAST = ["trainer.epochs=1", "model.hidden=[4]"]
-CONF = Path(config.__file__).parent / "conf"
+CONF = Path(importlib.import_module("regexp.conf").__file__).parent  # the shipped YAMLs
 
 
 @pytest.fixture
