@@ -10,6 +10,7 @@ import errno
 import gc
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -548,12 +549,26 @@ def main(argv: list[str] | None = None) -> None:
         from omegaconf.errors import OmegaConfBaseException
 
         if isinstance(err, HydraException | OmegaConfBaseException | ValueError):
-            fail(one_line(err))
+            fail(_unknown_key(one_line(err)))
         fail(f"{type(err).__name__}: {one_line(err)} (set {DEBUG_ENV}=1 for the traceback)", 1)
     finally:
         sweep_dir = sys.modules.get("regexp.runs.sweep_dir")
         if sweep_dir is not None:
             sweep_dir.release_locks()
+
+
+def _unknown_key(message: str) -> str:
+    """Hydra's "Could not override 'K'. To append to your config use +K=V" names a key that
+    the config does not have; regexp refuses it with ``+`` too, so say that instead."""
+    found = re.match(r"Could not override '([^']+)'\.; To append to your config use \+", message)
+    if found is None:
+        return message
+    key = found.group(1)
+    group = key.split(".")[0]
+    return (
+        f"{key} is not a config key (with or without +); `regexp train --help` lists the "
+        f"config groups, and docs/configuration.md every key of {group}"
+    )
 
 
 def _loaded(name: str) -> object | None:

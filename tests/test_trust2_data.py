@@ -325,6 +325,17 @@ def test_an_unknown_top_level_key_is_refused_with_the_closest_one(override, tmp_
     assert not (run_dir / "metrics.csv").exists()
 
 
+@pytest.mark.parametrize("override", ["+trainer.foo=1", "trainer.foo=1"])
+def test_an_unknown_group_key_is_refused_without_suggesting_the_plus(override, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, err = regexp("train", *TINY, override, f"hydra.run.dir={run_dir}", capsys=capsys)
+    assert code == 2
+    line = error_line(err)
+    assert "trainer.foo" in line and "not a" in line
+    assert "To append to your config use" not in line  # Hydra's advice that regexp refuses
+    assert not (run_dir / "metrics.csv").exists()
+
+
 def test_the_api_and_experiment_configs_refuse_unknown_keys_too(make_config):
     for override in ("+lamdba=0.5", "lamdba=0.5"):
         with pytest.raises(ValueError, match=r"lamdba.*lambda"):
