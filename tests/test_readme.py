@@ -116,4 +116,9 @@ def test_every_readme_train_command_composes_and_validates(overrides, make_confi
             value = str(tmp_path / "data.csv")
             (tmp_path / "data.csv").write_text("a,Outcome\n" + "1,0\n2,1\n" * 10)
         task.append(f"{key}={value.split(',')[0] if '[' not in value else value}")
-    validate(make_config(*task))  # the first job of a sweep
+    cfg = make_config(*task)  # the first job of a sweep
+    validate(cfg)
+    for arg in task:  # the README's choices are the ones composed
+        key, _, value = arg.partition("=")
+        if "." not in key and isinstance(cfg.get(key), dict) and "name" in cfg[key]:
+            assert cfg[key]["name"] == value, arg
