@@ -18,8 +18,9 @@ norm score). The scores are computed here rather than by ``ln_structured`` itsel
 ``torch.topk``'s unspecified order where :func:`keep_columns` keeps the lower index, and it
 leaves a ``weight_orig``/``weight_mask`` reparametrization and a forward hook on the
 layer that would have to be removed before saving and fine-tuning; for the ``norm`` score
-the two masks agree (``tests/test_reproduce.py``). Two schedules: ``all`` keeps ``round(q·units)`` units of every layer (inputs
-and hidden), ``inputs`` only prunes the input features. With fine-tuning
+the two masks agree (``tests/test_reproduce.py``). Two schedules: ``all`` keeps
+``round(q·units)`` units of every layer (inputs and hidden), ``inputs`` only prunes the
+input features. With fine-tuning
 (:func:`fine_tune_`), the pruned network then trains on the data loss for
 :data:`FINETUNE_EPOCHS` epochs with the pruned weights held at 0; the penalty-mode SGL
 networks get the same fine-tuning (:func:`finetune_front`), so that both sides have the
