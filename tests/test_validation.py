@@ -82,19 +82,28 @@ def test_every_shipped_choice_passes_and_every_key_is_in_the_table(group, choice
     cfg = make_config(f"{group}={choice}", *extra)
     config.validate(cfg)  # no unknown key, every value allowed
     text = (CONF / group / f"{choice}.yaml").read_text()
+    keys = _keys(group, choice)
+    if group != "regularizer":  # its options are its class's arguments
+        assert sorted(keys) == sorted(config.group_keys(cfg, group))
+        # the file names its schema, whose keys are the table's for its choice
+        path = f"/schema/{group}" if group == "trainer" else f"/schema/{group}/{choice}"
+        package = "dataset" if "@package _global_" in text else "_here_"
+        assert yaml.safe_load(text)["defaults"] == [f"{path}@{package}", "_self_"]
+        schema = config.schema(group, None if group == "trainer" else choice)
+        assert list(schema) == config.group_keys(cfg, group)
+
+
+def _keys(group: str, choice: str) -> dict:
+    """The keys that ``conf/<group>/<choice>.yaml`` sets in its group (not its defaults)."""
+    text = (CONF / group / f"{choice}.yaml").read_text()
     keys = yaml.safe_load(text)
     if "@package _global_" in text:  # the file sets keys of other groups too
         keys = keys[group]
-    if group != "regularizer":  # its options are its class's arguments
-        assert sorted(keys) == sorted(config.group_keys(cfg, group))
+    return {k: v for k, v in keys.items() if k != "defaults"}
 
 
 def test_every_table_key_is_in_a_shipped_yaml():
     shipped = set(yaml.safe_load((CONF / "config.yaml").read_text()))
     for group, choice in _choices():
-        text = (CONF / group / f"{choice}.yaml").read_text()
-        keys = yaml.safe_load(text)
-        if "@package _global_" in text:
-            keys = keys[group]
-        shipped |= {f"{group}.{k}" for k in keys}
+        shipped |= {f"{group}.{k}" for k in _keys(group, choice)}
     assert set(config.PARAMETERS) <= shipped
