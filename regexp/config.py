@@ -17,6 +17,11 @@ batched launcher's plan) and by :func:`regexp.run`. The builders it guards
 :func:`regexp.train.build.make_optimizer`, :func:`regexp.train.loop.prepare`) trust a
 validated config. Every error is a ``ValueError`` whose message names the config key,
 the bad value and what is allowed, e.g. ``lambda must be a finite number >= 0, got -1``.
+
+The schemas of the config files (:func:`schema`) are derived from the same table and
+stored in Hydra's ConfigStore (:func:`register_schemas`); each shipped YAML file names its
+schema in its defaults list, and :func:`composition_error` words Hydra's error for a value
+a schema refuses as the table's one line.
 """
 
 from __future__ import annotations
