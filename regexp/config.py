@@ -250,6 +250,15 @@ def separator(key: str, value: Any) -> None:
         )
 
 
+def registered(key: str, value: Any) -> None:
+    """The name of a regularizer class in ``REGULARIZERS`` now (a class registered after
+    this module was imported counts: docs/regularizers.md)."""
+    check_choice(key, value, tuple(sorted(REGULARIZERS)))
+
+
+typed(registered, str)
+
+
 def device(key: str, value: Any) -> None:
     """``cpu``, ``cuda`` (when a CUDA device is available) or ``auto``."""
     check_choice(key, value, DEVICES)
@@ -314,7 +323,7 @@ PARAMETERS: dict[str, Param] = {
     "model.activation": Param(options(tuple(ACTIVATIONS))),
     "model.dropout": Param(real(0.0, 1.0, open_high=True)),
     "model.init": Param(options(INITS), optional=True),
-    "regularizer.name": Param(options(sorted(REGULARIZERS))),
+    "regularizer.name": Param(registered),
     "regularizer.mode": Param(options(MODES), optional=True),
     "regularizer.prox_metric": Param(options(PROX_METRICS), optional=True),
     "optimizer.name": Param(options(OPTIMIZERS)),

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
+from regexp import config  # imported before the class is registered, as in any session
 from regexp.cli import main
 from regexp.core.regularizers import REGULARIZERS, option_names
 from regexp.model.build import load_model
@@ -44,9 +45,11 @@ def shipped_log(tmp_path):
     REGULARIZERS.update(before)
 
 
+@pytest.mark.slow
 def test_a_new_regularizer_trains_through_the_cli_by_its_class_and_yaml(shipped_log, tmp_path):
     cls, conf = shipped_log
     assert option_names("log") == ("eps",)  # read from the class
+    config.PARAMETERS["regularizer.name"].check("regularizer.name", "log")  # registered now
     run = tmp_path / "run"
     main(
         [
