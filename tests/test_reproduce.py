@@ -515,6 +515,7 @@ def test_the_synthetic_data_set_is_make_classification_unshuffled():
     assert table.feature_names[20] == "redundant_0" and table.feature_names[40] == "noise_0"
 
 
+@pytest.mark.slow
 def test_runs_of_the_sweeps_below_the_root_are_read(tiny_sweep, tmp_path):
     from regexp.reproduction.runs import read_runs
 

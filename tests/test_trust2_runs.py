@@ -90,6 +90,7 @@ def test_a_second_run_into_a_folder_a_run_holds_is_refused_and_changes_nothing(t
     assert metrics(run_dir)["lambda"] == 1e-3
 
 
+@pytest.mark.slow
 def test_the_default_run_folder_ends_with_the_process_id(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "regexp.cli", "train", *TINY],
@@ -146,6 +147,7 @@ def test_a_sweep_into_a_folder_of_other_files_is_refused_and_left_as_it_was(tmp_
     assert listing(folder) == before
 
 
+@pytest.mark.slow
 def test_superseding_moves_only_the_earlier_runs_own_files(tmp_path):
     run_dir = tmp_path / "run"
     assert train(run_dir)[0] == 0
@@ -207,6 +209,7 @@ def assert_each_folder_holds_one_job(root: Path) -> dict[Path, int]:
         "job_start@3",  # job 2 started, seed 1's run still set aside
     ],
 )
+@pytest.mark.slow
 def test_ctrl_c_at_each_step_of_a_resume_never_mixes_two_jobs(fault, tmp_path, capsys, monkeypatch):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1")[0] == 0  # job 0: seed 0, job 1: seed 1
@@ -383,6 +386,7 @@ def test_mlflow_requests_get_the_configured_timeout_and_no_retries(tmp_path, mon
 
 
 @pytest.mark.parametrize("module", ["torch", "hydra", "pandas"])
+@pytest.mark.slow
 def test_ctrl_c_during_the_first_import_of_a_library_is_one_line(module, tmp_path):
     """A Ctrl-C while a library is first imported leaves it half-initialized: importing
     it again fails. The hook below raises KeyboardInterrupt at that first import, and
@@ -438,6 +442,7 @@ def test_compare_out_into_a_folder_that_cannot_be_written_is_one_line(
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "truncated"])
+@pytest.mark.slow
 def test_plot_names_a_damaged_model_pt_and_plots_the_other_runs(damage, tmp_path, capsys):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1,2")[0] == 0
@@ -477,6 +482,7 @@ def test_plot_on_a_sweep_that_cannot_be_written_fails_with_one_line(tmp_path, ca
 
 
 @pytest.mark.parametrize("where", ["hydra_save_config", "run_files"])
+@pytest.mark.slow
 def test_a_disk_that_fills_during_a_sweep_keeps_results_of_the_finished_jobs(
     where, tmp_path, capsys, monkeypatch
 ):
