@@ -473,7 +473,7 @@ def composition_error(err: BaseException) -> ValueError | None:
     would word it: ``seed must be an integer in [0, 2**32), got 'abc'``. A value in a
     config file that its schema refuses (``In 'trainer/mine': ValidationError raised while
     composing config``) gets the same line with `` (in 'trainer/mine')``; a key the schema
-    does not have, one line naming it. ``None`` for any other error.
+    does not have, one line naming it and the schema's keys. ``None`` for any other error.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf.errors import ConfigKeyError, ValidationError
@@ -490,8 +490,12 @@ def composition_error(err: BaseException) -> ValueError | None:
         key, value = override.key_or_group.lstrip("+~"), override.value()
     elif (quoted := re.match(r"(?:In )?'([^']+)'", text)) is not None:
         where = f" (in '{quoted.group(1)}')"
-    if isinstance(cause, ConfigKeyError):
-        return ValueError(f"{key} is not a config key (regexp.config.PARAMETERS){where}")
+    if isinstance(cause, ConfigKeyError):  # the keys of the node that refused it
+        group = key.rpartition(".")[0]
+        known = [f"{group}.{k}" if group else str(k) for k in (cause.parent_node or ())]
+        return ValueError(
+            f"{key} is not a key of its schema{where}; its keys are: {', '.join(known)}"
+        )
     if key in PARAMETERS:
         try:
             PARAMETERS[key].check(key, value)

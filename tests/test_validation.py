@@ -202,6 +202,7 @@ def test_a_wrong_value_in_a_users_config_file_names_the_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "trainer=extra", *args])
     assert capsys.readouterr().err == (
-        "regexp: error: trainer.foo is not a config key (regexp.config.PARAMETERS) "
-        "(in 'trainer/extra')\n"
+        "regexp: error: trainer.foo is not a key of its schema (in 'trainer/extra'); its keys "
+        "are: trainer.epochs, trainer.batch_size, trainer.drop_last, "
+        "trainer.early_stopping_patience, trainer.device, trainer.num_threads, trainer.engine\n"
     )
