@@ -528,6 +528,7 @@ def test_runs_of_the_sweeps_below_the_root_are_read(tiny_sweep, tmp_path):
     assert sorted(runs["sweep"]) == ["loose", "one"]
 
 
+@pytest.mark.slow
 def test_thresholds_remeasure_the_saved_raw_weights(metrics):
     from regexp.data.prepare import load_dataset
     from regexp.model.mlp import load_checkpoint

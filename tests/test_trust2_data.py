@@ -362,6 +362,7 @@ def test_the_schemas_top_level_keys_are_the_results_schemas():
 # --- 6. regexp plot labels features as they were at training time ---------------------
 
 
+@pytest.mark.slow
 def test_plot_labels_features_by_the_training_time_columns(tmp_path, monkeypatch):
     data = write_table(tmp_path / "d.csv", columns=("alpha", "beta", "gamma"))
     run_dir = tmp_path / "run"
