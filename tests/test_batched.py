@@ -112,6 +112,7 @@ def test_initial_weights_are_those_of_the_sequential_runs():
     assert not torch.equal(stack.weights[0][0], stack.weights[0][1])
 
 
+@pytest.mark.slow
 def test_padded_and_per_layer_layouts_train_the_same_models():
     # A small stack keeps all its layers in one zero-padded block (one penalty, prox and
     # optimizer call per step instead of one per layer); a large one keeps a block per

@@ -420,6 +420,7 @@ def test_no_value_is_read_across_an_accuracy_gap():
     assert matched.read_level(x, y, 0.99, 0.02)[1] == "not reached"
 
 
+@pytest.mark.slow
 def test_no_interpolated_value_crosses_a_gap_larger_than_the_stated_one():
     rng = np.random.default_rng(0)
     for _ in range(300):

@@ -329,6 +329,7 @@ def test_api_run_with_overrides_that_are_not_strings_is_one_clear_type_error(ove
 # --- 12. Trackers never cost a run ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_tensorboard_folder_that_cannot_be_written_keeps_the_run(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder\n")
@@ -371,6 +372,7 @@ def test_an_unreachable_mlflow_server_is_one_line_and_keeps_the_run(tmp_path, ca
     assert os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") is None  # restored
 
 
+@pytest.mark.slow
 def test_mlflow_requests_get_the_configured_timeout_and_no_retries(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
