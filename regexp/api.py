@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from regexp import config
-from regexp.config import check_overrides
+from regexp.config import check_overrides, composition_error
 from regexp.hydra_app.task import run_task
 from regexp.model.mlp import load_checkpoint
 from regexp.runs import sweep_dir
@@ -78,6 +78,11 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
     try:
         with initialize_config_module("regexp.conf", version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
+    except Exception as err:  # a value of the wrong type: the message of regexp train
+        schema = composition_error(err)
+        if schema is None:
+            raise
+        raise schema from None
     finally:
         if theirs is not None:
             GlobalHydra.instance().clear()

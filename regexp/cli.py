@@ -549,7 +549,10 @@ def main(argv: list[str] | None = None) -> None:
         from omegaconf.errors import OmegaConfBaseException
 
         if isinstance(err, HydraException | OmegaConfBaseException | ValueError):
-            fail(_unknown_key(one_line(err)))
+            from regexp.config import composition_error
+
+            schema = composition_error(err)  # a value of the wrong type: the table's line
+            fail(str(schema) if schema is not None else _unknown_key(one_line(err)))
         fail(f"{type(err).__name__}: {one_line(err)} (set {DEBUG_ENV}=1 for the traceback)", 1)
     finally:
         sweep_dir = sys.modules.get("regexp.runs.sweep_dir")

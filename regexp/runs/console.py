@@ -132,6 +132,12 @@ JOB_KEYS = ("regularizer", "mode", "lambda", "seed")
 def column_of(key: str) -> str:
     """The results column of a config key: its short name when it has one
     (``model.dropout`` → ``dropout``, ``regularizer`` → ``regularizer``), else the key."""
+    from regexp.core.regularizers import REGULARIZERS
+
+    group, _, option = key.partition(".")
+    options = {o for cls in REGULARIZERS.values() for o in cls.options}
+    if group == schema.OPTION_GROUP and option in options:  # regularizer.l1_ratio → l1_ratio
+        return option
     short = {dotted: name for name, dotted in schema.SHORT.items() if dotted}
     return short.get(key, short.get(f"{key}.name", key))
 
