@@ -69,6 +69,7 @@ class SweepLifecycle(Callback):
         root = Path(str(config.hydra.sweep.dir))
         self._refuse_errors(lambda: check_subdir(config))
         self._refuse_errors(lambda: check_n_jobs(config))
+        self._refuse_errors(lambda: check_selection(config))
         self._refuse_errors(lambda: sweep_dir.check_sweep_folder(root))
         self._refuse_errors(lambda: writable_dir(root, "hydra.sweep.dir"))
         OUTPUT_ROOTS.append(root)
@@ -100,7 +101,7 @@ class SweepLifecycle(Callback):
         root = Path(str(config.hydra.sweep.dir))
         try:
             sweep_dir.finish_sweep(root)
-            write_sweep_report(root)
+            write_sweep_report(root, *_selection(config))
             label_objectives(root, list(OmegaConf.select(config, "objectives", default=[])))
         finally:
             if self._lock is not None:
@@ -129,6 +130,17 @@ def check_subdir(config: DictConfig) -> None:
             f"hydra.sweep.subdir '{text}' leads out of hydra.sweep.dir; a job's folder "
             "must lie inside the sweep's, e.g. hydra.sweep.subdir=${hydra.job.num} (the default)"
         )
+
+
+def check_selection(config: DictConfig) -> None:
+    """Refuse bad ``selection.rule`` or ``selection.sparsity`` (how best.csv chooses, when
+    the sweep ends) before any job runs (:func:`regexp.config.validate_group`)."""
+    from regexp.config import validate_group
+
+    if "selection" in config:
+        node = OmegaConf.select(config, "selection")
+        value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        validate_group({"selection": value}, "selection")
 
 
 def check_n_jobs(config: DictConfig) -> None:
@@ -235,6 +247,12 @@ def _validate_task(config: DictConfig) -> None:
         validate_once(resolved)
     except ValueError as err:
         raise ValueError(errors.one_line(err)) from None
+
+
+def _selection(config: DictConfig) -> tuple[str, str]:
+    """Config keys ``selection.rule`` and ``selection.sparsity``: how ``best.csv`` chooses."""
+    rule = OmegaConf.select(config, "selection.rule", default="best")
+    return str(rule), str(OmegaConf.select(config, "selection.sparsity", default="params"))
 
 
 def _resume(config: DictConfig) -> bool:

@@ -1,0 +1,157 @@
+"""Issue 23, second part: a sweep's own best.csv under ``selection.rule`` and
+``selection.sparsity`` (checked against pandas from its results.csv), submitit jobs
+reporting as they finish, the selected points of pareto.png for CSV data sets, and
+``regexp.run``'s train.log and .hydra/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+# --- selection.rule / selection.sparsity: the sweep's best.csv ------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("selection.rule=median", r"selection.rule must be one of best, 1se, within:TOL.*'median'"),
+        ("selection.rule=within:-1", r"selection.rule must be one of .*'within:-1'"),
+        ("selection.rule=within:x", r"selection.rule must be one of .*'within:x'"),
+        ("selection.sparsity=weights",
+         r"selection.sparsity must be one of params, inputs, got 'weights'"),
+        ("+selection.tol=0.1", r"selection.tol is not a key of selection; its keys are: "),
+    ],
+)  # fmt: skip
+def test_a_bad_selection_key_names_the_value_and_what_is_allowed(make_config, override, message):
+    from regexp.config import validate
+
+    with pytest.raises(ValueError, match=message):
+        validate(make_config(override))
+
+
+def test_selection_set_as_a_value_says_which_keys_it_holds(make_config):
+    from regexp.config import validate
+
+    cfg = make_config() | {"selection": "within:0.01"}
+    with pytest.raises(ValueError, match=r"selection holds the keys selection.rule, "):
+        validate(cfg)
+
+
+def test_good_selection_keys_pass_and_do_not_change_a_runs_identity(make_config):
+    from regexp.config import validate
+    from regexp.results.identity import config_id
+
+    default = make_config()
+    assert default["selection"] == {"rule": "best", "sparsity": "params"}
+    for rule in ("best", "1se", "within:0.01", "within:0"):
+        cfg = make_config(f"selection.rule={rule}", "selection.sparsity=inputs")
+        validate(cfg)
+        assert config_id(cfg) == config_id(default)  # resume reuses runs of another rule
+
+
+def test_the_configs_sparsity_choices_are_the_selections():
+    from regexp.config import SELECTION_SPARSITY
+    from regexp.results.selection import SPARSITY
+
+    assert tuple(SPARSITY) == SELECTION_SPARSITY
+
+
+def test_a_bad_selection_rule_stops_a_sweep_before_any_job(tmp_path):
+    proc = _cli(tmp_path, "train", "-m", "lambda=1e-4,1e-3", "selection.rule=within",
+                "trainer.epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0
+    assert err[-1].startswith("regexp: error: selection.rule must be one of best, 1se, within:TOL")
+    assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "sweep").glob("*/metrics.csv"))  # no job ran
+
+
+def _cli(cwd: Path, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "regexp.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def ok_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """The ok jobs, ``collapsed`` as booleans and ``kept_input`` = 64 · (1 − the fraction of
+    digits' 64 inputs removed)."""
+    ok = results[results["status"] == "ok"].copy()
+    ok["collapsed"] = ok["collapsed"].astype(str).str.lower().eq("true")
+    return ok.assign(kept_input=64 * (1 - ok["neuron_sparsity_input"]))
+
+
+def hand_choice(results: pd.DataFrame, tol: float, kept: str) -> dict[str, float]:
+    """The within:TOL rule worked out with pandas: per regularizer, the mean validation
+    accuracy of each λ over its ok seeds; λ where a seed collapsed are out; of the λ whose
+    mean is at least the best mean − tol, the fewest ``kept`` on average, then the
+    largest λ."""
+    ok = ok_runs(results)
+    choice = {}
+    for reg, runs in ok.groupby("regularizer"):
+        means = runs.groupby("lambda").agg(
+            val=("val_accuracy", "mean"), kept=(kept, "mean"), bad=("collapsed", "any")
+        )
+        means = means[~means["bad"]]
+        near = means[means["val"] >= means["val"].max() - tol - 1e-12]
+        near = near.reset_index().sort_values(["kept", "lambda"], ascending=[True, False])
+        choice[reg] = float(near["lambda"].iloc[0])
+    return choice
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sparsity", ["params", "inputs"])
+def test_a_sweeps_best_csv_follows_selection_rule_and_sparsity(tmp_path, sparsity):
+    root = tmp_path / "sweep"
+    proc = _cli(tmp_path, "train", "-m", "regularizer=l1,group_lasso",
+                "lambda=1e-4,3e-3,1e-2,3e-2", "seed=0,1", "trainer.epochs=4",
+                "model.hidden=[16]", "selection.rule=within:0.03",
+                f"selection.sparsity={sparsity}", f"hydra.sweep.dir={root}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = pd.read_csv(root / "results.csv")
+    best = pd.read_csv(root / "best.csv").set_index("regularizer")
+    kept = {"params": "params_kept", "inputs": "kept_input"}[sparsity]
+    expected = hand_choice(results, 0.03, kept)
+    assert best["lambda"].to_dict() == pytest.approx(expected)
+    assert set(best["rule"]) == {"within:0.03"} and set(best["sparsity"]) == {sparsity}
+    # the sparsest network of the whole sweep within 0.03: sparsest.csv and its one line
+    ok = ok_runs(results)
+    points = ok.groupby(["regularizer", "lambda"]).agg(
+        val=("val_accuracy", "mean"), kept=(kept, "mean"), bad=("collapsed", "any")
+    )
+    points = points[~points["bad"]].reset_index()
+    near = points[points["val"] >= points["val"].max() - 0.03 - 1e-12]
+    sparsest = near.sort_values(["kept", "lambda"], ascending=[True, False]).iloc[0]
+    answer = pd.read_csv(root / "sparsest.csv")
+    assert answer["regularizer"].iloc[0] == sparsest["regularizer"]
+    assert answer["lambda"].iloc[0] == pytest.approx(sparsest["lambda"])
+    lines = [t for t in proc.stdout.splitlines() if "sparsest within 0.03 of the best" in t]
+    assert len(lines) == 1 and lines[0].startswith("digits: ")
+
+
+def test_hand_choice_reference_on_a_tiny_frame():
+    """The reference above on numbers worked out by hand (so that it can fail)."""
+    frame = pd.DataFrame(
+        {
+            "regularizer": ["l1"] * 6,
+            "lambda": [1e-4, 1e-4, 1e-3, 1e-3, 1e-2, 1e-2],
+            "status": ["ok"] * 6,
+            "collapsed": [False, False, False, False, True, False],
+            "val_accuracy": [0.9, 0.92, 0.89, 0.9, 0.5, 0.95],
+            "params_kept": [100, 100, 60, 60, 10, 10],
+            "neuron_sparsity_input": [0.0] * 6,
+        }
+    )
+    # means 0.91, 0.895, (1e-2 collapsed: out); within 0.02 of 0.91: both → 1e-3 (60 kept)
+    assert hand_choice(frame, 0.02, "params_kept") == {"l1": 1e-3}
+    assert hand_choice(frame, 0.01, "params_kept") == {"l1": 1e-4}
+    assert np.isclose(frame["val_accuracy"][:2].mean(), 0.91)
