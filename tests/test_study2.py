@@ -155,3 +155,47 @@ def test_hand_choice_reference_on_a_tiny_frame():
     assert hand_choice(frame, 0.02, "params_kept") == {"l1": 1e-3}
     assert hand_choice(frame, 0.01, "params_kept") == {"l1": 1e-4}
     assert np.isclose(frame["val_accuracy"][:2].mean(), 0.91)
+
+
+# --- submitit jobs report as they finish ----------------------------------------------
+
+
+def test_the_relay_prints_each_whole_line_once_as_it_comes(tmp_path, caplog):
+    import time
+
+    from regexp.hydra_app.lifecycle import JobLineRelay, relay_line
+
+    caplog.set_level("INFO", logger="regexp.hydra_app.lifecycle")
+    path = tmp_path / "state" / "job_lines.txt"
+    relay_line(path, "old line of a resumed sweep")
+    relay = JobLineRelay(path, interval=0.01)
+    relay.start()
+    relay_line(path, "job 0: ok")
+    deadline = time.monotonic() + 60  # a wait for the thread, not a speed limit
+    while "job 0: ok" not in caplog.messages and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert caplog.messages == ["job 0: ok"]  # printed while the relay runs, not at stop
+    with path.open("a") as file:
+        file.write("job 1: half a li")  # a job still writing: not printed yet
+    assert relay.poll() == 0
+    with path.open("a") as file:
+        file.write("ne\n")
+    relay_line(path, "job 2: ok")
+    relay.stop()
+    assert caplog.messages == ["job 0: ok", "job 1: half a line", "job 2: ok"]
+
+
+@pytest.mark.slow
+def test_submitit_jobs_print_exactly_one_line_each_on_the_sweeps_console(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    root = tmp_path / "sweep"
+    proc = _cli(tmp_path, "train", "-m", "hydra/launcher=submitit_local", "lambda=1e-4,1e-3,1e-2",
+                "trainer.epochs=1", "model.hidden=[8]", f"hydra.sweep.dir={root}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (proc.stdout + proc.stderr).splitlines()
+    jobs = [t for t in lines if "| job " in t]
+    assert len(jobs) == 3
+    assert sorted(t.split("| job ")[1].split(":")[0] for t in jobs) == ["0", "1", "2"]
+    assert {t.split("lambda=")[1].split(" ")[0] for t in jobs} == {"0.0001", "0.001", "0.01"}
+    report = next(i for i, t in enumerate(lines) if "sweep results in" in t)
+    assert all(lines.index(t) < report for t in jobs)  # each before the sweep's report
