@@ -199,3 +199,71 @@ def test_submitit_jobs_print_exactly_one_line_each_on_the_sweeps_console(tmp_pat
     assert {t.split("lambda=")[1].split(" ")[0] for t in jobs} == {"0.0001", "0.001", "0.01"}
     report = next(i for i, t in enumerate(lines) if "sweep results in" in t)
     assert all(lines.index(t) < report for t in jobs)  # each before the sweep's report
+
+
+# --- stars on pareto.png for CSV data sets --------------------------------------------
+
+
+def csv_sweep(path: str) -> pd.DataFrame:
+    """A hand-made sweep of one CSV data set: l1 and sgl, 3 λ, 2 seeds."""
+    val = {("l1", 1e-4): 0.90, ("l1", 1e-3): 0.89, ("l1", 1e-2): 0.80,
+           ("sgl", 1e-4): 0.91, ("sgl", 1e-3): 0.905, ("sgl", 1e-2): 0.70}  # fmt: skip
+    kept = {1e-4: 100, 1e-3: 60, 1e-2: 20}
+    rows = [
+        {
+            "dataset": "csv",
+            "dataset.path": path,
+            "task": "classification",
+            "regularizer": reg,
+            "mode": "penalty",
+            "lambda": lam,
+            "seed": seed,
+            "architecture": "6-8-2",
+            "status": "ok",
+            "val_accuracy": v,
+            "test_accuracy": v - 0.01 * seed,
+            "neuron_sparsity_input": 0.0,
+            "params_kept": kept[lam] + (reg == "sgl"),
+            "params_total": 200,
+        }
+        for (reg, lam), v in val.items()
+        for seed in (0, 1)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_pareto_marks_the_chosen_points_of_a_csv_data_set(tmp_path, monkeypatch):
+    from regexp.hydra_app import report
+    from regexp.plots import sweep as sweep_plots
+    from regexp.results import selection
+
+    figures = {}
+
+    def keep(fig, path, **kwargs):
+        figures[Path(path).name] = fig
+
+    monkeypatch.setattr(sweep_plots, "save_figure", keep)
+    results = csv_sweep("/data/pima.csv")
+    best = selection.best(results, rule="within:0.02")
+    answer = selection.sparsest_overall(results, 0.02)
+    # by hand: l1's best mean 0.90, within 0.02: 1e-4, 1e-3 → 1e-3 (60 kept);
+    # sgl's 0.91: 1e-4, 1e-3 → 1e-3 (61 kept); overall within 0.02 of 0.91: l1 1e-4
+    # (0.90), l1 1e-3 (0.89), sgl 1e-4, sgl 1e-3 → l1 1e-3, the sparsest
+    assert best.set_index("regularizer")["lambda"].to_dict() == {"l1": 1e-3, "sgl": 1e-3}
+    assert (answer["regularizer"].iloc[0], answer["lambda"].iloc[0]) == ("l1", 1e-3)
+    report.write_plots(results, tmp_path, selected=best, answer=answer)
+    fig = figures["pareto.png"]
+    val_ax, test_ax = fig.axes[:2]
+    assert val_ax.get_title().startswith("pima: validation")
+
+    def stars(ax, label):
+        (found,) = [c for c in ax.collections if c.get_label() == label]
+        return sorted(map(tuple, np.round(found.get_offsets().data, 6)))
+
+    chosen = "chosen λ per group (rule within:0.02)"
+    gold = "sparsest within the tolerance of the best"
+    # (fraction of parameters kept, mean metric) of l1 at 1e-3 and sgl at 1e-3
+    assert stars(val_ax, chosen) == [(0.3, 0.89), (0.305, 0.905)]
+    assert stars(val_ax, gold) == [(0.3, 0.89)]
+    assert stars(test_ax, chosen) == [(0.3, 0.885), (0.305, 0.9)]  # test means: v − 0.005
+    assert stars(test_ax, gold) == [(0.3, 0.885)]

@@ -54,6 +54,7 @@ def write_plots(
     """
     if not {"dataset", "lambda"} <= set(results.columns):
         return []
+    selected, answer = _named_like(selected, results), _named_like(answer, results)
     results = plot_style.named_datasets(results)  # a CSV data set by its file's stem
     named = ("dataset", "lambda", *plot_style.DATASET_SOURCES)
     series = [c for c in aggregate.grouping(results, by) if c not in named]
@@ -76,6 +77,23 @@ def write_plots(
         pareto_metrics = {d: m for d, m in pareto_metrics.items() if d in metrics}
         sweep_plots.plot_pareto(summary, pareto_metrics, series, written[-1], selected, answer)
     return written
+
+
+def _named_like(table: pd.DataFrame | None, results: pd.DataFrame) -> pd.DataFrame | None:
+    """``table`` (a selection of ``results``) with its CSV data sets named as the figures
+    name them (:func:`plot_style.named_datasets`: by the file's stem), so that its rows
+    find their points: by its own ``dataset.path`` when it has one (the path varies), else
+    by the one path of ``results``' CSV rows."""
+    if table is None or "dataset" not in table.columns or "dataset.path" in table.columns:
+        return table if table is None else plot_style.named_datasets(table)
+    if "dataset.path" not in results.columns:
+        return table
+    paths = results.loc[results["dataset"].eq("csv"), "dataset.path"].dropna().unique()
+    if len(paths) != 1:
+        return table
+    return plot_style.named_datasets(table.assign(**{"dataset.path": paths[0]})).drop(
+        columns="dataset.path"
+    )
 
 
 def write_sweep_report(
