@@ -267,3 +267,84 @@ def test_pareto_marks_the_chosen_points_of_a_csv_data_set(tmp_path, monkeypatch)
     assert stars(val_ax, gold) == [(0.3, 0.89)]
     assert stars(test_ax, chosen) == [(0.3, 0.885), (0.305, 0.9)]  # test means: v − 0.005
     assert stars(test_ax, gold) == [(0.3, 0.885)]
+
+
+# --- logger=mlflow and mlflow ui together -----------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, body: dict | None = None) -> tuple[int, str]:
+    import json
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.read().decode()
+
+
+@pytest.mark.slow
+def test_mlflow_ui_reads_the_store_that_logger_mlflow_writes(tmp_path):
+    """The mlflow extra (in dev) installs the full mlflow: its ``mlflow ui``, at the version
+    of the mlflow-skinny that logged, reads the SQLite store of ``logger=mlflow``."""
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    from importlib.metadata import PackageNotFoundError, version
+
+    pytest.importorskip("mlflow")  # the mlflow extra is installed (it is, in dev)
+    try:
+        ui = version("mlflow")
+    except PackageNotFoundError:
+        pytest.fail(
+            "only mlflow-skinny is installed, without mlflow ui: pip install -e '.[mlflow]'"
+        )
+    assert version("mlflow-skinny") == ui  # the logger's version is the UI's
+    db = tmp_path / "mlflow.db"
+    run_dir = tmp_path / "grid1" / "0"
+    proc = _cli(tmp_path, "train", "logger=mlflow", f"logger.tracking_uri=sqlite:///{db}",
+                "trainer.epochs=2", "model.hidden=[8]", f"hydra.run.dir={run_dir}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logged = pd.read_csv(run_dir / "metrics.csv").iloc[0]
+    port = _free_port()
+    mlflow = Path(sys.executable).parent / "mlflow"
+    server = subprocess.Popen(
+        [str(mlflow), "ui", "--backend-store-uri", f"sqlite:///{db}",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240  # a wait for the server to start, not a speed limit
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if _get(f"{base}/health")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        assert server.poll() is None, server.stderr.read()[-3000:]  # e.g. a schema error
+        api = f"{base}/api/2.0/mlflow"
+        found = json.loads(_get(f"{api}/experiments/get-by-name?experiment_name=regexp")[1])
+        ids = [found["experiment"]["experiment_id"]]
+        runs = json.loads(_get(f"{api}/runs/search", {"experiment_ids": ids})[1])
+        (run,) = runs["runs"]
+        assert run["info"]["run_name"] == "grid1/0"
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        assert metrics["test_accuracy"] == pytest.approx(float(logged["test_accuracy"]))
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        assert float(params["lambda"]) == pytest.approx(float(logged["lambda"]))
+        status, page = _get(f"{base}/")
+        assert status == 200 and "<html" in page.lower()  # the UI's page itself
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
