@@ -348,3 +348,46 @@ def test_mlflow_ui_reads_the_store_that_logger_mlflow_writes(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+# --- regexp.run writes train.log and .hydra/ as regexp train does -----------------------
+
+
+def test_regexp_run_writes_train_log_and_hydra_files_as_regexp_train(tmp_path, caplog):
+    import logging
+
+    import yaml
+
+    import regexp
+
+    args = ["regularizer=l1", "lambda=0.01", "trainer.epochs=2", "model.hidden=[8]"]
+    cli_dir, api_dir = tmp_path / "cli", tmp_path / "api"
+    proc = _cli(tmp_path, "train", *args, f"hydra.run.dir={cli_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    caplog.set_level(logging.WARNING)  # the caller's level: INFO records are not theirs
+    result = regexp.run(args, run_dir=api_dir)
+    assert not [r for r in caplog.records if r.levelno < logging.WARNING]
+    for name in ("config.yaml", "overrides.yaml"):  # the same text as Hydra's
+        assert (api_dir / ".hydra" / name).read_text() == (cli_dir / ".hydra" / name).read_text()
+    ours = yaml.safe_load((api_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    theirs = yaml.safe_load((cli_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    assert ours["run"]["dir"] == str(api_dir) and ours["mode"] == "RUN"
+    assert ours["runtime"]["output_dir"] == str(api_dir.resolve())
+    assert ours["overrides"]["task"] == theirs["overrides"]["task"] == args
+    assert ours["runtime"]["choices"] == theirs["runtime"]["choices"]
+    log = (api_dir / "train.log").read_text().splitlines()
+    cli_log = (cli_dir / "train.log").read_text().splitlines()
+
+    def body(line: str) -> str:  # the line less its time stamp and run folder
+        return line.split("] ", 1)[1].replace(str(api_dir), "RUN").replace(str(cli_dir), "RUN")
+
+    assert [body(t).split(" train_seconds=")[0] for t in log] == [
+        body(t).split(" train_seconds=")[0] for t in cli_log
+    ]
+    assert f"test_accuracy={result['test_accuracy']:.4g}" in log[-1]
+    assert log[0].split("]")[1:3] == ["[regexp.data.prepare", "[INFO"]
+    caplog.clear()
+    caplog.set_level(logging.INFO)  # a caller who listens at INFO still gets the records
+    regexp.run(args, run_dir=tmp_path / "api2")
+    assert any(m.startswith("metrics: status=ok") for m in caplog.messages)
+    assert "metrics: status=ok" in (tmp_path / "api2" / "train.log").read_text()
