@@ -136,6 +136,14 @@ def test_a_sweeps_best_csv_follows_selection_rule_and_sparsity(tmp_path, sparsit
     assert answer["lambda"].iloc[0] == pytest.approx(sparsest["lambda"])
     lines = [t for t in proc.stdout.splitlines() if "sparsest within 0.03 of the best" in t]
     assert len(lines) == 1 and lines[0].startswith("digits: ")
+    # a sweep cut off by an error (a full disk) reports its finished jobs by the same keys
+    from regexp.hydra_app.lifecycle import report_finished_jobs
+
+    (root / "best.csv").unlink()
+    assert report_finished_jobs(root)
+    again = pd.read_csv(root / "best.csv").set_index("regularizer")
+    assert again["lambda"].to_dict() == pytest.approx(expected)
+    assert set(again["rule"]) == {"within:0.03"} and set(again["sparsity"]) == {sparsity}
 
 
 def test_hand_choice_reference_on_a_tiny_frame():

@@ -232,10 +232,13 @@ def check_n_jobs(config: DictConfig) -> None:
 
 def report_finished_jobs(root: Path) -> bool:
     """For a sweep cut off by an error: its report (``results.csv``, ...) from the jobs
-    that finished. ``False`` for a folder that is not a sweep, or holds no finished job."""
+    that finished, ``best.csv`` by the sweep's ``selection`` keys. ``False`` for a folder
+    that is not a sweep, or holds no finished job."""
     if not (sweep_dir.state(root) / sweep_dir.JOBS_FILE).is_file():
         return False
-    return write_sweep_report(root) is not None
+    saved = root / "multirun.yaml"  # Hydra's copy of the sweep's config: its selection keys
+    choice = _selection(OmegaConf.load(saved)) if saved.is_file() else ("best", "params")
+    return write_sweep_report(root, *choice) is not None
 
 
 OPTUNA_FILE = "optimization_results.yaml"
