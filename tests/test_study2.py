@@ -399,3 +399,35 @@ def test_regexp_run_writes_train_log_and_hydra_files_as_regexp_train(tmp_path, c
     regexp.run(args, run_dir=tmp_path / "api2")
     assert any(m.startswith("metrics: status=ok") for m in caplog.messages)
     assert "metrics: status=ok" in (tmp_path / "api2" / "train.log").read_text()
+
+
+def test_no_lambda_label_lies_under_the_large_star(tmp_path, monkeypatch):
+    from matplotlib.text import Annotation, Text
+
+    from regexp.hydra_app import report
+    from regexp.plots import sweep as sweep_plots
+    from regexp.results import selection
+
+    figures = {}
+
+    def keep(fig, path, **kwargs):
+        figures[Path(path).name] = fig
+
+    monkeypatch.setattr(sweep_plots, "save_figure", keep)
+    results = csv_sweep("/data/pima.csv")
+    best = selection.best(results, rule="within:0.02")
+    answer = selection.sparsest_overall(results, 0.02)
+    report.write_plots(results, tmp_path, selected=best, answer=answer)
+    fig = figures["pareto.png"]
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:2]:
+        (gold,) = [c for c in ax.collections if c.get_label().startswith("sparsest within")]
+        (cx, cy) = ax.transData.transform(gold.get_offsets()[0])
+        half = np.sqrt(gold.get_sizes()[0]) / 2 * fig.dpi / 72  # the star's half-width
+        labels = [t for t in ax.texts if isinstance(t, Annotation)]
+        assert labels
+        for text in labels:
+            box = Text.get_window_extent(text, renderer)
+            dx = abs(cx - np.clip(cx, box.x0, box.x1))
+            dy = abs(cy - np.clip(cy, box.y0, box.y1))
+            assert dx >= half or dy >= half, text.get_text()
