@@ -235,7 +235,7 @@ def compare_main(argv: list[str]) -> None:
     from datetime import datetime
 
     from regexp.hydra_app.report import compare
-    from regexp.runs.console import answer_line, print_best, print_comparison
+    from regexp.runs.console import print_answers, print_best, print_comparison
 
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:
@@ -261,10 +261,7 @@ def compare_main(argv: list[str]) -> None:
     written = "comparison.csv, best.csv"
     if answer is not None:
         written += ", sparsest.csv"
-        keys = best.columns[: list(best.columns).index("lambda")]
-        groups = [c for c in keys if c == "regularizer" or best[c].nunique(dropna=False) > 1]
-        for row in answer.to_dict("records"):
-            print(answer_line(row, [c for c in groups if c in row]))
+        print_answers(best, answer)
     print(f"{written} and plots written to {out}")
 
 

@@ -48,7 +48,7 @@ from omegaconf import (
     StringNode,
 )
 
-from regexp.core.checks import check_choice, check_int, check_real
+from regexp.core.checks import check_choice, check_int, check_real, check_rule
 from regexp.core.regularizers import REGULARIZERS, make_regularizer
 from regexp.data.images import IMAGE_SETS
 from regexp.data.prepare import SCALERS, TASKS
@@ -67,12 +67,24 @@ from regexp.train.build import (
 
 # Config key ``figures``: whether a run draws its three figures (regexp.runs.run_files).
 FIGURES = ("auto", "always", "never")
+# Config key ``selection.sparsity``: what a sweep's best.csv counts as sparsest (the keys of
+# regexp.results.selection.SPARSITY: parameters kept, or input features kept).
+SELECTION_SPARSITY = ("params", "inputs")
 # torch.manual_seed takes seeds modulo 2**32: larger ones would alias smaller ones.
 SEED_LIMIT = 2**32
 # The top level of a run config: its groups, and its own keys (regexp.results.schema.TOP_LEVEL
 # lists the same keys for the results' columns). Nothing else is accepted (check_keys).
 GROUPS = ("dataset", "model", "regularizer", "optimizer", "trainer", "logger")
-TOP_LEVEL_KEYS = ("lambda", "seed", "threshold", "resume", "objectives", "figures", "compress")
+TOP_LEVEL_KEYS = (
+    "lambda",
+    "seed",
+    "threshold",
+    "resume",
+    "objectives",
+    "figures",
+    "compress",
+    "selection",
+)
 # Groups of the defaults list that select other files and add no key of their own.
 SELECTORS = ("experiment", "hparams_search", "hydra")
 
@@ -303,6 +315,9 @@ PARAMETERS: dict[str, Param] = {
     "figures": Param(options(FIGURES), optional=True),
     "resume": Param(boolean, optional=True),
     "compress": Param(boolean, optional=True),
+    # how a sweep's best.csv chooses λ (regexp.hydra_app.report, regexp.results.selection)
+    "selection.rule": Param(check_rule, optional=True),
+    "selection.sparsity": Param(options(SELECTION_SPARSITY), optional=True),
     "dataset.name": Param(options(tuple(LOADERS))),
     "dataset.task": Param(options(TASKS)),
     "dataset.val_size": Param(real(0.0, 1.0, open_low=True, open_high=True), optional=True),
@@ -350,7 +365,7 @@ PARAMETERS: dict[str, Param] = {
 
 # The groups whose keys the table lists in full: any other key in them is refused. (The
 # regularizer's keys are its class's arguments: the rule regularizer_options.)
-CLOSED_GROUPS = ("dataset", "model", "optimizer", "trainer", "logger")
+CLOSED_GROUPS = ("dataset", "model", "optimizer", "trainer", "logger", "selection")
 # Groups a config may leave out: a config without ``logger`` is ``logger=csv``.
 OPTIONAL_GROUPS = ("logger",)
 
@@ -596,6 +611,9 @@ def logger_packages(logger: Mapping) -> tuple[str, ...]:
 
 def _unknown_key(cfg: Mapping, group: str) -> None:
     node, known = cfg[group], group_keys(cfg, group)
+    if not isinstance(node, Mapping):  # e.g. selection=best for selection.rule=best
+        keys = ", ".join(f"{group}.{k}" for k in known)
+        raise ValueError(f"{group} holds the keys {keys}; set one of them, got {group}={node!r}")
     unknown = sorted(str(k) for k in node if k not in known)
     if not unknown:
         return
@@ -644,6 +662,17 @@ def validate(cfg: Mapping) -> None:
             _unknown_key(cfg, group)
     for rule in RULES:
         rule(cfg)
+
+
+def validate_group(cfg: Mapping, group: str) -> None:
+    """What :func:`validate` checks of one group of ``cfg`` (its keys' values, then keys it
+    does not hold), for a sweep-level group checked once before any job runs
+    (``selection``: :class:`regexp.hydra_app.lifecycle.SweepLifecycle`)."""
+    for key, param in PARAMETERS.items():
+        if key.startswith(f"{group}.") and applies(cfg, key) and _has(cfg, key):
+            param.check(key, _get(cfg, key))
+    if group in cfg:
+        _unknown_key(cfg, group)
 
 
 # The configs this process validated (their JSON): a run's entry points share the check.

@@ -273,7 +273,10 @@ def test_api_run_into_a_cli_run_sets_the_cli_run_aside(tmp_path):
     run_dir = tmp_path / "run"
     assert train(run_dir)[0] == 0
     regexp.run([*TINY, "lambda=1e-2"], run_dir=run_dir)
-    assert not (run_dir / ".hydra").exists() and not (run_dir / "train.log").exists()
+    # its own .hydra/ and train.log (as regexp train writes), not the CLI run's
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["lambda"] == 0.01
+    assert "strength=0.01" in (run_dir / "train.log").read_text()
+    assert "strength=0.001" not in (run_dir / "train.log").read_text()
     assert metrics(run_dir)["lambda"] == 0.01
     (old,) = (run_dir / ".regexp" / "superseded").iterdir()
     assert yaml.safe_load((old / ".hydra" / "config.yaml").read_text())["lambda"] == 0.001

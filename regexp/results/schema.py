@@ -41,7 +41,16 @@ SHORT = {
     "threshold": "threshold",
 }
 # Keys at the config's top level (undotted when flattened).
-TOP_LEVEL = ("lambda", "seed", "threshold", "resume", "objectives", "figures", "compress")
+TOP_LEVEL = (
+    "lambda",
+    "seed",
+    "threshold",
+    "resume",
+    "objectives",
+    "figures",
+    "compress",
+    "selection",
+)
 METRICS = (
     "epochs_run",
     "weight_sparsity",

@@ -325,6 +325,16 @@ def answer_line(row: Mapping, groups: Sequence[str] = ()) -> str:
     )
 
 
+def print_answers(best: pd.DataFrame, answer: pd.DataFrame) -> None:
+    """Print :func:`answer_line` for each data set of ``answer``
+    (:func:`regexp.results.selection.sparsest_overall`), naming the network by the group
+    columns of ``best`` that vary (and always its regularizer)."""
+    keys = best.columns[: list(best.columns).index("lambda")]
+    groups = [c for c in keys if c == "regularizer" or best[c].nunique(dropna=False) > 1]
+    for row in answer.to_dict("records"):
+        print(answer_line(row, [c for c in groups if c in row]))
+
+
 def _mean_std(row: Mapping, column: str) -> str:
     mean, std = row.get(f"{column}_mean", math.nan), row.get(f"{column}_std", math.nan)
     return fmt(float(mean)) if pd.isna(std) else f"{fmt(float(mean))} ± {float(std):.2g}"
