@@ -45,9 +45,10 @@ from regexp.core.metrics import data_loss, scores
 from regexp.core.regularizers import Regularizer
 from regexp.data.prepare import Dataset
 from regexp.train.build import MODES
-from regexp.train.stacked.optim import StackedOptimizer
+from regexp.train.setup import Setup
+from regexp.train.stacked.optim import NAMES, StackedOptimizer
 
-__all__ = ["VmapMember", "VmapStep", "unsupported"]
+__all__ = ["VmapMember", "VmapStep", "unsupported", "unsupported_setup"]
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -69,6 +70,25 @@ def unsupported(model: nn.Module) -> str | None:
             return f"dropout ({name or 'model'}: p={m.p:g}): vmap cannot replay a run's masks"
         if isinstance(m, _NORMS):
             return f"batch norm ({name}) updates its running statistics in place"
+    return None
+
+
+def unsupported_setup(setup: Setup) -> str | None:
+    """Why the vmap engine cannot train ``setup``, alone or in a stack (``None`` if it can).
+
+    It trains any module that :func:`unsupported` accepts, with optimizer adam, adamw or
+    sgd (:class:`regexp.train.stacked.optim.StackedOptimizer`), any regularizer in penalty
+    mode and in proximal mode where its proximal step is defined, in both metrics.
+    """
+    if setup.engine not in ("auto", "vmap"):
+        return f"trainer.engine={setup.engine}"
+    why = unsupported(setup.model)
+    if why is not None:
+        return why
+    if setup.opt_cfg.get("name") not in NAMES:
+        return f"optimizer {setup.opt_cfg.get('name')!r}"
+    if setup.mode == "proximal":
+        return setup.reg.proximal_error()
     return None
 
 
