@@ -163,22 +163,55 @@ def test_a_conv_stack_split_into_parts_trains_each_job_bit_for_bit(tmp_path):
         assert parts[idx][1].history.equals(result.history), idx
 
 
-def test_conv_jobs_with_dropout_or_autograd_run_alone_and_say_why(tmp_path, caplog):
+def test_conv_jobs_with_dropout_stack_and_draw_each_jobs_own_masks(tmp_path):
+    # model.dropout differs per job (it is a per-model key): each model's masks must be
+    # the ones its own run draws from the global RNG after its init.
     cfgs = configs(
-        [[*CONV, "model.dropout=0.2", f"seed={s}"] for s in (0, 1)]
+        [
+            [*CONV, f"model.dropout={p}", f"regularizer={r}", f"seed={k}", "trainer.epochs=1"]
+            for k, (p, r) in enumerate([(0.2, "l1"), (0.5, "sgl"), (0.1, "group_lasso")])
+        ]
+        + [[*CONV, "model.dropout=0.3", "seed=0", "trainer.epochs=1"]]  # seed 0 again
+    )
+    refs = [alone(c) for c in cfgs]
+    for ref, job in zip(refs, stacked(cfgs, tmp_path), strict=True):
+        assert_same_run(ref, job, 1e-5)
+    # Without its masks a job would train elsewhere: the check can fail.
+    (plain,) = configs([[*CONV, "regularizer=l1", "seed=0", "trainer.epochs=1"]])
+    model = alone(plain)[0]
+    pairs = zip(model.parameters(), refs[0][0].parameters(), strict=True)
+    diff = max((p - q).abs().max() for p, q in pairs)
+    assert diff > 1e-3
+
+
+def test_jobs_no_engine_stacks_run_alone_and_say_why(tmp_path, caplog):
+    cfgs = configs(
+        [[*CONV, "model.dropout=0.2", "seed=0"]]  # alone: its architecture is the only one
         + [[*CONV, "trainer.engine=autograd", f"seed={s}"] for s in (0, 1)]
     )
     jobs = [stacks.StackJob(i, c, tmp_path / str(i)) for i, c in enumerate(cfgs)]
     with caplog.at_level(logging.INFO, logger="regexp.hydra_app.stack_plan"):
         groups, lone = stacks.plan(jobs)
-    assert not groups and [j.idx for j in lone] == [0, 1, 2, 3]
-    lines = [r.getMessage() for r in caplog.records]
-    assert lines[0] == (
-        "job #0 runs alone: engine autograd: trainer.engine=auto, and neither the fast "
-        "engine (the model is not an MLP of regexp.model.mlp.mlp) nor the vmap engine "
-        "(dropout (4: p=0.2): vmap cannot replay a run's masks) can train it"
+    assert not groups and [j.idx for j in lone] == [1, 2, 0]
+    assert [r.getMessage() for r in caplog.records] == [
+        "job #1 runs alone: engine autograd: trainer.engine=autograd (the reference)",
+        "job #2 runs alone: engine autograd: trainer.engine=autograd (the reference)",
+        "job #0 runs alone: no other job shares its engine (vmap), data, model, optimizer "
+        "and trainer settings",
+    ]
+
+
+def test_what_vmap_cannot_train_runs_alone_by_autograd(tmp_path):
+    (cfg,) = configs([[*CONV, "trainer.epochs=1"]])
+    s = loop.prepare(cfg)
+    s.model.insert(3, torch.nn.Dropout2d(0.2))  # a layer whose masks vmap does not replay
+    engine, why = loop.choose_engine(cfg, s, n_models=4)
+    assert (engine, why) == (
+        "autograd",
+        "trainer.engine=auto, and neither the fast engine (the model is not an MLP of "
+        "regexp.model.mlp.mlp) nor the vmap engine (Dropout2d (3): only nn.Dropout's masks "
+        "are replayed) can train it",
     )
-    assert lines[2] == "job #2 runs alone: engine autograd: trainer.engine=autograd (the reference)"
 
 
 def test_auto_takes_vmap_for_a_conv_stack_and_autograd_for_a_single_conv_run():

@@ -99,7 +99,7 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
         except Exception as err:
             why = f"its config is invalid ({type(err).__name__}: {err})"
         if why is None:
-            by_key.setdefault(json.dumps([job.engine, group_key(job.cfg)]), []).append(job)
+            by_key.setdefault(_stack_key(job), []).append(job)
         else:
             log.info("job #%d runs alone: %s", job.idx, why)
             alone.append(job)
@@ -116,6 +116,16 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
         else:
             groups.append(group)
     return groups, alone
+
+
+def _stack_key(job: StackJob) -> str:
+    """What the jobs of one stack share: the engine and :func:`group_key`; for the vmap
+    engine also the module's layers (names and types: ``model.dropout`` may differ between
+    the models of a stack, but a conv net without dropout has no dropout layers)."""
+    layers = []
+    if job.engine == "vmap":
+        layers = [[n, type(m).__name__] for n, m in job.setup.model.named_modules()]
+    return json.dumps([job.engine, group_key(job.cfg), layers])
 
 
 # A part of a stack starts at a multiple of this many models of the stack's order. The

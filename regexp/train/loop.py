@@ -172,7 +172,8 @@ def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> 
             s.drop_last,
         )[0]
     if engine == "vmap":
-        member = Member.from_setup(cfg, s, torch.get_rng_state())
+        rng = s.rng_state if s.rng_state is not None else torch.get_rng_state()
+        member = Member.from_setup(cfg, s, rng)
         step = vmap.VmapStep([member], s.data, s.opt_cfg)
         return train(
             step,
