@@ -70,7 +70,7 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
     A job runs alone, with a log line saying why, when its config is invalid, when
     ``resume=true`` finds it finished (the task then skips it), when no engine trains it
     in a stack (:func:`regexp.train.loop.choose_engine` with ``n_models=2`` picks
-    ``autograd``: e.g. ``trainer.engine=autograd``, or a conv net with dropout) or when no
+    ``autograd``: e.g. ``trainer.engine=autograd``) or when no
     other job shares its engine and :func:`regexp.train.stacked.fit.group_key`. Every
     other job is prepared here
     (:func:`regexp.train.loop.prepare`: data loaded once per data config, the seeded
