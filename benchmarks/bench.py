@@ -155,7 +155,7 @@ def parts(n: int = 108, reps: int = 5) -> dict:
         g.copy_(torch.randn_like(g) * 1e-3)
     lr = torch.full((n,), 1e-3, dtype=torch.float64)
     opt = StackedOptimizer(
-        stack.parameters, stack.grads, [True] * 3 + [False] * 3, cfgs[0]["optimizer"], lr, lr * 0
+        stack.parameters, stack.grads, stack.decays, cfgs[0]["optimizer"], lr, lr * 0
     )
 
     def epoch_of_adam() -> None:

@@ -112,6 +112,38 @@ def test_initial_weights_are_those_of_the_sequential_runs():
     assert not torch.equal(stack.weights[0][0], stack.weights[0][1])
 
 
+def test_padded_and_per_layer_layouts_train_the_same_models():
+    # A small stack keeps all its layers in one zero-padded block (one penalty, prox and
+    # optimizer call per step instead of one per layer); a large one keeps a block per
+    # layer. Both must train the same models (up to float reordering), every regularizer in
+    # both modes, and the padding must stay exactly 0.
+    cfgs = configs(every_regularizer([*SMALL, "trainer.epochs=3"]))
+    out = {}
+    for layout_n in (1, 10**6):
+        members, data = [], None
+        for cfg in cfgs:
+            s = train.prepare(cfg, data)
+            data = s.data
+            members.append(batched.Member.from_setup(cfg, s, torch.get_rng_state()))
+        step = batched.FastStep(members, data, "relu", cfgs[0]["optimizer"], layout_n)
+        assert len(step.stack.blocks) == (1 if layout_n == 1 else 3)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(20):
+            idx = torch.randint(len(data.y_train), (len(members), 64), generator=gen)
+            step.step(idx)
+        out[layout_n] = [[w[n].clone() for w in step.stack.weights] for n in range(len(members))]
+        if layout_n == 1:
+            (blk,) = step.stack.blocks
+            sizes = [(w.shape[1], w.shape[2]) for w in step.stack.weights]
+            for k, (o, i) in enumerate(sizes):
+                pad = blk.w[:, k].clone()
+                pad[:, :o, :i] = 0
+                assert not pad.any(), k  # nothing but zeros outside the layer's corner
+    for padded, per_layer in zip(out[1], out[10**6], strict=True):
+        for a, b in zip(padded, per_layer, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "base",

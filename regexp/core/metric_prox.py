@@ -152,44 +152,41 @@ def _group_shrink(z: Tensor, d: Tensor, c: Coef) -> Tensor:
     """The weighted group prox of every column ``z[..., :, j]`` (float64, out of place).
 
     ``argmin_x ½·Σᵢ dᵢ(xᵢ − zᵢ)² + c·‖x‖₂`` per column, with ``c`` (here ``lr·coefficient``)
-    a float or ``[..., 1, 1]``. The column is 0 iff ``‖d·z‖ ≤ c``; else
+    a float or broadcastable to ``[..., 1, 1]``. The column is 0 iff ``‖d·z‖ ≤ c``; else
     ``x = z·ρ/(ρ + aᵢ)``, ``aᵢ = c/dᵢ``, ``ρ > 0`` the root of ``g(ρ) = 1`` with
     ``g(ρ) = (Σᵢ zᵢ²/(ρ + aᵢ)²)^(-1/2)``.
 
-    ``g`` is ``1/‖z‖`` times the weighted power mean ``M₋₂`` (weights ``zᵢ²/‖z‖²``) of
-    ``ρ + aᵢ``, so it is increasing and concave in ``ρ`` and lies between
-    ``(ρ + min a)/‖z‖`` and ``(ρ + max a)/‖z‖`` (over ``zᵢ ≠ 0``): the root is in
-    ``[‖z‖ − max a, ‖z‖ − min a]``. Newton from the left end never overshoots a concave
-    increasing function (each tangent lies above it), so it climbs monotonically to the
-    root; with equal ``aᵢ`` (``d`` uniform on the column) the left end is the root. Each
-    iterate also updates a bracket, and a Newton step that leaves it (rounding) is replaced
-    by bisection. A column stops at ``|Δρ| ≤ 1e-12·ρ`` (or a bracket that narrow); the
-    loop checks whether all have stopped every :data:`ROOT_CHECK_EVERY` iterations, not
-    after each (no host sync per iteration).
+    ``g`` is ``1/‖z‖`` times the weighted power mean ``M₋₂`` (weights ``wᵢ = zᵢ²/‖z‖²``) of
+    ``ρ + aᵢ``, so it is increasing and concave in ``ρ``, and by the power mean inequality
+    ``M₋∞ ≤ M₋₂ ≤ M₁`` it lies between ``(ρ + min a)/‖z‖`` (over ``zᵢ ≠ 0``) and
+    ``(ρ + ā)/‖z‖`` with ``ā = Σᵢ wᵢaᵢ``: the root is in ``[‖z‖ − ā, ‖z‖ − min a]``.
+    Newton from the left end never overshoots a concave increasing function (each tangent
+    lies above it), so it climbs monotonically to the root; with equal ``aᵢ`` (``d``
+    uniform on the column) the left end is the root.
 
-    Fast path, tried first: :data:`ROOT_NEWTON_STEPS` plain Newton steps from the left
-    end (:func:`_newton_step`, no bracket), then one more whose size is checked once for
-    every column (``|Δρ| ≤ 1e-12·ρ``): a single host sync. Only if a column fails the
-    check does the safeguarded loop above run, from the left end.
+    Fast path, tried first: :data:`ROOT_NEWTON_STEPS` plain Newton steps from the left end
+    (:func:`_newton_step`), then one more whose size is checked once for every column
+    (``|Δρ| ≤ 1e-12·ρ``): a single host sync. Only if a column fails the check does the
+    safeguarded loop go on from where the fast path stopped: each iterate also updates a
+    bracket (from ``[‖z‖ − ā, ‖z‖ − min a]``), a Newton
+    step that leaves it (rounding) is replaced by bisection, a column stops at
+    ``|Δρ| ≤ 1e-12·ρ`` (or a bracket that narrow), and whether all have stopped is checked
+    every :data:`ROOT_CHECK_EVERY` iterations, not after each (no host sync per iteration).
     """
     z2 = z.square()
     a = c / d
-    keep = (d * z).square().sum(-2, keepdim=True).sqrt() > c  # [..., 1, in]
-    out = torch.zeros_like(z)
-    if not bool(keep.any()):
-        return out
-    support = z2 > 0
-    znorm = z2.sum(-2, keepdim=True).sqrt()
-    lo = (znorm - torch.where(support, a, 0.0).amax(-2, keepdim=True)).clamp_min(0)
+    keep = (d * z).square().sum(-2, keepdim=True) > c * c  # ‖d·z‖ > c: [..., 1, in]
+    n2 = z2.sum(-2, keepdim=True)
+    lo = (n2.sqrt() - (z2 * a).sum(-2, keepdim=True) / n2).clamp_min(0)  # ‖z‖ − ā
     rho = lo
     for _ in range(ROOT_NEWTON_STEPS):
         rho = rho + _newton_step(z2, a, rho)
     step = _newton_step(z2, a, rho)
     rho = rho + step
-    if bool((~keep | (step.abs() <= ROOT_RTOL * rho)).all()):
-        return torch.where(keep, z * (rho / (rho + a)), out)
-    hi = (znorm - torch.where(support, a, math.inf).amin(-2, keepdim=True)).clamp_min(0)
-    rho = lo.clone()
+    if bool(((step.abs() <= ROOT_RTOL * rho) | ~keep).all()):
+        return torch.where(keep, z * (rho / (rho + a)), 0.0)
+    support = z2 > 0
+    hi = (n2.sqrt() - torch.where(support, a, math.inf).amin(-2, keepdim=True)).clamp_min(0)
     active = keep.clone()
     for it in range(1, ROOT_MAX_ITER + 1):
         r = rho + a
@@ -208,19 +205,19 @@ def _group_shrink(z: Tensor, d: Tensor, c: Coef) -> Tensor:
         active &= ~done
         if it % ROOT_CHECK_EVERY == 0 and not bool(active.any()):
             break
-    return torch.where(keep, z * (rho / (rho + a)), out)
+    return torch.where(keep, z * (rho / (rho + a)), 0.0)
 
 
 def _newton_step(z2: Tensor, a: Tensor, rho: Tensor) -> Tensor:
     """The Newton step ``Δρ = (1 − g)/g'`` for ``g(ρ) = 1`` per column (see
     :func:`_group_shrink`): with ``h = Σᵢ zᵢ²/(ρ + aᵢ)²`` and ``s = Σᵢ zᵢ²/(ρ + aᵢ)³``,
-    ``g = h^(-1/2)``, ``g' = s·h^(-3/2)``, so ``Δρ = (1 − g)·h^(3/2)/s``. Columns without
-    support give NaN (their result is never used)."""
+    ``g = h^(-1/2)``, ``g' = s·h^(-3/2)``, so ``Δρ = (1 − g)·h^(3/2)/s = h·(√h − 1)/s``.
+    Columns without support give NaN (their result is never used)."""
     inv = (rho + a).reciprocal_()
     q = z2 * inv.square()
     h = q.sum(-2, keepdim=True)
     s = (q * inv).sum(-2, keepdim=True)
-    return (1 - h.rsqrt()) * h.pow(1.5) / s
+    return h * (h.sqrt() - 1) / s
 
 
 def adam_metric(exp_avg_sq: Tensor, step: int | float | Tensor, beta2: float, eps: float) -> Tensor:

@@ -49,6 +49,7 @@ class StackJob:
     result: FitResult | None = None  # once trained
     group: list[int] = field(default_factory=list)  # job numbers of its stack
     sweep_dir: Path | None = None  # where resume finds finished runs set aside
+    stack_size: int = 0  # models in its whole stack, before `split` cut it (0: not cut)
     engine: str = ""  # of its stack: fast | vmap (regexp.train.loop.choose_engine)
     engine_why: str = ""  # the reason choose_engine gives
 
@@ -159,6 +160,8 @@ def split(
         order = stack_order([job.setup.reg.coefficients() for job in group])
         cuts = {ALIGN * round(len(group) * k / p / ALIGN) for k in range(1, p)}
         bounds = [0, *sorted(c for c in cuts if 0 < c < len(group)), len(group)]
+        for job in group:
+            job.stack_size = len(group)  # a part keeps the whole stack's memory layout
         for a, b in itertools.pairwise(bounds):
             parts.append(sorted((group[i] for i in order[a:b]), key=lambda j: j.idx))
     return sorted(parts, key=lambda part: (-len(part), part[0].idx))
@@ -249,6 +252,7 @@ def train(group: Sequence[StackJob], on_epoch: EpochCallback | None = None) -> b
                 group[0].setup.patience,
                 on_epoch,
                 tr.get("drop_last", False),
+                layout_n=max(j.stack_size for j in group) or None,
             )
     except Exception as err:
         if errors.debug():

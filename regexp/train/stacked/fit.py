@@ -186,28 +186,37 @@ class FastStep:
     """
 
     def __init__(
-        self, members: Sequence[Member], data: Dataset, activation: str, opt_cfg: Mapping
+        self,
+        members: Sequence[Member],
+        data: Dataset,
+        activation: str,
+        opt_cfg: Mapping,
+        layout_n: int | None = None,
     ) -> None:
         self.members, self.data = list(members), data
         self.n_models = len(members)
         dev = data.x_train.device
         hidden = [lin.out_features for lin in members[0].model if isinstance(lin, nn.Linear)]
-        self.stack = stack = StackedMLP([m.model for m in members], activation)
+        self.stack = stack = StackedMLP([m.model for m in members], activation, layout_n)
         coefs = [m.reg.coefficients() for m in members]
         prox = [m.mode == "proximal" for m in members]
         adaptive = [p and m.prox_metric == "adaptive" for p, m in zip(prox, members, strict=True)]
-        self.pen_terms = terms(coefs, [not p for p in prox])
-        self.prox_terms = terms(coefs, [p and not a for p, a in zip(prox, adaptive, strict=True)])
-        self.adaptive_term = metric_term(coefs, adaptive)  # all terms at once, Adam's metric
-        self.all_terms = terms(coefs, [True] * self.n_models)
+        self.pen_terms = stack.bind(terms(coefs, [not p for p in prox]))
+        self.prox_terms = stack.bind(
+            terms(coefs, [p and not a for p, a in zip(prox, adaptive, strict=True)])
+        )
+        term = metric_term(coefs, adaptive)  # all terms at once, in Adam's metric
+        self.adaptive_term = None if term is None else stack.bind([term], torch.float64)[0]
+        self.all_terms = stack.bind(terms(coefs, [True] * self.n_models))
         self.lr = torch.tensor([m.lr for m in members], dtype=torch.float64)
         # The proximal step size: a float when every model has the same lr (fewer ops).
         self.prox_lr = members[0].lr if len({m.lr for m in members}) == 1 else self.lr
         wd = torch.tensor(
             [getattr(m.reg, "weight_decay", 0.0) for m in members], dtype=torch.float64
         )
-        decay = [True] * len(stack.weights) + [False] * len(stack.biases)
-        self.opt = StackedOptimizer(stack.parameters, stack.grads, decay, opt_cfg, self.lr, wd)
+        self.opt = StackedOptimizer(
+            stack.parameters, stack.grads, stack.decays, opt_cfg, self.lr, wd
+        )
         self.masks = _Masks(members, hidden[:-1], dev)
         self.slots: dict[str, list[Tensor]] = {}
 
@@ -256,6 +265,7 @@ def fit_stacked(
     patience: int | None = None,
     on_epoch: EpochCallback | None = None,
     drop_last: bool = False,
+    layout_n: int | None = None,
 ) -> list[FitResult]:
     """Train ``members`` (same architecture, ``activation`` and data) with the fast engine.
 
@@ -264,11 +274,14 @@ def fit_stacked(
     ``seed``, ``drop_last``, history, divergence and early stopping per model); each
     member's ``model`` receives its final weights. Internally the models are stacked in
     :func:`regexp.train.stacked.model.stack_order`, so that each penalty term covers one
-    run of models.
+    run of models. ``layout_n`` (default: the number of members) is the stack size that
+    chooses the memory layout (:func:`regexp.train.stacked.model.block_layout`): a part of
+    a larger stack passes the whole stack's size, so that it trains each job bit for bit as
+    the whole stack does.
     """
     order = stack_order([m.reg.coefficients() for m in members])
     stacked = [members[i] for i in order]
-    step = FastStep(stacked, data, activation, opt_cfg)
+    step = FastStep(stacked, data, activation, opt_cfg, layout_n)
     results = train(
         step,
         [m.seed for m in stacked],

@@ -8,6 +8,7 @@ respect to model ``n``'s weights is model ``n``'s own gradient.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -65,30 +66,50 @@ class StackedMLP:
         weights become the stack's initial weights (copied, the models are not touched).
     activation : str
         The hidden activation's name (a key of ``regexp.model.mlp.ACTIVATIONS``).
+    layout_n : int, optional
+        The stack size that chooses the memory layout (:func:`block_layout`); default the
+        number of models.
+
+    The parameters live in :attr:`blocks`; :attr:`weights` and :attr:`biases` (and their
+    gradients) are per-layer views ``[N, out, in]`` and ``[N, out]`` into them.
     """
 
-    def __init__(self, models: Sequence[nn.Sequential], activation: str) -> None:
+    def __init__(
+        self, models: Sequence[nn.Sequential], activation: str, layout_n: int | None = None
+    ) -> None:
         linears = [[m for m in model if isinstance(m, nn.Linear)] for model in models]
-        self.n = len(models)
+        self.n = n = len(models)
         self.act = ACTIVATIONS[activation]()
         self.act_ = ACT_FORWARD[activation]  # in place, without a module call
-        with torch.no_grad():
-            self.weights = [
-                torch.stack([ls[i].weight for ls in linears]).clone()
-                for i in range(len(linears[0]))
-            ]
-            self.biases = [
-                torch.stack([ls[i].bias for ls in linears]).clone() for i in range(len(linears[0]))
-            ]
-
         self.activation = activation
-        # Gradients, same layout as the parameters, written in place by the backward pass.
-        self.weight_grads = [torch.zeros_like(w) for w in self.weights]
-        self.bias_grads = [torch.zeros_like(b) for b in self.biases]
+        shapes = [(lin.out_features, lin.in_features) for lin in linears[0]]
+        first = linears[0][0].weight
+        self.blocks = [
+            Block.empty(n, [shapes[i] for i in layers], layers, first.dtype, first.device)
+            for layers in block_layout(shapes, layout_n or n)
+        ]
+        # Per layer: views of the blocks' parameters and gradients, [N, out, in] and [N, out].
+        self.weights, self.biases = [None] * len(shapes), [None] * len(shapes)
+        self.weight_grads, self.bias_grads = [None] * len(shapes), [None] * len(shapes)
+        for blk in self.blocks:
+            for k, i in enumerate(blk.layers):
+                o, j = shapes[i]
+                self.weights[i], self.biases[i] = blk.w[:, k, :o, :j], blk.b[:, k, :o]
+                self.weight_grads[i], self.bias_grads[i] = blk.gw[:, k, :o, :j], blk.gb[:, k, :o]
+        with torch.no_grad():
+            for i in range(len(shapes)):
+                self.weights[i].copy_(torch.stack([ls[i].weight for ls in linears]))
+                self.biases[i].copy_(torch.stack([ls[i].bias for ls in linears]))
 
     @property
     def parameters(self) -> list[Tensor]:
-        return [*self.weights, *self.biases]
+        """The blocks' weights, then their biases (the padding stays 0 throughout)."""
+        return [*(b.w for b in self.blocks), *(b.b for b in self.blocks)]
+
+    @property
+    def decays(self) -> list[bool]:
+        """Whether each of :attr:`parameters` takes weight decay (weights yes, biases no)."""
+        return [True] * len(self.blocks) + [False] * len(self.blocks)
 
     def _minus_ones(self, shape: torch.Size, like: Tensor) -> Tensor:
         """A tensor of −1 of ``shape`` (kept: every full minibatch has the same shape)."""
@@ -99,7 +120,17 @@ class StackedMLP:
     @property
     def grads(self) -> list[Tensor]:
         """The gradients of :attr:`parameters`, in the same order."""
-        return [*self.weight_grads, *self.bias_grads]
+        return [*(b.gw for b in self.blocks), *(b.gb for b in self.blocks)]
+
+    def bind(self, terms: Sequence[Term], dtype: torch.dtype | None = None) -> list[Bound]:
+        """``terms`` with their coefficients shaped for every block (once per stack), a
+        group coefficient that :attr:`Block.scale` makes a tensor in ``dtype`` (default
+        the weights')."""
+        dtype = dtype or self.blocks[0].w.dtype
+        return [
+            Bound(t.start, t.end, [blk.kwargs(t.kwargs, dtype) for blk in self.blocks])
+            for t in terms
+        ]
 
     def loss_and_grad_(
         self, x: Tensor, y: Tensor, task: str, masks: Sequence[Tensor | None] = ()
@@ -174,43 +205,42 @@ class StackedMLP:
         return h
 
     @torch.no_grad()
-    def penalty(self, terms: Sequence[Term]) -> Tensor:
+    def penalty(self, terms: Sequence[Bound]) -> Tensor:
         """Per-model penalty ``Σ_layers Σ_terms penalties.penalty(W[a:b], **term)``, ``[N]``."""
-        total = self.weights[0].new_zeros(self.n)
-        for w in self.weights:
+        total = self.blocks[0].w.new_zeros(self.n)
+        for k, blk in enumerate(self.blocks):
             for t in terms:
-                total[t.start : t.end] += penalties.penalty(w[t.start : t.end], **t.kwargs)
+                total[t.start : t.end] += penalties.penalty(t.rows(blk.w), **t.kwargs[k]).sum(-1)
         return total
 
-    def add_penalty_grad_(self, terms: Sequence[Term]) -> None:
-        """Add the penalty's gradient to :attr:`weight_grads`.
+    def add_penalty_grad_(self, terms: Sequence[Bound]) -> None:
+        """Add the penalty's gradient to the weights' gradients.
 
-        In closed form (:func:`regexp.core.penalties.add_penalty_grad_`), each term on its
-        slice of models only, so no work is spent on models whose coefficient is zero.
+        In closed form (:func:`regexp.core.penalties.add_penalty_grad_`), one call per
+        block and term, each term on its slice of models only, so no work is spent on
+        models whose coefficient is zero.
         """
-        for w, grad in zip(self.weights, self.weight_grads, strict=True):
+        for k, blk in enumerate(self.blocks):
             for t in terms:
-                add_penalty_grad_(_rows(w, t), _rows(grad, t), **t.kwargs)
+                add_penalty_grad_(t.rows(blk.w), t.rows(blk.gw), **t.kwargs[k])
 
-    def prox_(self, lr: float | Tensor, terms: Sequence[Term]) -> None:
+    def prox_(self, lr: float | Tensor, terms: Sequence[Bound]) -> None:
         """In place ``W ← prox_{lr·penalty}(W)`` per model (:func:`regexp.core.penalties.prox_`);
         ``lr`` per model ``[N]``, or a float that all share."""
-        for w in self.weights:
+        for k, blk in enumerate(self.blocks):
             for t in terms:
-                step = lr if isinstance(lr, float) else lr[t.start : t.end]
-                penalties.prox_(_rows(w, t), step, **t.kwargs)
+                penalties.prox_(t.rows(blk.w), t.step(lr), **t.kwargs[k])
 
     def prox_metric_(
-        self, lr: float | Tensor, term: Term, metric: Callable[[int], Tensor | None]
+        self, lr: float | Tensor, term: Bound, metric: Callable[[int], Tensor | None]
     ) -> None:
-        """In place prox per model in the metric ``metric(i)`` ``[N, out, in]`` of
-        ``weights[i]`` (``None``: identity), via :func:`regexp.core.metric_prox.prox_metric_`
-        with every coefficient of ``term`` (a :func:`metric_term`) in one call."""
-        s = slice(term.start, term.end)
-        for i, w in enumerate(self.weights):
-            d = metric(i)
-            step = lr if isinstance(lr, float) else lr[s]
-            prox_metric_(_rows(w, term), step, None if d is None else _rows(d, term), **term.kwargs)
+        """In place prox per model in the metric ``metric(k)`` (shaped as block ``k``'s
+        weights; ``None``: identity), via :func:`regexp.core.metric_prox.prox_metric_` with
+        every coefficient of ``term`` (a bound :func:`metric_term`) in one call per block."""
+        for k, blk in enumerate(self.blocks):
+            d = metric(k)
+            w = term.rows(blk.w)
+            prox_metric_(w, term.step(lr), None if d is None else term.rows(d), **term.kwargs[k])
 
     @torch.no_grad()
     def copy_to(self, n: int, model: nn.Sequential) -> None:
@@ -239,9 +269,91 @@ TERM_ORDER = ("l1", "group", "norm", "l2")
 SIGNATURES = (("l2",), ("l1", "l2"), ("l1",), ("group", "l1"), ("group",))
 
 
-def _rows(t: Tensor, term: Term) -> Tensor:
-    """The models ``term.start:term.end`` of ``t`` (``t`` itself when that is all of them)."""
-    return t if term.start == 0 and term.end == len(t) else t[term.start : term.end]
+# A stack pads all its layers into one block when the block holds at most this many
+# weights: below it the step is dominated by per-operation overhead, and one call per block
+# instead of one per layer is faster; above it the padding's extra elementwise work is not.
+PAD_LIMIT = 1 << 16
+
+
+def block_layout(shapes: Sequence[tuple[int, int]], n: int) -> list[list[int]]:
+    """Which layers of ``n`` stacked models share a :class:`Block`: all in one (padded to
+    the largest out and in) when that block has at most :data:`PAD_LIMIT` weights, else
+    one block per layer.
+
+    The layout changes a model's numbers in the last bits (a reduction over padded rows
+    groups its terms differently), so it depends on ``n`` and the layers only."""
+    out, inp = max(o for o, _ in shapes), max(i for _, i in shapes)
+    if len(shapes) > 1 and n * len(shapes) * out * inp <= PAD_LIMIT:
+        return [list(range(len(shapes)))]
+    return [[i] for i in range(len(shapes))]
+
+
+@dataclass
+class Block:
+    """Layers ``layers`` of N models in one zero-padded tensor: weights ``w``
+    ``[N, L, out, in]`` (layer ``k``'s ``[o_k, i_k]`` in its top-left corner), biases ``b``
+    ``[N, L, out]``, and their gradients ``gw``, ``gb``.
+
+    The padding is 0 and stays 0: no data reaches it, so its gradient is 0, and every
+    optimizer step and penalty term maps 0 with a zero gradient to 0. Every penalty of
+    :mod:`regexp.core.penalties` then sees the layers as a stack ``[N, L]`` of
+    ``[out, in]`` weights; only the group term's ``√out`` must be each layer's own
+    ``√o_k``, so the group coefficient is multiplied by ``scale[k] = √(o_k/out)``.
+    """
+
+    layers: list[int]
+    w: Tensor
+    b: Tensor
+    gw: Tensor
+    gb: Tensor
+    scale: Tensor | None  # [L], None when every layer has the block's out
+
+    @classmethod
+    def empty(
+        cls,
+        n: int,
+        shapes: Sequence[tuple[int, int]],
+        layers: list[int],
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> Block:
+        out, inp = max(o for o, _ in shapes), max(i for _, i in shapes)
+        w = torch.zeros(n, len(shapes), out, inp, dtype=dtype, device=device)
+        b = torch.zeros(n, len(shapes), out, dtype=dtype, device=device)
+        scale = None
+        if any(o != out for o, _ in shapes):
+            scale = torch.tensor([math.sqrt(o / out) for o, _ in shapes], dtype=torch.float64)
+        return cls(layers, w, b, torch.zeros_like(w), torch.zeros_like(b), scale)
+
+    def kwargs(self, kwargs: dict, dtype: torch.dtype) -> dict:
+        """A term's coefficients for this block: a per-model tensor ``[n]`` becomes
+        ``[n, 1]`` (it then broadcasts over the block's layers), and the group
+        coefficient is multiplied by :attr:`scale`, in ``dtype``: ``[n, L]`` or ``[1, L]``."""
+        out = {k: v.view(-1, 1) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+        group = out.get("group", 0.0)
+        if self.scale is not None and not penalties.is_zero(group):
+            scale = self.scale.to(dtype=dtype, device=self.w.device)
+            if isinstance(group, Tensor):
+                group = group.to(dtype=dtype, device=self.w.device)
+            out["group"] = (group * scale).view(-1, len(scale))
+        return out
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A :class:`Term` bound to a stack's blocks: ``kwargs[k]`` for block ``k``."""
+
+    start: int
+    end: int
+    kwargs: list[dict]
+
+    def rows(self, t: Tensor) -> Tensor:
+        """The models ``start:end`` of ``t`` (``t`` itself when that is all of them)."""
+        return t if self.start == 0 and self.end == len(t) else t[self.start : self.end]
+
+    def step(self, lr: float | Tensor) -> float | Tensor:
+        """The step size of these models: a float, or ``[end − start, 1]``."""
+        return lr if isinstance(lr, float) else self.rows(lr).view(-1, 1)
 
 
 @dataclass(frozen=True)

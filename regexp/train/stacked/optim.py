@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
-from torch.optim.adam import adam as adam_step
 
 from regexp.core.metric_prox import adam_metric
 
@@ -42,9 +41,9 @@ class StackedOptimizer:
       then ``b ← μ·b + g``, ``g ← b``; then ``w ← w − lr·g``.
     - Adam: ``g ← g + wd·w``; AdamW instead ``w ← w·(1 − lr·wd)`` first. Then
       ``m ← m + (1−β₁)(g − m)``, ``v ← β₂·v + (1−β₂)·g²``,
-      ``w ← w − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε)``: torch's own fused kernel
-      (``torch.optim.adam.adam(fused=True)``), called once per run of consecutive models
-      that share ``(lr, wd)``, on views of the stacked tensors.
+      ``w ← w − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε)``: torch's own fused kernel, the one
+      ``torch.optim.Adam(fused=True)`` runs (:func:`fused_adam_`), called once per run of
+      consecutive models that share ``(lr, wd)``, on views of the stacked tensors.
     """
 
     def __init__(
@@ -145,20 +144,61 @@ class StackedOptimizer:
 
     def _adam(self) -> None:
         for (lr, wd), (ps, gs, ms, vs, steps) in self.calls.items():
-            adam_step(
+            fused_adam_(
                 ps,
                 gs,
                 ms,
                 vs,
-                [],
                 steps,
-                fused=True,
-                decoupled_weight_decay=self.name == "adamw",
-                amsgrad=False,
+                adamw=self.name == "adamw",
+                lr=lr,
                 beta1=self.beta1,
                 beta2=self.beta2,
-                lr=lr,
                 weight_decay=wd,
                 eps=self.eps,
-                maximize=False,
             )
+
+
+def fused_adam_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[Tensor],
+    *,
+    adamw: bool,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    eps: float,
+) -> None:
+    """One step of Adam (``adamw``: AdamW) in place, with torch's fused kernel: the step
+    ``torch.optim.Adam(fused=True)`` takes, without its checks and regrouping.
+
+    The one private torch call of regexp: ``torch._fused_adam_`` and ``_fused_adamw_``, as
+    ``torch.optim.adam._fused_adam`` calls them. The public functional
+    ``torch.optim.adam.adam(fused=True)`` regroups the tensors by device and dtype on every
+    call, about 25 µs, which is a tenth of a single run's step. pyproject.toml pins torch to
+    the range the tests run against (``tests/test_engines.py`` compares this step with
+    ``torch.optim.Adam``'s).
+    """
+    torch._foreach_add_(steps, 1)
+    kernel = torch._fused_adamw_ if adamw else torch._fused_adam_
+    kernel(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        [],
+        steps,
+        amsgrad=False,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=weight_decay,
+        eps=eps,
+        maximize=False,
+        grad_scale=None,
+        found_inf=None,
+    )
