@@ -14,22 +14,33 @@ and sweeps back (:mod:`regexp.hydra_app.lifecycle`, :mod:`regexp.results.aggrega
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 from torch import nn
 
 from regexp import config
-from regexp.config import check_overrides
+from regexp.config import check_overrides, composition_error
 from regexp.hydra_app.task import run_task
 from regexp.model.mlp import load_checkpoint
 from regexp.runs import sweep_dir
 from regexp.runs.run_files import read_metrics
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+# What regexp train's Hydra names the log file of a run (hydra.job.name), and its format
+# when the composed config says none (hydra/job_logging's formatter "simple").
+LOG_FILE = "train.log"
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
 
 class RunResult(dict):
@@ -66,9 +77,17 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
 
     A Hydra that the caller initialized (``hydra.initialize``) is left as it was.
     """
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(_compose(overrides), resolve=True)  # type: ignore[return-value]
+
+
+def _compose(overrides: Sequence[str], with_hydra: bool = False) -> DictConfig:
+    """Hydra's compose of the shipped config with ``overrides`` (checked as ``regexp train``
+    checks them), unresolved; with ``with_hydra`` its ``hydra`` node too. The caller's
+    Hydra is put back."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
 
     overrides = as_override_list(overrides)
     check_overrides(overrides)  # one line for a bad override, as regexp train
@@ -77,12 +96,77 @@ def compose_config(overrides: Sequence[str] = ()) -> dict:
     gh.clear()
     try:
         with initialize_config_module("regexp.conf", version_base="1.3"):
-            cfg = compose("config", overrides=list(overrides))
+            return compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
+    except Exception as err:  # a value of the wrong type: the message of regexp train
+        schema = composition_error(err)
+        if schema is None:
+            raise
+        raise schema from None
     finally:
         if theirs is not None:
             GlobalHydra.instance().clear()
             GlobalHydra.instance().initialize(theirs)
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def write_hydra_files(run_dir: Path, composed: DictConfig, overrides: Sequence[str]) -> None:
+    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` in ``run_dir``, as
+    Hydra writes them for ``regexp train``: the task config as composed (interpolations
+    kept), the ``hydra`` node (run directory ``run_dir``, mode ``RUN``) and the overrides."""
+    from omegaconf import OmegaConf, open_dict
+
+    from regexp.io.atomic import write_text
+
+    composed = composed.copy()
+    with open_dict(composed):
+        hydra = composed.pop("hydra")
+        hydra.run.dir = str(run_dir)
+        hydra.runtime.output_dir = str(Path(run_dir).resolve())
+        hydra.mode = "RUN"
+        hydra.overrides.hydra = [f"hydra.run.dir={run_dir}", "hydra.mode=RUN"]
+    folder = Path(run_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "config.yaml", OmegaConf.to_yaml(composed))
+    write_text(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra})))
+    write_text(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+
+
+@contextmanager
+def log_to_file(path: Path, fmt: str) -> Iterator[None]:
+    """Copy the INFO (and louder) records of the ``regexp`` loggers to ``path`` (appended,
+    as Hydra's ``train.log``), leaving what the caller's handlers receive as it was: for
+    the time of the block, ``regexp`` records stop propagating and a handler passes on to
+    the root logger those at or above the level the caller had set for them."""
+    logger, root = logging.getLogger("regexp"), logging.getLogger()
+    level, propagate = logger.level, logger.propagate
+    theirs = logger.getEffectiveLevel()
+    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter(fmt))
+    to_file.setLevel(logging.INFO)
+    onward = _Onward(root, theirs if propagate else logging.CRITICAL + 1)
+    logger.addHandler(to_file)
+    logger.addHandler(onward)
+    logger.setLevel(min(theirs, logging.INFO))
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(to_file)
+        logger.removeHandler(onward)
+        to_file.close()
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+class _Onward(logging.Handler):
+    """Hands records at or above ``level`` to ``parent`` (what propagation would have done)."""
+
+    def __init__(self, parent: logging.Logger, level: int) -> None:
+        super().__init__()
+        self.parent, self.threshold = parent, level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= self.threshold:
+            self.parent.handle(record)
 
 
 def as_override_list(overrides: Sequence[str]) -> list[str]:
@@ -154,8 +238,12 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
     thread count (the run uses ``trainer.num_threads``), Hydra's
     global state; no matplotlib backend is set.
     """
+    from omegaconf import OmegaConf
+
     overrides, run_dir = _run_dir_override(as_override_list(overrides), run_dir)
-    cfg = compose_config(overrides)
+    composed = _compose(overrides, with_hydra=True)
+    task = OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"])
+    cfg: dict = OmegaConf.to_container(task, resolve=True)  # type: ignore[assignment]
     config.validate_once(cfg)
     logger = cfg.get("logger") or {}
     if run_dir is None and logger.get("name") == "tensorboard" and not logger.get("save_dir"):
@@ -181,7 +269,14 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Run
         where = Path(run_dir) if run_dir is not None else temporary
         lock = sweep_dir.open_run(where, bool(cfg.get("resume")), "run_dir")
         try:
-            with torch.random.fork_rng(devices=devices):
+            logged = nullcontext()
+            if run_dir is not None:  # the files of regexp train's Hydra: .hydra/ and train.log
+                write_hydra_files(where, composed, overrides)
+                fmt = OmegaConf.select(
+                    composed, "hydra.job_logging.formatters.simple.format", default=LOG_FORMAT
+                )
+                logged = log_to_file(where / LOG_FILE, str(fmt))
+            with torch.random.fork_rng(devices=devices), logged:
                 torch.set_num_threads(tr["num_threads"])
                 if not (cfg.get("resume") and sweep_dir.reuse(where, cfg, where)):
                     run_task(cfg, where, summary=False)

@@ -235,7 +235,7 @@ def compare_main(argv: list[str]) -> None:
     from datetime import datetime
 
     from regexp.hydra_app.report import compare
-    from regexp.runs.console import answer_line, print_best, print_comparison
+    from regexp.runs.console import print_answers, print_best, print_comparison
 
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:
@@ -261,10 +261,7 @@ def compare_main(argv: list[str]) -> None:
     written = "comparison.csv, best.csv"
     if answer is not None:
         written += ", sparsest.csv"
-        keys = best.columns[: list(best.columns).index("lambda")]
-        groups = [c for c in keys if c == "regularizer" or best[c].nunique(dropna=False) > 1]
-        for row in answer.to_dict("records"):
-            print(answer_line(row, [c for c in groups if c in row]))
+        print_answers(best, answer)
     print(f"{written} and plots written to {out}")
 
 
@@ -549,7 +546,10 @@ def main(argv: list[str] | None = None) -> None:
         from omegaconf.errors import OmegaConfBaseException
 
         if isinstance(err, HydraException | OmegaConfBaseException | ValueError):
-            fail(_unknown_key(one_line(err)))
+            from regexp.config import composition_error
+
+            schema = composition_error(err)  # a value of the wrong type: the table's line
+            fail(str(schema) if schema is not None else _unknown_key(one_line(err)))
         fail(f"{type(err).__name__}: {one_line(err)} (set {DEBUG_ENV}=1 for the traceback)", 1)
     finally:
         sweep_dir = sys.modules.get("regexp.runs.sweep_dir")

@@ -17,6 +17,11 @@ batched launcher's plan) and by :func:`regexp.run`. The builders it guards
 :func:`regexp.train.build.make_optimizer`, :func:`regexp.train.loop.prepare`) trust a
 validated config. Every error is a ``ValueError`` whose message names the config key,
 the bad value and what is allowed, e.g. ``lambda must be a finite number >= 0, got -1``.
+
+The schemas of the config files (:func:`schema`) are derived from the same table and
+stored in Hydra's ConfigStore (:func:`register_schemas`); each shipped YAML file names its
+schema in its defaults list, and :func:`composition_error` words Hydra's error for a value
+a schema refuses as the table's one line.
 """
 
 from __future__ import annotations
@@ -25,14 +30,25 @@ import difflib
 import importlib.util
 import inspect
 import json
+import re
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import (
+    MISSING,
+    AnyNode,
+    DictConfig,
+    FloatNode,
+    IntegerNode,
+    ListConfig,
+    OmegaConf,
+    StringNode,
+)
 
-from regexp.core.checks import check_choice, check_int, check_real
+from regexp.core.checks import check_choice, check_int, check_real, check_rule
 from regexp.core.regularizers import REGULARIZERS, make_regularizer
 from regexp.data.images import IMAGE_SETS
 from regexp.data.prepare import SCALERS, TASKS
@@ -51,12 +67,24 @@ from regexp.train.build import (
 
 # Config key ``figures``: whether a run draws its three figures (regexp.runs.run_files).
 FIGURES = ("auto", "always", "never")
+# Config key ``selection.sparsity``: what a sweep's best.csv counts as sparsest (the keys of
+# regexp.results.selection.SPARSITY: parameters kept, or input features kept).
+SELECTION_SPARSITY = ("params", "inputs")
 # torch.manual_seed takes seeds modulo 2**32: larger ones would alias smaller ones.
 SEED_LIMIT = 2**32
 # The top level of a run config: its groups, and its own keys (regexp.results.schema.TOP_LEVEL
 # lists the same keys for the results' columns). Nothing else is accepted (check_keys).
 GROUPS = ("dataset", "model", "regularizer", "optimizer", "trainer", "logger")
-TOP_LEVEL_KEYS = ("lambda", "seed", "threshold", "resume", "objectives", "figures", "compress")
+TOP_LEVEL_KEYS = (
+    "lambda",
+    "seed",
+    "threshold",
+    "resume",
+    "objectives",
+    "figures",
+    "compress",
+    "selection",
+)
 # Groups of the defaults list that select other files and add no key of their own.
 SELECTORS = ("experiment", "hparams_search", "hydra")
 
@@ -119,23 +147,40 @@ def check_keys(cfg: Mapping) -> None:
 Check = Callable[[str, Any], None]
 
 
+def typed(check: Check, kind: Any) -> Check:
+    """``check``, marked with the type of its key's field in the key's Hydra schema
+    (:func:`schema`): a value Hydra cannot convert to ``kind`` is refused while the config
+    is composed, and :func:`composition_error` words it as ``check`` does. Unmarked checks
+    are ``Any`` there (their values are checked by :func:`validate` alone)."""
+    check.kind = kind  # type: ignore[attr-defined]
+    return check
+
+
 def real(low: float, high: float | None = None, *, open_low=False, open_high=False) -> Check:
-    """A finite real number in ``[low, high]`` (``open_*`` exclude an end; bools refused)."""
+    """A finite real number in ``[low, high]`` (``open_*`` exclude an end; bools refused).
+
+    ``Any`` in the schemas: OmegaConf's ``float`` node would store ``lambda=-1`` as ``-1.0``,
+    so that the messages and ``metrics.csv`` would no longer show the value as it was given.
+    """
     return lambda key, v: check_real(key, v, low, high, open_low=open_low, open_high=open_high)
 
 
 def integer(low: int, high: int | None = None) -> Check:
     """An int in ``[low, high)`` (``high=None``: unbounded; bools refused)."""
-    return lambda key, v: check_int(key, v, low, high)
+    return typed(lambda key, v: check_int(key, v, low, high), int)
 
 
 def options(choices: Sequence[str]) -> Check:
-    """One of ``choices``."""
-    return lambda key, v: check_choice(key, v, tuple(choices))
+    """One of ``choices`` (kept as the check's ``choices``: a group's choices are those of
+    its ``name`` key, each with its schema)."""
+    check = typed(lambda key, v: check_choice(key, v, tuple(choices)), str)
+    check.choices = tuple(choices)  # type: ignore[attr-defined]
+    return check
 
 
 def boolean(key: str, value: Any) -> None:
-    """``true`` or ``false``."""
+    """``true`` or ``false``. (``Any`` in the schemas: OmegaConf's ``bool`` would turn
+    ``yes``, ``on`` and ``1`` into ``true``, which this check refuses.)"""
     if not isinstance(value, bool):
         raise ValueError(f"{key} must be true or false, got {value!r}")
 
@@ -151,7 +196,8 @@ def nullable(check: Check, allowed: str) -> Check:
         except ValueError:
             raise ValueError(f"{key} must be {allowed}, got {value!r}") from None
 
-    return run
+    kind = getattr(check, "kind", Any)
+    return typed(run, Any if kind is Any else kind | None)
 
 
 def sizes(key: str, value: Any, *, empty: bool = False) -> None:
@@ -162,6 +208,9 @@ def sizes(key: str, value: Any, *, empty: bool = False) -> None:
         raise ValueError(f"{key} must be a non-empty list of positive ints, got {value!r}")
     if any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in value):
         raise ValueError(f"{key} sizes must be positive ints, got {list(value)}")
+
+
+typed(sizes, list[int])
 
 
 def odd_size(key: str, value: Any) -> None:
@@ -213,6 +262,15 @@ def separator(key: str, value: Any) -> None:
         )
 
 
+def registered(key: str, value: Any) -> None:
+    """The name of a regularizer class in ``REGULARIZERS`` now (a class registered after
+    this module was imported counts: docs/regularizers.md)."""
+    check_choice(key, value, tuple(sorted(REGULARIZERS)))
+
+
+typed(registered, str)
+
+
 def device(key: str, value: Any) -> None:
     """``cpu``, ``cuda`` (when a CUDA device is available) or ``auto``."""
     check_choice(key, value, DEVICES)
@@ -229,7 +287,14 @@ class Param:
     optional: bool = False
     when: tuple[str, tuple[str, ...]] | None = None
 
+    @property
+    def kind(self) -> Any:
+        """The type of the key's field in its Hydra schema (:func:`typed`; ``Any``)."""
+        return getattr(self.check, "kind", Any)
 
+
+# The hidden sizes of any model: a conv net's head may have none (rule mlp_hidden).
+hidden_sizes = typed(lambda key, v: sizes(key, v, empty=True), list[int])
 ADAM = ("optimizer.name", ("adam", "adamw"))
 SGD = ("optimizer.name", ("sgd",))
 CSV = ("dataset.name", ("csv",))
@@ -250,6 +315,9 @@ PARAMETERS: dict[str, Param] = {
     "figures": Param(options(FIGURES), optional=True),
     "resume": Param(boolean, optional=True),
     "compress": Param(boolean, optional=True),
+    # how a sweep's best.csv chooses λ (regexp.hydra_app.report, regexp.results.selection)
+    "selection.rule": Param(check_rule, optional=True),
+    "selection.sparsity": Param(options(SELECTION_SPARSITY), optional=True),
     "dataset.name": Param(options(tuple(LOADERS))),
     "dataset.task": Param(options(TASKS)),
     "dataset.val_size": Param(real(0.0, 1.0, open_low=True, open_high=True), optional=True),
@@ -263,14 +331,14 @@ PARAMETERS: dict[str, Param] = {
     "dataset.root": Param(folder_path, optional=True, when=IMAGES),
     "dataset.download": Param(boolean, optional=True, when=IMAGES),
     "model.name": Param(options(MODELS), optional=True),
-    "model.hidden": Param(lambda key, v: sizes(key, v, empty=True)),  # rule mlp_hidden
+    "model.hidden": Param(hidden_sizes),
     "model.channels": Param(sizes, when=CNN),
     "model.kernel_size": Param(odd_size, when=CNN),
     "model.pool": Param(integer(1), when=CNN),
     "model.activation": Param(options(tuple(ACTIVATIONS))),
     "model.dropout": Param(real(0.0, 1.0, open_high=True)),
     "model.init": Param(options(INITS), optional=True),
-    "regularizer.name": Param(options(sorted(REGULARIZERS))),
+    "regularizer.name": Param(registered),
     "regularizer.mode": Param(options(MODES), optional=True),
     "regularizer.prox_metric": Param(options(PROX_METRICS), optional=True),
     "optimizer.name": Param(options(OPTIMIZERS)),
@@ -297,7 +365,7 @@ PARAMETERS: dict[str, Param] = {
 
 # The groups whose keys the table lists in full: any other key in them is refused. (The
 # regularizer's keys are its class's arguments: the rule regularizer_options.)
-CLOSED_GROUPS = ("dataset", "model", "optimizer", "trainer", "logger")
+CLOSED_GROUPS = ("dataset", "model", "optimizer", "trainer", "logger", "selection")
 # Groups a config may leave out: a config without ``logger`` is ``logger=csv``.
 OPTIONAL_GROUPS = ("logger",)
 
@@ -328,6 +396,127 @@ def group_keys(cfg: Mapping, group: str) -> list[str]:
     """The keys that group ``group`` may hold for ``cfg``'s choice of it, in table order."""
     prefix = f"{group}."
     return [k[len(prefix) :] for k in PARAMETERS if k.startswith(prefix) and applies(cfg, k)]
+
+
+# --- the schemas of the YAML files, for Hydra's ConfigStore --------------------------------
+
+# Where the schemas live in Hydra's ConfigStore: schema/run (the top level),
+# schema/trainer, and schema/<group>/<choice> for a group with a name key (schema/optimizer/sgd).
+SCHEMA_GROUP = "schema"
+
+
+def schema_choices(group: str) -> tuple[str, ...]:
+    """The choices of ``group`` that have a schema: those that its ``name`` key allows
+    (``()`` for a group without one, whose one schema is ``schema/<group>``)."""
+    param = PARAMETERS.get(f"{group}.name")
+    return tuple(getattr(param.check, "choices", ())) if param is not None else ()
+
+
+def _node(kind: Any) -> Any:
+    """A missing (``???``) OmegaConf value node of type ``kind``: ``float``, ``int``,
+    ``str``, one of them ``| None``, ``list[int]``, or ``Any``."""
+    optional = type(None) in typing.get_args(kind)
+    if optional:
+        kind = next(t for t in typing.get_args(kind) if t is not type(None))
+    if typing.get_origin(kind) is list:
+        return ListConfig(MISSING, element_type=typing.get_args(kind)[0], is_optional=optional)
+    nodes = {float: FloatNode, int: IntegerNode, str: StringNode}
+    if kind not in nodes:
+        return AnyNode(MISSING)
+    return nodes[kind](MISSING, is_optional=optional)
+
+
+def schema(group: str | None = None, choice: str | None = None) -> DictConfig:
+    """The Hydra schema of a config file, derived from :data:`PARAMETERS`: a config (in
+    struct mode for a group) with one node per key that the file may hold, typed by the key's check
+    (:attr:`Param.kind`) and missing (``???``: the YAML file states the default; a key it
+    leaves out stays ``???``, which :func:`validate` reports). Not a dataclass: ``lambda``
+    is a Python keyword.
+
+    ``group=None``: the top level (:data:`TOP_LEVEL_KEYS`, and each group as ``Any``);
+    otherwise the keys of ``group`` for ``choice`` (:func:`group_keys`). Hydra merges the
+    file onto it, so that a value of the wrong type or a key the table does not list for
+    that choice is refused while the config is composed (:func:`composition_error` words
+    that error as :func:`validate` would).
+    """
+    if group is None:
+        keys = [*TOP_LEVEL_KEYS, *GROUPS]
+        kinds = {k: PARAMETERS[k].kind if k in PARAMETERS else Any for k in keys}
+    else:
+        cfg = {group: {"name": choice} if choice is not None else {}}
+        kinds = {k: PARAMETERS[f"{group}.{k}"].kind for k in group_keys(cfg, group)}
+    node = OmegaConf.create({k: _node(kind) for k, kind in kinds.items()})
+    # A group's keys are closed; the top level also holds Hydra's node (hydra.callbacks,
+    # ...), which would not merge into a closed config: check_keys refuses its unknown keys.
+    OmegaConf.set_struct(node, group is not None)
+    return node
+
+
+def schema_paths() -> dict[str, DictConfig]:
+    """Every schema by its ConfigStore path (``schema/optimizer/sgd``): :func:`schema` of
+    the top level, of each closed group and of each of its choices."""
+    out = {f"{SCHEMA_GROUP}/run": schema()}
+    for group in CLOSED_GROUPS:
+        choices = schema_choices(group)
+        if not choices:
+            out[f"{SCHEMA_GROUP}/{group}"] = schema(group)
+        for choice in choices:
+            out[f"{SCHEMA_GROUP}/{group}/{choice}"] = schema(group, choice)
+    return out
+
+
+def register_schemas() -> None:
+    """Store :func:`schema_paths` in Hydra's ConfigStore, where the shipped YAML files name
+    them first in their defaults lists (``- /schema/optimizer/sgd@_here_``). The config
+    package (``regexp.conf``) calls it when it is imported, which Hydra does before it
+    reads a file of it."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for path, node in schema_paths().items():
+        group, _, name = path.rpartition("/")
+        store.store(group=group, name=name, node=node)
+
+
+def composition_error(err: BaseException) -> ValueError | None:
+    """Hydra's error for a value or key that a schema refuses, as one line.
+
+    Hydra answers ``seed=abc`` with ``Error merging override seed=abc``, caused by
+    OmegaConf's ``ValidationError`` (``Value 'abc' of type 'str' could not be converted to
+    Integer``, over several lines). Here the override is parsed again and its value checked
+    by its key's :data:`PARAMETERS` entry, whose message is returned, as :func:`validate`
+    would word it: ``seed must be an integer in [0, 2**32), got 'abc'``. A value in a
+    config file that its schema refuses (``In 'trainer/mine': ValidationError raised while
+    composing config``) gets the same line with `` (in 'trainer/mine')``; a key the schema
+    does not have, one line naming it and the schema's keys. ``None`` for any other error.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    cause = err.__cause__ or err.__context__
+    if not isinstance(cause, ValidationError | ConfigKeyError):
+        return None
+    text = str(err).strip()
+    reason = str(cause.msg or cause).strip().splitlines()[0]
+    key, value, where = str(cause.full_key), cause.value, ""
+    merging = re.match(r"Error merging override (.+)", text)
+    if merging is not None:  # the whole value of the override (a list, not its element)
+        (override,) = OverridesParser.create().parse_overrides([merging.group(1)])
+        key, value = override.key_or_group.lstrip("+~"), override.value()
+    elif (quoted := re.match(r"(?:In )?'([^']+)'", text)) is not None:
+        where = f" (in '{quoted.group(1)}')"
+    if isinstance(cause, ConfigKeyError):  # the keys of the node that refused it
+        group = key.rpartition(".")[0]
+        known = [f"{group}.{k}" if group else str(k) for k in (cause.parent_node or ())]
+        return ValueError(
+            f"{key} is not a key of its schema{where}; its keys are: {', '.join(known)}"
+        )
+    if key in PARAMETERS:
+        try:
+            PARAMETERS[key].check(key, value)
+        except ValueError as bad:
+            return ValueError(f"{bad}{where}")
+    return ValueError(f"{key}: {reason}{where}")
 
 
 # --- cross-key rules --------------------------------------------------------------------
@@ -422,6 +611,9 @@ def logger_packages(logger: Mapping) -> tuple[str, ...]:
 
 def _unknown_key(cfg: Mapping, group: str) -> None:
     node, known = cfg[group], group_keys(cfg, group)
+    if not isinstance(node, Mapping):  # e.g. selection=best for selection.rule=best
+        keys = ", ".join(f"{group}.{k}" for k in known)
+        raise ValueError(f"{group} holds the keys {keys}; set one of them, got {group}={node!r}")
     unknown = sorted(str(k) for k in node if k not in known)
     if not unknown:
         return
@@ -470,6 +662,17 @@ def validate(cfg: Mapping) -> None:
             _unknown_key(cfg, group)
     for rule in RULES:
         rule(cfg)
+
+
+def validate_group(cfg: Mapping, group: str) -> None:
+    """What :func:`validate` checks of one group of ``cfg`` (its keys' values, then keys it
+    does not hold), for a sweep-level group checked once before any job runs
+    (``selection``: :class:`regexp.hydra_app.lifecycle.SweepLifecycle`)."""
+    for key, param in PARAMETERS.items():
+        if key.startswith(f"{group}.") and applies(cfg, key) and _has(cfg, key):
+            param.check(key, _get(cfg, key))
+    if group in cfg:
+        _unknown_key(cfg, group)
 
 
 # The configs this process validated (their JSON): a run's entry points share the check.

@@ -30,6 +30,7 @@ def python(code: str, cwd, **env: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_import_regexp_loads_neither_pandas_nor_matplotlib_nor_hydra(tmp_path):
     out = python(
         """

@@ -112,6 +112,7 @@ def test_initial_weights_are_those_of_the_sequential_runs():
     assert not torch.equal(stack.weights[0][0], stack.weights[0][1])
 
 
+@pytest.mark.slow
 def test_padded_and_per_layer_layouts_train_the_same_models():
     # A small stack keeps all its layers in one zero-padded block (one penalty, prox and
     # optimizer call per step instead of one per layer); a large one keeps a block per
@@ -353,6 +354,7 @@ def test_step_macs_is_the_forward_passs_multiply_adds(tmp_path):
     assert stacks.step_macs(groups[0][0]) == 32 * (2560 + 800 + 200) == 113920
 
 
+@pytest.mark.slow
 def test_split_cuts_stacks_at_multiples_of_16_models_in_the_engines_order(tmp_path):
     from regexp.hydra_app.stack_plan import StackJob, plan, split
 
@@ -381,6 +383,7 @@ def test_split_cuts_stacks_at_multiples_of_16_models_in_the_engines_order(tmp_pa
     assert sorted(j.idx for part in parts for j in part) == list(range(72))
 
 
+@pytest.mark.slow
 def test_a_stack_split_into_parts_trains_each_job_bit_for_bit_as_the_whole_stack(tmp_path):
     # The launcher trains parts of a stack in separate processes at one thread each: each
     # job's weights and history must be those of the whole stack, to the last bit.
@@ -584,6 +587,7 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+@pytest.mark.slow
 def test_workers_stop_when_the_sweep_is_terminated_or_killed(tmp_path, sig):
     import signal
     import time

@@ -104,6 +104,7 @@ def test_regexp_compress_matches_params_kept_and_the_thresholded_outputs(sgl_run
         np.testing.assert_allclose(small.forward_full(x), model(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_outputs_that_disagree_write_nothing(sgl_run, monkeypatch, tmp_path):
     import shutil
 

@@ -127,6 +127,7 @@ class _NoGroupListing:
         return self.loader.load_sweep_config(master, overrides)
 
 
+@pytest.mark.slow
 def test_a_loader_that_cannot_list_groups_gets_hydras_full_load_for_every_job():
     with initialize_config_module("regexp.conf", version_base="1.3"):
         master, loader = _master(SWEEP)

@@ -88,6 +88,7 @@ def test_drop_last_is_checked(make_config, tmp_path):
         train.fit_setup(cfg, s)
 
 
+@pytest.mark.slow
 def test_metrics_csv_records_drop_last(make_config, tmp_path):
     cfg = make_config(*SMALL, "trainer.epochs=1")
     row = run(cfg, tmp_path / "run")

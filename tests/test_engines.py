@@ -120,6 +120,7 @@ def test_twenty_epochs_give_the_autograd_references_test_accuracy(engine, overri
     assert len(ref[1].history) == len(got[1].history) == 20
 
 
+@pytest.mark.slow
 def test_twenty_epochs_of_a_default_run_give_the_autograd_runs_metrics(tmp_path):
     cfg = config("trainer.epochs=20")
     rows = {

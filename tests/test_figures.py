@@ -484,6 +484,7 @@ def test_sweep_write_plots_titles_name_the_datasets_and_what_varies(monkeypatch,
         assert_constrained(fig)
 
 
+@pytest.mark.slow
 def test_saved_pngs_are_written(tmp_path):
     frame = summary()
     sweep_plots.plot_pareto(frame, {"digits": "test_accuracy"}, SERIES, tmp_path / "pareto.png")
@@ -507,6 +508,7 @@ def val_test_summary() -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.slow
 def test_pareto_plots_validation_beside_test_with_chosen_points_and_the_tolerance_band():
     frame = val_test_summary()
     # Chosen per group: l1 at 1e-3, l2 at 1e-2; the answer: l1 at 1e-3 (within 0.02 of 0.98).

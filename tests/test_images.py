@@ -228,6 +228,7 @@ def test_a_conv_run_reports_channels_and_compresses_to_params_kept(tmp_path):
     assert sum(p.numel() for p in small.parameters()) == metrics["params_kept"]
 
 
+@pytest.mark.slow
 def test_a_batched_conv_sweep_gives_the_numbers_of_jobs_run_one_by_one(regexp_cli, tmp_path):
     """Conv jobs stack with the vmap engine (never as MLPs): each job's metrics are those
     of the same job that the basic launcher trains alone by autograd."""

@@ -146,6 +146,7 @@ NEAR = st.sampled_from([None, None, -1e-3, -1e-9, 1e-6, 1e-3, 0.3])
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from(sorted(COMBOS)), NEAR)
+@pytest.mark.slow
 def test_weighted_prox_is_the_minimizer(seed, combo, near):
     z, d, lr, kw = instance(seed, combo, near)
     x = ours(z, d, lr, kw)
@@ -362,6 +363,7 @@ def test_regularizer_prox_metric_on_a_model_matches_the_function():
 
 
 @pytest.mark.parametrize("opt", ["optimizer=adam", "optimizer=adamw"])
+@pytest.mark.slow
 def test_stacked_adaptive_proximal_training_matches_sequential(make_config, opt):
     jobs = [
         ["regularizer=sgl", "lambda=3e-3", "regularizer.prox_metric=adaptive"],

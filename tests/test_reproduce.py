@@ -420,6 +420,7 @@ def test_no_value_is_read_across_an_accuracy_gap():
     assert matched.read_level(x, y, 0.99, 0.02)[1] == "not reached"
 
 
+@pytest.mark.slow
 def test_no_interpolated_value_crosses_a_gap_larger_than_the_stated_one():
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -515,6 +516,7 @@ def test_the_synthetic_data_set_is_make_classification_unshuffled():
     assert table.feature_names[20] == "redundant_0" and table.feature_names[40] == "noise_0"
 
 
+@pytest.mark.slow
 def test_runs_of_the_sweeps_below_the_root_are_read(tiny_sweep, tmp_path):
     from regexp.reproduction.runs import read_runs
 
@@ -527,6 +529,7 @@ def test_runs_of_the_sweeps_below_the_root_are_read(tiny_sweep, tmp_path):
     assert sorted(runs["sweep"]) == ["loose", "one"]
 
 
+@pytest.mark.slow
 def test_thresholds_remeasure_the_saved_raw_weights(metrics):
     from regexp.data.prepare import load_dataset
     from regexp.model.mlp import load_checkpoint

@@ -100,6 +100,7 @@ def test_tensorboard_events_hold_history_per_epoch_and_final_metrics(make_config
     assert set(hp) == set(expected_params(cfg))
 
 
+@pytest.mark.slow
 def test_tensorboard_save_dir_holds_a_folder_per_run(make_config, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -88,6 +88,7 @@ def test_checkpoint_reloads_to_the_reported_test_accuracy(make_config, tmp_path)
     assert accuracy_score(data.y_test.numpy(), pred) == pytest.approx(row["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_default_digits_config_learns(make_config, tmp_path):
     row = run(make_config("trainer.epochs=20"), tmp_path)
     # Ten classes: chance is 0.1. Twenty epochs of the default MLP reach well above 0.9.
@@ -96,6 +97,7 @@ def test_default_digits_config_learns(make_config, tmp_path):
     assert row["params_total"] == 64 * 40 + 40 + 40 * 20 + 20 + 20 * 10 + 10
 
 
+@pytest.mark.slow
 def test_diabetes_regression_reports_r2_and_rmse(make_config, tmp_path):
     cfg = make_config(
         "dataset=diabetes",
@@ -153,6 +155,7 @@ def test_evaluate_matches_scikit_learn_accuracy():
     assert metrics["loss"] == pytest.approx(ce.item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_early_stopping_restores_the_best_validation_weights(make_config, tmp_path):
     cfg = make_config(
         "dataset=wine",

@@ -52,6 +52,7 @@ def flat_keys(node: dict, prefix: str = "") -> set[str]:
 # --- 1. Run identity ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_metrics_csv_records_every_config_key_and_both_ids(tmp_path):
     run_dir = tmp_path / "run"
     assert regexp("train", *TINY, f"hydra.run.dir={run_dir}")[0] == 0
@@ -219,6 +220,7 @@ def test_a_second_sweep_while_one_holds_the_lock_stops_with_one_line(tmp_path, c
 
 
 @pytest.mark.parametrize("launcher", ["basic", "batched"])
+@pytest.mark.slow
 def test_two_jobs_in_one_directory_are_an_error(launcher, tmp_path, capsys):
     root = tmp_path / "sweep"
     args = ["lambda=1e-4,1e-3", "hydra.sweep.subdir=${regularizer.name}"]

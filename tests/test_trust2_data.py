@@ -116,6 +116,7 @@ def digits_sweep(tmp_path_factory) -> Path:
 # --- 1. Groups come from the run identity: only the seed is averaged over -----------------
 
 
+@pytest.mark.slow
 def test_a_sweep_over_the_task_is_never_averaged_across_tasks(mixed_sweep):
     jobs = [pd.read_csv(d / "metrics.csv").iloc[0] for d in sorted(mixed_sweep.glob("[0-9]"))]
     assert len(jobs) == 4 and {j["task"] for j in jobs} == {"classification", "regression"}
@@ -131,6 +132,7 @@ def test_a_sweep_over_the_task_is_never_averaged_across_tasks(mixed_sweep):
         assert row["val_metric_mean"] == pytest.approx(top)
 
 
+@pytest.mark.slow
 def test_compare_of_two_mixed_sweeps_keeps_the_tasks_apart(mixed_sweep, tmp_path, capsys):
     copy = tmp_path / "other"
     shutil.copytree(mixed_sweep, copy)
@@ -189,6 +191,7 @@ def test_rows_that_differ_beyond_the_seed_are_never_averaged(change):
 # --- 2. A run that appears twice is counted once --------------------------------------
 
 
+@pytest.mark.slow
 def test_a_copied_sweep_compared_with_its_original_counts_each_run_once(digits_sweep, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(digits_sweep, copy)
@@ -215,6 +218,7 @@ def test_summarize_counts_a_duplicated_row_once():
 # --- 3. data_id is the hash of the bytes that were trained on ---------------------------
 
 
+@pytest.mark.slow
 def test_a_csv_rewritten_during_training_keeps_the_trained_bytes_id(tmp_path, monkeypatch):
     data = write_table(tmp_path / "d.csv")
     old = data.read_bytes()
@@ -358,6 +362,7 @@ def test_the_schemas_top_level_keys_are_the_results_schemas():
 # --- 6. regexp plot labels features as they were at training time ---------------------
 
 
+@pytest.mark.slow
 def test_plot_labels_features_by_the_training_time_columns(tmp_path, monkeypatch):
     data = write_table(tmp_path / "d.csv", columns=("alpha", "beta", "gamma"))
     run_dir = tmp_path / "run"
@@ -389,6 +394,7 @@ def test_plot_labels_features_by_the_training_time_columns(tmp_path, monkeypatch
 # --- 7. No selection on the test split ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_compare_refuses_to_select_on_a_test_column(digits_sweep, tmp_path, capsys):
     out = tmp_path / "cmp"
     code, err = regexp("compare", str(digits_sweep), "--select", "test_accuracy", "--out",
@@ -416,6 +422,7 @@ def test_compare_of_dev_null_is_one_line(capsys):
         api.load_results("/dev/null")
 
 
+@pytest.mark.slow
 def test_compare_reads_a_results_csv_from_a_pipe(digits_sweep, tmp_path, capsys):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -508,6 +515,7 @@ def test_load_results_does_not_resolve_environment_variables(tmp_path, monkeypat
     assert not results.astype(str).apply(lambda c: c.str.contains("hunter2")).any().any()
 
 
+@pytest.mark.slow
 def test_regexp_run_leaves_pythons_random_state_alone(tmp_path):
     code = (
         "import random, regexp\n"

@@ -74,6 +74,7 @@ def last_line(err: str) -> str:
 # --- 8. Two runs into one folder at once ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_folder_a_run_holds_is_refused_and_changes_nothing(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert train(run_dir)[0] == 0
@@ -90,6 +91,7 @@ def test_a_second_run_into_a_folder_a_run_holds_is_refused_and_changes_nothing(t
     assert metrics(run_dir)["lambda"] == 1e-3
 
 
+@pytest.mark.slow
 def test_the_default_run_folder_ends_with_the_process_id(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "regexp.cli", "train", *TINY],
@@ -146,6 +148,7 @@ def test_a_sweep_into_a_folder_of_other_files_is_refused_and_left_as_it_was(tmp_
     assert listing(folder) == before
 
 
+@pytest.mark.slow
 def test_superseding_moves_only_the_earlier_runs_own_files(tmp_path):
     run_dir = tmp_path / "run"
     assert train(run_dir)[0] == 0
@@ -207,6 +210,7 @@ def assert_each_folder_holds_one_job(root: Path) -> dict[Path, int]:
         "job_start@3",  # job 2 started, seed 1's run still set aside
     ],
 )
+@pytest.mark.slow
 def test_ctrl_c_at_each_step_of_a_resume_never_mixes_two_jobs(fault, tmp_path, capsys, monkeypatch):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1")[0] == 0  # job 0: seed 0, job 1: seed 1
@@ -235,6 +239,7 @@ def test_ctrl_c_at_each_step_of_a_resume_never_mixes_two_jobs(fault, tmp_path, c
     assert_each_folder_holds_one_job(root)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_a_single_run_resumes_puts_the_earlier_run_back_whole(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     assert train(run_dir)[0] == 0
@@ -263,17 +268,22 @@ def test_api_run_refuses_other_hydra_settings(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_api_run_into_a_cli_run_sets_the_cli_run_aside(tmp_path):
     run_dir = tmp_path / "run"
     assert train(run_dir)[0] == 0
     regexp.run([*TINY, "lambda=1e-2"], run_dir=run_dir)
-    assert not (run_dir / ".hydra").exists() and not (run_dir / "train.log").exists()
+    # its own .hydra/ and train.log (as regexp train writes), not the CLI run's
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["lambda"] == 0.01
+    assert "strength=0.01" in (run_dir / "train.log").read_text()
+    assert "strength=0.001" not in (run_dir / "train.log").read_text()
     assert metrics(run_dir)["lambda"] == 0.01
     (old,) = (run_dir / ".regexp" / "superseded").iterdir()
     assert yaml.safe_load((old / ".hydra" / "config.yaml").read_text())["lambda"] == 0.001
     assert metrics(old)["lambda"] == 0.001
 
 
+@pytest.mark.slow
 def test_api_run_resume_takes_back_the_finished_run(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     first = regexp.run(TINY, run_dir=run_dir)
@@ -293,6 +303,7 @@ def test_api_run_resume_needs_a_run_dir():
         regexp.run([*TINY, "resume=true"])
 
 
+@pytest.mark.slow
 def test_api_run_refuses_a_folder_of_other_files_and_a_locked_one(tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
@@ -321,6 +332,7 @@ def test_api_run_with_overrides_that_are_not_strings_is_one_clear_type_error(ove
 # --- 12. Trackers never cost a run ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_tensorboard_folder_that_cannot_be_written_keeps_the_run(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder\n")
@@ -333,6 +345,7 @@ def test_a_tensorboard_folder_that_cannot_be_written_keeps_the_run(tmp_path, cap
     assert (run_dir / "model.pt").is_file() and (run_dir / "history.csv").is_file()
 
 
+@pytest.mark.slow
 def test_an_mlflow_store_that_cannot_be_written_keeps_the_run(tmp_path):
     pytest.importorskip("mlflow")
     blocker = tmp_path / "a_file"
@@ -345,6 +358,7 @@ def test_an_mlflow_store_that_cannot_be_written_keeps_the_run(tmp_path):
     assert row["tracker_error"].startswith("logger=mlflow: ")
 
 
+@pytest.mark.slow
 def test_an_unreachable_mlflow_server_is_one_line_and_keeps_the_run(tmp_path, capsys):
     pytest.importorskip("mlflow")
     run_dir = tmp_path / "run"
@@ -361,6 +375,7 @@ def test_an_unreachable_mlflow_server_is_one_line_and_keeps_the_run(tmp_path, ca
     assert os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") is None  # restored
 
 
+@pytest.mark.slow
 def test_mlflow_requests_get_the_configured_timeout_and_no_retries(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
@@ -383,6 +398,7 @@ def test_mlflow_requests_get_the_configured_timeout_and_no_retries(tmp_path, mon
 
 
 @pytest.mark.parametrize("module", ["torch", "hydra", "pandas"])
+@pytest.mark.slow
 def test_ctrl_c_during_the_first_import_of_a_library_is_one_line(module, tmp_path):
     """A Ctrl-C while a library is first imported leaves it half-initialized: importing
     it again fails. The hook below raises KeyboardInterrupt at that first import, and
@@ -417,6 +433,7 @@ def test_ctrl_c_during_the_first_import_of_a_library_is_one_line(module, tmp_pat
     assert done.stderr.strip().splitlines()[-1].startswith("regexp: interrupted;")
 
 
+@pytest.mark.slow
 def test_compare_out_into_a_folder_that_cannot_be_written_is_one_line(
     tmp_path, capsys, monkeypatch
 ):
@@ -438,6 +455,7 @@ def test_compare_out_into_a_folder_that_cannot_be_written_is_one_line(
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "truncated"])
+@pytest.mark.slow
 def test_plot_names_a_damaged_model_pt_and_plots_the_other_runs(damage, tmp_path, capsys):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1,2")[0] == 0
@@ -457,6 +475,7 @@ def test_plot_names_a_damaged_model_pt_and_plots_the_other_runs(damage, tmp_path
     assert not (root / "1" / "features.png").exists()
 
 
+@pytest.mark.slow
 def test_plot_on_a_sweep_that_cannot_be_written_fails_with_one_line(tmp_path, capsys, monkeypatch):
     root = tmp_path / "sweep"
     assert sweep(root, "seed=0,1")[0] == 0
@@ -477,6 +496,7 @@ def test_plot_on_a_sweep_that_cannot_be_written_fails_with_one_line(tmp_path, ca
 
 
 @pytest.mark.parametrize("where", ["hydra_save_config", "run_files"])
+@pytest.mark.slow
 def test_a_disk_that_fills_during_a_sweep_keeps_results_of_the_finished_jobs(
     where, tmp_path, capsys, monkeypatch
 ):
@@ -512,6 +532,7 @@ def test_a_disk_that_fills_during_a_sweep_keeps_results_of_the_finished_jobs(
         assert set(results["job"]) <= {"0", "1", "2"} and not (root / "3").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_where_every_job_diverged_writes_no_best_csv_and_compare_agrees(tmp_path, capsys):
     root = tmp_path / "sweep"
     diverge = ["dataset=diabetes", "optimizer=sgd", "optimizer.lr=1e4", "trainer.epochs=3"]

@@ -54,3 +54,23 @@ def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def check_rule(key: str, value: Any) -> tuple[str, float]:
+    """A model-selection rule (:func:`regexp.results.selection.best`) as ``(name, TOL)``:
+    ``"best"`` → ``("best", 0.0)``, ``"1se"`` → ``("1se", 0.0)``, ``"within:0.01"`` →
+    ``("within", 0.01)`` (TOL a finite number >= 0); anything else raises ``ValueError``."""
+    name, _, tol = str(value).partition(":")
+    if isinstance(value, str) and name in ("best", "1se") and not tol:
+        return name, 0.0
+    if isinstance(value, str) and name == "within":
+        try:
+            number = float(tol)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number) and number >= 0:
+            return name, number
+    raise ValueError(
+        f"{key} must be one of best, 1se, within:TOL (TOL a number >= 0 in the metric's "
+        f"units, e.g. within:0.01), got {value!r}"
+    )

@@ -60,6 +60,7 @@ __all__ = [
     "l2_penalty",
     "make_regularizer",
     "norm_penalty",
+    "option_names",
     "penalty",
     "per_weight",
     "prox_",
@@ -148,6 +149,13 @@ class Regularizer:
     built-ins the same functions through :meth:`coefficients`. ``grouped = True`` marks a
     penalty that needs groups: it refuses parameters without a grouping (e.g. biases).
 
+    Its names are class attributes, read from here by the config, the files and the
+    figures: :attr:`name` (the registry key, ``regularizer=<name>`` and the
+    ``regularizer`` column) and :attr:`options` (the constructor arguments besides λ and
+    ``params`` that change what the regularizer is; each is an attribute of that name, a
+    config key ``regularizer.<option>``, a short column of ``metrics.csv`` and part of a
+    run's figure title).
+
     Parameters
     ----------
     strength : float
@@ -160,6 +168,7 @@ class Regularizer:
     """
 
     name: ClassVar[str] = ""
+    options: ClassVar[tuple[str, ...]] = ()
     grouped: ClassVar[bool] = False
 
     def __init__(self, strength: float, *, params: Sequence[str] | None = None) -> None:
@@ -220,7 +229,7 @@ class Regularizer:
     def same_maths(self, other: Regularizer) -> bool:
         """Whether ``other`` has the same maths up to λ (same class and options), so that
         a stack of models can apply both with one call and per-model λ."""
-        return type(self) is type(other) and self._options() == other._options()
+        return type(self) is type(other) and self.option_values() == other.option_values()
 
     # -- on a model ------------------------------------------------------------------------
 
@@ -286,13 +295,14 @@ class Regularizer:
 
             apply_grouped_(q, grouping, step)
 
-    def _options(self) -> dict[str, Any]:
-        return {}
+    def option_values(self) -> dict[str, Any]:
+        """``{option: value}`` for each of :attr:`options`, e.g. ``{"l1_ratio": 0.5}``."""
+        return {k: getattr(self, k) for k in self.options}
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments: ``type(self)(**self.get_config())`` rebuilds ``self``."""
         params = None if self.params is None else list(self.params)
-        return {"strength": self.strength, **self._options(), "params": params}
+        return {"strength": self.strength, **self.option_values(), "params": params}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Regularizer:
@@ -358,6 +368,7 @@ class ElasticNet(Regularizer):
     """``R = λ·Σ_W [ρ·Σ|w| + (1 − ρ)/2·Σw²]`` with ``ρ = l1_ratio`` (scikit-learn's form)."""
 
     name = "elastic_net"
+    options = ("l1_ratio",)
 
     def __init__(
         self, strength: float, l1_ratio: float = 0.5, *, params: Sequence[str] | None = None
@@ -368,9 +379,6 @@ class ElasticNet(Regularizer):
     def terms(self, lam: Coef) -> dict[str, Coef]:
         rho = self.l1_ratio
         return {"l1": lam * rho, "l2": lam * (1 - rho) / 2}
-
-    def _options(self) -> dict[str, Any]:
-        return {"l1_ratio": self.l1_ratio}
 
 
 class GroupLasso(Regularizer):
@@ -399,6 +407,7 @@ class Norm(Regularizer):
     """``R = λ·Σ_W ‖W‖_p``, the entrywise p-norm, unsquared; ``prox_`` needs p = 1 or 2."""
 
     name = "norm"
+    options = ("p",)
 
     def __init__(
         self, strength: float, p: float = 2.0, *, params: Sequence[str] | None = None
@@ -414,14 +423,18 @@ class Norm(Regularizer):
             return None
         return f"its proximal step has a closed form for p = 1 or 2 only, got p={self.p:g}"
 
-    def _options(self) -> dict[str, Any]:
-        return {"p": self.p}
-
 
 REGULARIZERS: dict[str, type[Regularizer]] = {
     cls.name: cls
     for cls in (NoRegularizer, L1, L2, ElasticNet, GroupLasso, SparseGroupLasso, Norm, WeightDecay)
 }
+
+
+def option_names(name: str) -> tuple[str, ...]:
+    """The :attr:`Regularizer.options` of registered regularizer ``name`` (``()`` for a
+    name that is not registered): ``option_names("elastic_net") == ("l1_ratio",)``."""
+    cls = REGULARIZERS.get(name)
+    return cls.options if cls is not None else ()
 
 
 def make_regularizer(name: str, strength: float = 0.0, **kwargs: Any) -> Regularizer:

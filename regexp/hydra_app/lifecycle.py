@@ -7,10 +7,12 @@ prints one progress line per finished job and writes the report when the sweep e
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -23,6 +25,11 @@ from regexp.runs import console, sweep_dir
 from regexp.runs.run_files import read_metrics
 
 log = logging.getLogger(__name__)
+# Launchers whose jobs run in processes that do not write to the sweep's console
+# (submitit's local and Slurm executors log into .submitit/): each job also appends its
+# line to LINES_FILE, which the launching process prints as the lines come (JobLineRelay).
+RELAYED_LAUNCHERS = ("hydra_plugins.hydra_submitit_launcher.",)
+LINES_FILE = "job_lines.txt"  # in the sweep's state folder (sweep_dir.state)
 
 
 class SweepLifecycle(Callback):
@@ -42,10 +49,12 @@ class SweepLifecycle(Callback):
         self._lock: Any = None
         self._total: int | None = None  # jobs in the sweep, when the sweeper says
         self._keys: list[str] = []  # the config keys that vary in the sweep
+        self._relay: JobLineRelay | None = None  # submitit: the jobs' lines, printed here
 
     def __getstate__(self) -> dict:
-        """Worker processes get the callback without the sweep's lock (held here)."""
-        return {**self.__dict__, "_lock": None}
+        """Worker processes get the callback without the sweep's lock and the relay of job
+        lines (both held here)."""
+        return {**self.__dict__, "_lock": None, "_relay": None}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Bad input ends here, before an earlier run in hydra.run.dir is set aside and
@@ -69,6 +78,7 @@ class SweepLifecycle(Callback):
         root = Path(str(config.hydra.sweep.dir))
         self._refuse_errors(lambda: check_subdir(config))
         self._refuse_errors(lambda: check_n_jobs(config))
+        self._refuse_errors(lambda: check_selection(config))
         self._refuse_errors(lambda: sweep_dir.check_sweep_folder(root))
         self._refuse_errors(lambda: writable_dir(root, "hydra.sweep.dir"))
         OUTPUT_ROOTS.append(root)
@@ -77,6 +87,9 @@ class SweepLifecycle(Callback):
         self._keys = sweep_keys(config)
         console.quiet_sweep_console()  # one line per job: no launchers' listing
         self._refuse_errors(lambda: sweep_dir.start(root, _resume(config)))
+        if relayed(config):
+            self._relay = JobLineRelay(sweep_dir.state(root) / LINES_FILE)
+            self._relay.start()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -94,13 +107,18 @@ class SweepLifecycle(Callback):
         trained = sweep_dir.job_trained(root, [run_dir])  # a stacked job: when its stack ended
         row = read_metrics(run_dir)
         keys, total = self._keys, self._total
-        log.info(console.job_line(run_dir, row, done, total, seconds, keys, trained))
+        line = console.job_line(run_dir, row, done, total, seconds, keys, trained)
+        log.info(line)
+        if relayed(config):  # this process's console is not the sweep's: the relay prints it
+            relay_line(sweep_dir.state(root) / LINES_FILE, line)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(str(config.hydra.sweep.dir))
         try:
+            if self._relay is not None:
+                self._relay.stop()  # every job's line, before the report
             sweep_dir.finish_sweep(root)
-            write_sweep_report(root)
+            write_sweep_report(root, *_selection(config))
             label_objectives(root, list(OmegaConf.select(config, "objectives", default=[])))
         finally:
             if self._lock is not None:
@@ -118,6 +136,64 @@ class SweepLifecycle(Callback):
             errors.fail(str(err))
 
 
+def relayed(config: DictConfig) -> bool:
+    """Whether the sweep's launcher (``hydra.launcher._target_``) runs its jobs where their
+    lines do not reach this console (:data:`RELAYED_LAUNCHERS`: submitit)."""
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+    return target.startswith(RELAYED_LAUNCHERS)
+
+
+def relay_line(path: Path, line: str) -> None:
+    """Append one job line to ``path`` (whole lines, under a lock: jobs finish together)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"), path.open("a", encoding="utf-8") as file:
+        file.write(line.replace("\n", " ") + "\n")
+
+
+class JobLineRelay:
+    """Prints, in the process that launched a sweep, the job lines that its jobs append
+    to ``path`` (:func:`relay_line`), each once and as it comes: a thread reads the new
+    whole lines every ``interval`` seconds; :meth:`stop` prints the last ones."""
+
+    def __init__(self, path: Path, interval: float = 0.25) -> None:
+        self.path, self.interval = Path(path), interval
+        self._offset = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="regexp-job-lines", daemon=True)
+        self._poll_lock = threading.Lock()
+
+    def start(self) -> None:
+        if self.path.is_file():  # a resumed sweep: the lines of its earlier jobs are old
+            self._offset = self.path.stat().st_size
+        self._thread.start()
+
+    def poll(self) -> int:
+        """Print the whole lines appended since the last poll; how many."""
+        with self._poll_lock:
+            try:
+                with self.path.open("rb") as file:
+                    file.seek(self._offset)
+                    data = file.read()
+            except FileNotFoundError:
+                return 0
+            complete = data[: data.rfind(b"\n") + 1]
+            self._offset += len(complete)
+            lines = complete.decode("utf-8", errors="replace").splitlines()
+            for line in lines:
+                log.info(line)
+            return len(lines)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.poll()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.poll()
+
+
 def check_subdir(config: DictConfig) -> None:
     """Refuse a ``hydra.sweep.subdir`` that leads out of the sweep directory (an absolute
     path, or a ``..`` part), before any job writes there."""
@@ -129,6 +205,17 @@ def check_subdir(config: DictConfig) -> None:
             f"hydra.sweep.subdir '{text}' leads out of hydra.sweep.dir; a job's folder "
             "must lie inside the sweep's, e.g. hydra.sweep.subdir=${hydra.job.num} (the default)"
         )
+
+
+def check_selection(config: DictConfig) -> None:
+    """Refuse bad ``selection.rule`` or ``selection.sparsity`` (how best.csv chooses, when
+    the sweep ends) before any job runs (:func:`regexp.config.validate_group`)."""
+    from regexp.config import validate_group
+
+    if "selection" in config:
+        node = OmegaConf.select(config, "selection")
+        value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        validate_group({"selection": value}, "selection")
 
 
 def check_n_jobs(config: DictConfig) -> None:
@@ -145,10 +232,13 @@ def check_n_jobs(config: DictConfig) -> None:
 
 def report_finished_jobs(root: Path) -> bool:
     """For a sweep cut off by an error: its report (``results.csv``, ...) from the jobs
-    that finished. ``False`` for a folder that is not a sweep, or holds no finished job."""
+    that finished, ``best.csv`` by the sweep's ``selection`` keys. ``False`` for a folder
+    that is not a sweep, or holds no finished job."""
     if not (sweep_dir.state(root) / sweep_dir.JOBS_FILE).is_file():
         return False
-    return write_sweep_report(root) is not None
+    saved = root / "multirun.yaml"  # Hydra's copy of the sweep's config: its selection keys
+    choice = _selection(OmegaConf.load(saved)) if saved.is_file() else ("best", "params")
+    return write_sweep_report(root, *choice) is not None
 
 
 OPTUNA_FILE = "optimization_results.yaml"
@@ -235,6 +325,12 @@ def _validate_task(config: DictConfig) -> None:
         validate_once(resolved)
     except ValueError as err:
         raise ValueError(errors.one_line(err)) from None
+
+
+def _selection(config: DictConfig) -> tuple[str, str]:
+    """Config keys ``selection.rule`` and ``selection.sparsity``: how ``best.csv`` chooses."""
+    rule = OmegaConf.select(config, "selection.rule", default="best")
+    return str(rule), str(OmegaConf.select(config, "selection.sparsity", default="params"))
 
 
 def _resume(config: DictConfig) -> bool:

@@ -54,6 +54,7 @@ def write_plots(
     """
     if not {"dataset", "lambda"} <= set(results.columns):
         return []
+    selected, answer = _named_like(selected, results), _named_like(answer, results)
     results = plot_style.named_datasets(results)  # a CSV data set by its file's stem
     named = ("dataset", "lambda", *plot_style.DATASET_SOURCES)
     series = [c for c in aggregate.grouping(results, by) if c not in named]
@@ -78,8 +79,35 @@ def write_plots(
     return written
 
 
-def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
-    """Write ``results.csv``, ``summary.csv`` and the plots at ``sweep_dir``'s root."""
+def _named_like(table: pd.DataFrame | None, results: pd.DataFrame) -> pd.DataFrame | None:
+    """``table`` (a selection of ``results``) with its CSV data sets named as the figures
+    name them (:func:`plot_style.named_datasets`: by the file's stem), so that its rows
+    find their points: by its own ``dataset.path`` when it has one (the path varies), else
+    by the one path of ``results``' CSV rows."""
+    if table is None or "dataset" not in table.columns or "dataset.path" in table.columns:
+        return table if table is None else plot_style.named_datasets(table)
+    if "dataset.path" not in results.columns:
+        return table
+    paths = results.loc[results["dataset"].eq("csv"), "dataset.path"].dropna().unique()
+    if len(paths) != 1:
+        return table
+    return plot_style.named_datasets(table.assign(**{"dataset.path": paths[0]})).drop(
+        columns="dataset.path"
+    )
+
+
+def write_sweep_report(
+    sweep_dir: Path, rule: str = "best", sparsity: str = "params"
+) -> pd.DataFrame | None:
+    """Write ``results.csv``, ``summary.csv``, ``best.csv`` and the plots at ``sweep_dir``'s
+    root.
+
+    ``best.csv`` holds the λ chosen per group on the validation metric by ``rule`` and
+    ``sparsity`` (config keys ``selection.rule`` and ``selection.sparsity``:
+    :func:`selection.best`, as ``regexp compare --rule RULE --sparsity SPARSITY``); with
+    a ``within:TOL`` rule also ``sparsest.csv``, the sparsest network of the sweep within
+    TOL of its best (:func:`selection.sparsest_overall`), printed as one line per data set.
+    """
     results = collect(sweep_dir)
     if results.empty:
         log.warning("no job results under %s: nothing to aggregate", sweep_dir)
@@ -90,22 +118,36 @@ def write_sweep_report(sweep_dir: Path) -> pd.DataFrame | None:
         log.warning(aggregate.duplicates_note(dropped))
     write_csv(sweep_dir / SUMMARY_FILE, aggregate.summarize(unique))
     if "dataset" in results.columns and "lambda" in results.columns:
-        best = None
-        try:
-            best = selection.best(unique)
-        except ValueError as err:  # e.g. every job failed: nothing to choose from
-            log.warning("no best λ: %s", err)
-        else:
-            if best.empty:  # every job failed or diverged: no best.csv, as compare says
-                log.warning("no best λ: no group has an ok run to choose λ on")
-                best = None
+        best, answer = _select(unique, rule, sparsity)
         if best is not None:
             write_csv(sweep_dir / BEST_FILE, best)
             console.print_best(best)
-        write_plots(unique, sweep_dir, selected=best)
+        if best is not None and answer is not None:
+            write_csv(sweep_dir / SPARSEST_FILE, answer)
+            console.print_answers(best, answer)
+        write_plots(unique, sweep_dir, selected=best, answer=answer)
     counts = results["status"].value_counts().to_dict()
     log.info("sweep results in %s: %s", sweep_dir / RESULTS_FILE, counts)
     return results
+
+
+def _select(
+    results: pd.DataFrame, rule: str, sparsity: str
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The best-λ table by ``rule`` and ``sparsity`` and, for ``within:TOL``, the sparsest
+    network within TOL; ``None`` (with a warning) where no group has an ok run."""
+    try:
+        best = selection.best(results, rule=rule, sparsity=sparsity)
+    except ValueError as err:  # e.g. every job failed: nothing to choose from
+        log.warning("no best λ: %s", err)
+        return None, None
+    if best.empty:  # every job failed or diverged: no best.csv, as compare says
+        log.warning("no best λ: no group has an ok run to choose λ on")
+        return None, None
+    name, tol = selection.parse_rule(rule)
+    if name != "within":
+        return best, None
+    return best, selection.sparsest_overall(results, tol, sparsity=sparsity)
 
 
 def compare(

@@ -87,9 +87,7 @@ def declutter(ax: Axes) -> None:
     its side when none is free. The figure must have been drawn (laid out) before."""
     fig = ax.get_figure()
     renderer = fig.canvas.get_renderer()
-    radius = 7 * fig.dpi / 72  # a marker (s ≤ 130 pt²: ≤ 11.4 points across) and a margin
-    offsets = [c.get_offsets() for c in ax.collections if len(c.get_offsets())]
-    centres = ax.transData.transform(np.vstack(offsets)) if offsets else np.empty((0, 2))
+    centres, radius = _markers(ax)
     frame = ax.get_window_extent(renderer)
     placed: list = []
     crowded = []
@@ -114,6 +112,25 @@ def declutter(ax: Axes) -> None:
         placed.append(box)
     if crowded:
         _adjust(ax, crowded)
+
+
+def _markers(ax: Axes) -> tuple[np.ndarray, np.ndarray]:
+    """The display coordinates of every marker of ``ax`` and the half-width that a label
+    keeps away from each: ``max(7, √s / 2 + 1.5)`` points for a marker of area ``s`` pt²
+    (7 points: a marker of up to 130 pt² and a margin; a large star keeps labels further)."""
+    fig = ax.get_figure()
+    centres, radii = [], []
+    for collection in ax.collections:
+        offsets = collection.get_offsets()
+        if not len(offsets):
+            continue
+        sizes = np.asarray(collection.get_sizes(), dtype=float)
+        sizes = np.resize(sizes, len(offsets)) if sizes.size else np.zeros(len(offsets))
+        centres.append(ax.transData.transform(offsets))
+        radii.append(np.maximum(7.0, np.sqrt(sizes) / 2 + 1.5) * fig.dpi / 72)
+    if not centres:
+        return np.empty((0, 2)), np.empty(0)
+    return np.vstack(centres), np.concatenate(radii)
 
 
 def _adjust(ax: Axes, texts: list[Annotation]) -> None:

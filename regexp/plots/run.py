@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
+from regexp.core.regularizers import option_names
 from regexp.io.atomic import save_figure
 from regexp.plots.style import outside_legend, short_number
 
@@ -28,18 +29,18 @@ KEPT_COLOR, REMOVED_COLOR = "tab:blue", "tab:red"
 # The bar chart of input features draws at most this many (the largest outgoing-weight
 # norms): one bar and label per column of a 20 000-column CSV took minutes and gigabytes.
 MAX_FEATURES = 100
-# Run identity extras: regularizer options that change what the regularizer is.
-_OPTIONS = ("l1_ratio", "p")
 
 
 def run_title(row: Mapping) -> str:
     """The identity of a run from its ``metrics.csv`` row.
 
-    ``"digits, sgl (penalty), λ = 1e-3, seed 0"``; regularizer options (``l1_ratio``,
-    ``p``) join the mode, and a run whose ``status`` is not ``ok`` says so at the end.
+    ``"digits, sgl (penalty), λ = 1e-3, seed 0"``; the options of the regularizer's class
+    (:func:`regexp.core.regularizers.option_names`: ``l1_ratio``, ``p``) join the mode, and
+    a run whose ``status`` is not ``ok`` says so at the end.
     """
     mode = [str(row["mode"])] if _present(row.get("mode")) else []
-    mode += [f"{k}={row[k]:g}" for k in _OPTIONS if _present(row.get(k))]
+    options = option_names(str(row.get("regularizer")))
+    mode += [f"{k}={_option(row[k])}" for k in options if _present(row.get(k))]
     parts = [str(row.get("dataset", "?"))]
     parts.append(f"{row.get('regularizer', '?')}" + (f" ({', '.join(mode)})" if mode else ""))
     if _present(row.get("lambda")):
@@ -48,6 +49,12 @@ def run_title(row: Mapping) -> str:
         parts.append(f"seed {int(row['seed'])}")
     status = row.get("status", "ok")
     return ", ".join(parts) + ("" if status == "ok" else f" [{status}]")
+
+
+def _option(value: object) -> str:
+    """An option's value in a title: a number as ``%g``, anything else as it is."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return f"{value:g}" if number else str(value)
 
 
 def _present(value: object) -> bool:

@@ -12,8 +12,15 @@ no outgoing weight is removed, as everywhere in regexp). Two scores of input uni
 ``norm`` = ‖W[:, j]‖₂ (as ``torch.nn.utils.prune.ln_structured(layer, "weight", amount,
 n=2, dim=1)``), and ``norm·std`` = ‖W[:, j]‖₂ · std(x_j) over the training rows for the
 input layer (a weight's effect scales with its input's spread; hidden layers keep the
-norm score). Two schedules: ``all`` keeps ``round(q·units)`` units of every layer (inputs
-and hidden), ``inputs`` only prunes the input features. With fine-tuning
+norm score). The scores are computed here rather than by ``ln_structured`` itself because
+``ln_structured`` scores a column by the weight alone, so it cannot take the input layer's
+``norm·std`` score (one function, :func:`keep_columns`, serves both), it breaks ties in
+``torch.topk``'s unspecified order where :func:`keep_columns` keeps the lower index, and it
+leaves a ``weight_orig``/``weight_mask`` reparametrization and a forward hook on the
+layer that would have to be removed before saving and fine-tuning; for the ``norm`` score
+the two masks agree (``tests/test_reproduce.py``). Two schedules: ``all`` keeps
+``round(q·units)`` units of every layer (inputs and hidden), ``inputs`` only prunes the
+input features. With fine-tuning
 (:func:`fine_tune_`), the pruned network then trains on the data loss for
 :data:`FINETUNE_EPOCHS` epochs with the pruned weights held at 0; the penalty-mode SGL
 networks get the same fine-tuning (:func:`finetune_front`), so that both sides have the

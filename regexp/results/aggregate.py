@@ -37,7 +37,7 @@ SMALLER_IS_BETTER = ("rmse", "loss", "params_kept", PARAMS_FRACTION, "seconds", 
 
 def config_columns(results: pd.DataFrame) -> list[str]:
     """The config columns of ``results``, by declaration (:func:`schema.is_config`)."""
-    return [c for c in results.columns if schema.is_config(c)]
+    return [c for c in results.columns if schema.is_config(c, results.columns)]
 
 
 def metric_columns(results: pd.DataFrame) -> list[str]:
@@ -71,7 +71,8 @@ def group_columns(results: pd.DataFrame) -> list[str]:
     (``optimizer.lr`` when ``lr`` is there).
     """
     base = [c for c in BASE_GROUP if c in results.columns]
-    copied = {schema.SHORT[c] for c in results.columns if schema.SHORT.get(c)}
+    short = schema.short_columns(results.columns)
+    copied = {short[c] for c in results.columns if short.get(c)}
     extra = [
         c
         for c in config_columns(results)

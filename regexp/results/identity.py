@@ -21,8 +21,17 @@ from regexp.data.sources import ID_LENGTH, builtin_id, csv_id, read_stable
 # Config keys that cannot change a run's numbers, and so are left out of its config_id:
 # resume (whether finished runs are reused), objectives (what a sweeper is told), logger
 # (where metrics are copied to), figures (whether per-run figures are drawn), compress
-# and trainer.engine (engines agree up to float reordering: tests/test_engines.py).
-NOT_IDENTITY = ("resume", "objectives", "logger", "figures", "compress", "trainer.engine")
+# and trainer.engine (engines agree up to float reordering: tests/test_engines.py), and
+# selection (how a sweep's best.csv chooses λ once the runs are done).
+NOT_IDENTITY = (
+    "resume",
+    "objectives",
+    "logger",
+    "figures",
+    "compress",
+    "trainer.engine",
+    "selection",
+)
 
 
 def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from regexp.core.checks import check_rule
 from regexp.results import aggregate
 
 RULES = ("best", "1se", "within:TOL")
-# How sparsity is counted when a rule prefers the sparser λ: parameters kept, or inputs kept.
+# How sparsity is counted when a rule prefers the sparser λ: parameters kept, or inputs kept
+# (its keys are the values of the config key selection.sparsity: regexp.config).
 SPARSITY = {"params": "params_kept", "inputs": "kept_input"}
 # The validation metric of each task, larger is better for both.
 SELECT = {"classification": "val_accuracy", "regression": "val_r2"}
@@ -30,21 +32,10 @@ SPLITS = {"val": "validation", "test": "test"}
 
 def parse_rule(rule: str) -> tuple[str, float]:
     """``"best"`` → ``("best", 0.0)``, ``"1se"`` → ``("1se", 0.0)``, ``"within:0.01"`` →
-    ``("within", 0.01)``; anything else is a ``ValueError`` naming the allowed values."""
-    name, _, tol = str(rule).partition(":")
-    if name in ("best", "1se") and not tol:
-        return name, 0.0
-    if name == "within":
-        try:
-            value = float(tol)
-        except ValueError:
-            value = float("nan")
-        if np.isfinite(value) and value >= 0:
-            return name, value
-    raise ValueError(
-        f"rule must be one of best, 1se, within:TOL (TOL a number >= 0 in the metric's "
-        f"units, e.g. within:0.01), got {rule!r}"
-    )
+    ``("within", 0.01)``; anything else is a ``ValueError`` naming the allowed values
+    (:func:`regexp.core.checks.check_rule`, which also checks the config key
+    ``selection.rule``)."""
+    return check_rule("rule", rule)
 
 
 def is_collapsed(task: object, val_metric: object, chance: object) -> bool:

@@ -132,6 +132,12 @@ JOB_KEYS = ("regularizer", "mode", "lambda", "seed")
 def column_of(key: str) -> str:
     """The results column of a config key: its short name when it has one
     (``model.dropout`` → ``dropout``, ``regularizer`` → ``regularizer``), else the key."""
+    from regexp.core.regularizers import REGULARIZERS
+
+    group, _, option = key.partition(".")
+    options = {o for cls in REGULARIZERS.values() for o in cls.options}
+    if group == schema.OPTION_GROUP and option in options:  # regularizer.l1_ratio → l1_ratio
+        return option
     short = {dotted: name for name, dotted in schema.SHORT.items() if dotted}
     return short.get(key, short.get(f"{key}.name", key))
 
@@ -317,6 +323,16 @@ def answer_line(row: Mapping, groups: Sequence[str] = ()) -> str:
         f"{metric} {_mean_std(row, metric)} (chose), {test} {_mean_std(row, test)} "
         f"(reported), over {n} seed{'s' if n != 1 else ''}"
     )
+
+
+def print_answers(best: pd.DataFrame, answer: pd.DataFrame) -> None:
+    """Print :func:`answer_line` for each data set of ``answer``
+    (:func:`regexp.results.selection.sparsest_overall`), naming the network by the group
+    columns of ``best`` that vary (and always its regularizer)."""
+    keys = best.columns[: list(best.columns).index("lambda")]
+    groups = [c for c in keys if c == "regularizer" or best[c].nunique(dropna=False) > 1]
+    for row in answer.to_dict("records"):
+        print(answer_line(row, [c for c in groups if c in row]))
 
 
 def _mean_std(row: Mapping, column: str) -> str:

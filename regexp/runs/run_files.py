@@ -21,6 +21,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from regexp.core import sparsity
+from regexp.core.regularizers import option_names
 from regexp.data.prepare import Dataset
 from regexp.errors import fault_point, one_line
 from regexp.io.atomic import remove_temporaries, save_checkpoint, write_csv, write_text
@@ -86,7 +87,9 @@ def mark_run(run_dir: Path) -> None:
 def short_columns(
     cfg: Mapping, n_in: int = 0, n_out: int = 0, image: Sequence[int] | None = None
 ) -> dict:
-    """The short, readable config columns of ``metrics.csv`` (:data:`schema.SHORT`).
+    """The short, readable config columns of ``metrics.csv`` (:data:`schema.SHORT`, and
+    one per option of the regularizer's class that the config sets: ``l1_ratio``, ``p``,
+    :func:`regexp.core.regularizers.option_names`).
 
     ``prox_metric`` is the step's metric as resolved for the optimizer (``identity`` or
     ``adaptive``, for proximal mode); ``architecture`` needs the data's ``n_in``/``n_out``
@@ -108,7 +111,7 @@ def short_columns(
         "regularizer": reg["name"],
         "mode": mode,
         "lambda": cfg["lambda"],
-        **{k: reg[k] for k in ("l1_ratio", "p") if k in reg},
+        **{k: reg[k] for k in option_names(reg["name"]) if k in reg},
         "seed": cfg["seed"],
         "hidden": "-".join(map(str, hidden)),
         "architecture": "-".join(map(str, [n_in, *hidden, n_out])),
@@ -257,7 +260,8 @@ def measure(cfg: Mapping, model: nn.Module, data: Dataset, result: FitResult) ->
     data = data.to("cpu")
     image = (data.channels, *data.image_shape) if data.image_shape is not None else None
     config = config_row(cfg, data.n_features, data.n_outputs, image, data.data_id)
-    dotted = {k: v for k, v in config.items() if k not in schema.SHORT and k not in schema.IDS}
+    short = schema.short_columns(config)
+    dotted = {k: v for k, v in config.items() if k not in short and k not in schema.IDS}
     row = {k: v for k, v in config.items() if k not in dotted}
     row |= {"status": result.status, "engine": result.engine, "epochs_run": len(result.history)}
     ok = result.status == "ok"
@@ -474,7 +478,8 @@ def failed_row(cfg: Mapping, run_dir: Path, err: BaseException | str) -> dict:
         config = config_row(cfg)
     except (KeyError, TypeError, ValueError):
         config = {}
-    short = {k: v for k, v in config.items() if k in schema.SHORT or k in schema.IDS}
+    names = schema.short_columns(config)
+    short = {k: v for k, v in config.items() if k in names or k in schema.IDS}
     text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     row = short | {"status": "failed", "error": text} | config
     mark_run(run_dir)
