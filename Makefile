@@ -87,10 +87,13 @@ lint: install-dev
 
 # Not a test: times sequential against stacked training and writes BENCHMARKS.md (about 7
 # minutes), then the 108-job sweep batched against basic, quiet and with a competing
-# process (benchmarks/busy.py, about 4 minutes).
+# process (benchmarks/busy.py, about 4 minutes), then conv nets and compression
+# (benchmarks/conv.py: the default run compressed, the 27-job conv sweep batched against
+# basic, SGL's channels over 5 seeds; about 10 minutes on 2 cores), appended.
 bench: install-dev
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/busy.py --seeds 0,1,2 --append BENCHMARKS.md
+	$(BIN)/python benchmarks/conv.py --append BENCHMARKS.md
 
 # Scardapane et al. 2017 on digits, a synthetic data set with known informative inputs and
 # breast_cancer → docs/reproduction.md and docs/figures/. The sweeps write

@@ -28,13 +28,8 @@ FAST = ["fast", "vmap"]  # every engine other than the reference
 
 
 def cases(engines: list[str], overrides: list[list[str]]) -> list:
-    """(engine, overrides) pairs; vmap cannot replay dropout masks, so it has no dropout case."""
-    return [
-        pytest.param(e, o, id=f"{e}: {' '.join(o)}")
-        for e in engines
-        for o in overrides
-        if not (e == "vmap" and any(x.startswith("model.dropout") for x in o))
-    ]
+    """(engine, overrides) pairs."""
+    return [pytest.param(e, o, id=f"{e}: {' '.join(o)}") for e in engines for o in overrides]
 
 
 def config(*overrides: str) -> dict:

@@ -230,7 +230,8 @@ def test_a_conv_run_reports_channels_and_compresses_to_params_kept(tmp_path):
 
 @pytest.mark.slow
 def test_a_batched_conv_sweep_gives_the_numbers_of_jobs_run_one_by_one(regexp_cli, tmp_path):
-    """Conv jobs are never trained as MLP stacks: each launcher's metrics are the same."""
+    """Conv jobs stack with the vmap engine (never as MLPs): each job's metrics are those
+    of the same job that the basic launcher trains alone by autograd."""
     import pandas as pd
 
     frames = {}
@@ -241,12 +242,24 @@ def test_a_batched_conv_sweep_gives_the_numbers_of_jobs_run_one_by_one(regexp_cl
             "model=cnn",
             "dataset=digits_images",
             "seed=0,1",
+            "regularizer=l1,sgl",
             "trainer.epochs=2",
             f"hydra/launcher={launcher}",
             f"hydra.sweep.dir={tmp_path / launcher}",
         )
-        frames[launcher] = pd.read_csv(tmp_path / launcher / "results.csv").sort_values("seed")
-    for column in ("test_accuracy", "val_loss", "params_kept", "architecture"):
-        if column in frames["basic"]:
-            assert frames["batched"][column].tolist() == frames["basic"][column].tolist()
-    assert set(frames["batched"]["architecture"]) == {"1x8x8-c8-c16-10"}
+        frames[launcher] = pd.read_csv(tmp_path / launcher / "results.csv").sort_values("job")
+    batched, basic = frames["batched"], frames["basic"]
+    assert batched["engine"].tolist() == ["vmap"] * 4
+    assert basic["engine"].tolist() == ["autograd"] * 4
+    assert batched["status"].tolist() == basic["status"].tolist() == ["ok"] * 4
+    for column in ("regularizer", "seed", "params_kept", "architecture"):
+        assert batched[column].tolist() == basic[column].tolist()
+    for column in ("val_accuracy", "test_accuracy", "weight_sparsity"):
+        assert (batched[column] - basic[column]).abs().max() <= 0.01, column
+    for job in batched["job"]:  # each epoch's losses: float reordering only
+        histories = [pd.read_csv(tmp_path / la / str(job) / "history.csv") for la in frames]
+        assert list(histories[0].columns) == list(histories[1].columns)
+        assert len(histories[0]) == 2 and "val_loss" in histories[0]
+        assert (histories[0] - histories[1]).abs().max().max() <= 1e-5, job
+    assert basic["test_accuracy"].min() > 0.3  # trained two epochs: chance is 0.1
+    assert set(batched["architecture"]) == {"1x8x8-c8-c16-10"}

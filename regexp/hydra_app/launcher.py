@@ -3,7 +3,9 @@
     regexp train -m hydra/launcher=batched regularizer=l1,l2,group_lasso,sgl lambda=1e-4,1e-3
 
 Jobs that share everything but ``regularizer``, ``lambda``, ``seed``, ``threshold``,
-``model.dropout`` and ``optimizer.lr`` train together (:mod:`regexp.hydra_app.stack_plan`);
+``model.dropout`` and ``optimizer.lr`` train together (:mod:`regexp.hydra_app.stack_plan`):
+MLPs with the fast engine, other modules (conv nets) with the vmap engine
+(:func:`regexp.train.loop.choose_engine`);
 each then gets, through Hydra's own ``run_job``, the run directory, ``.hydra`` files, log
 and outputs that ``hydra/launcher=basic`` gives it. The others run alone, through Hydra's
 task function as with ``basic``, with a log line saying why. Hydra discovers the launcher
@@ -137,6 +139,7 @@ def _job_lines(job: StackJob) -> list[str]:
     sizes = [data.n_features, *cfg["model"]["hidden"], data.n_outputs]
     return [
         describe(data),
+        f"engine {job.result.engine}: {job.engine_why}",
         *job.result.notes.get("events", []),
         f"trained {'-'.join(map(str, sizes))} with {reg!r} ({job.setup.mode} mode)",
     ]

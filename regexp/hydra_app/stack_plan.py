@@ -1,8 +1,11 @@
 """Which jobs of a sweep train together as one stacked model, and training them.
 
 Hydra-free: :func:`plan` takes the jobs' resolved configs and run directories, and
-:func:`train` trains one planned stack with :func:`regexp.train.stacked.fit.fit_stacked`.
-The batched launcher (:mod:`regexp.hydra_app.launcher`) calls both and writes every job's run
+:func:`train` trains one planned stack with the engine that
+:func:`regexp.train.loop.choose_engine` picks for a stack: the fast engine
+(:func:`regexp.train.stacked.fit.fit_stacked`) for MLPs, the vmap engine
+(:class:`regexp.train.vmap.VmapStep`) for other modules, e.g. conv nets. The batched
+launcher (:mod:`regexp.hydra_app.launcher`) calls both and writes every job's run
 directory; tests call them directly.
 """
 
@@ -18,14 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from regexp import errors
 from regexp.config import validate_once
+from regexp.core import sparsity
 from regexp.hydra_app.objectives import validate_objectives
 from regexp.runs import sweep_dir
-from regexp.train.loop import EpochCallback, FitResult, Setup, prepare
-from regexp.train.stacked.fit import Member, fit_stacked, group_key, unsupported
+from regexp.train import step as rules
+from regexp.train.loop import EpochCallback, FitResult, Setup, choose_engine, prepare
+from regexp.train.stacked.fit import Member, fit_stacked, group_key
 from regexp.train.stacked.model import stack_order
+from regexp.train.vmap import VmapStep
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ class StackJob:
     group: list[int] = field(default_factory=list)  # job numbers of its stack
     sweep_dir: Path | None = None  # where resume finds finished runs set aside
     stack_size: int = 0  # models in its whole stack, before `split` cut it (0: not cut)
+    engine: str = ""  # of its stack: fast | vmap (regexp.train.loop.choose_engine)
+    engine_why: str = ""  # the reason choose_engine gives
 
 
 def ids(idx: Sequence[int]) -> str:
@@ -60,9 +69,11 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
     """Split ``jobs`` into stacks (lists of 2 or more) and jobs that run alone.
 
     A job runs alone, with a log line saying why, when its config is invalid, when
-    ``resume=true`` finds it finished (the task then skips it), when it cannot join a
-    stack (:func:`regexp.train.stacked.fit.unsupported`) or when no other job shares its
-    :func:`regexp.train.stacked.fit.group_key`. Every other job is prepared here
+    ``resume=true`` finds it finished (the task then skips it), when no engine trains it
+    in a stack (:func:`regexp.train.loop.choose_engine` with ``n_models=2`` picks
+    ``autograd``: e.g. ``trainer.engine=autograd``) or when no
+    other job shares its engine and :func:`regexp.train.stacked.fit.group_key`. Every
+    other job is prepared here
     (:func:`regexp.train.loop.prepare`: data loaded once per data config, the seeded
     model built), ready for :func:`train`.
     """
@@ -84,11 +95,12 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
             job.setup = prepare(job.cfg, datasets.get(data_key))
             job.rng_state = torch.get_rng_state()
             datasets[data_key] = job.setup.data
-            why = unsupported(job.setup)
+            job.engine, job.engine_why = choose_engine(job.cfg, job.setup, n_models=2)
+            why = None if job.engine != "autograd" else f"engine autograd: {job.engine_why}"
         except Exception as err:
             why = f"its config is invalid ({type(err).__name__}: {err})"
         if why is None:
-            by_key.setdefault(group_key(job.cfg), []).append(job)
+            by_key.setdefault(_stack_key(job), []).append(job)
         else:
             log.info("job #%d runs alone: %s", job.idx, why)
             alone.append(job)
@@ -96,14 +108,25 @@ def plan(jobs: Sequence[StackJob]) -> tuple[list[list[StackJob]], list[StackJob]
     for group in by_key.values():
         if len(group) == 1:
             log.info(
-                "job #%d runs alone: no other job shares its data, model, optimizer "
-                "and trainer settings",
+                "job #%d runs alone: no other job shares its engine (%s), data, model, "
+                "optimizer and trainer settings",
                 group[0].idx,
+                group[0].engine,
             )
             alone += group
         else:
             groups.append(group)
     return groups, alone
+
+
+def _stack_key(job: StackJob) -> str:
+    """What the jobs of one stack share: the engine and :func:`group_key`; for the vmap
+    engine also the module's layers (names and types: ``model.dropout`` may differ between
+    the models of a stack, but a conv net without dropout has no dropout layers)."""
+    layers = []
+    if job.engine == "vmap":
+        layers = [[n, type(m).__name__] for n, m in job.setup.model.named_modules()]
+    return json.dumps([job.engine, group_key(job.cfg), layers])
 
 
 # A part of a stack starts at a multiple of this many models of the stack's order. The
@@ -145,12 +168,29 @@ def split(
 
 
 def step_macs(job: StackJob) -> int:
-    """Multiply-adds of one model's forward pass over one minibatch:
-    ``batch_size · Σ fan_in · fan_out`` over its layers. The size of its matrices, which
-    says whether torch's intra-op threads can profit (:data:`THREADS_FROM_MACS`)."""
-    data, cfg = job.setup.data, job.cfg
-    sizes = [data.n_features, *cfg["model"]["hidden"], data.n_outputs]
-    return int(cfg["trainer"]["batch_size"]) * sum(a * b for a, b in itertools.pairwise(sizes))
+    """Multiply-adds of one model's forward pass over one minibatch: ``batch_size`` times
+    the sum over its ``nn.Linear`` and ``nn.ConvNd`` layers of ``outputs · fan_in`` for one
+    row (``fan_in · fan_out`` for a Linear layer; output channels × positions × input
+    channels per group × kernel size for a conv layer), counted on one training row. The
+    size of its operations, which says whether torch's intra-op threads can profit
+    (:data:`THREADS_FROM_MACS`)."""
+    model, counts = job.setup.model, []
+
+    def count(module: nn.Module, _: tuple, out: torch.Tensor) -> None:
+        counts.append(out[0].numel() * module.weight[0].numel())
+
+    layers = [m for m in model.modules() if isinstance(m, sparsity.LAYERS)]
+    hooks = [m.register_forward_hook(count) for m in layers]
+    training = model.training
+    model.eval()  # no dropout: the count draws no random numbers
+    try:
+        with torch.no_grad():
+            model(job.setup.data.x_train[:1])
+    finally:
+        model.train(training)
+        for h in hooks:
+            h.remove()
+    return int(job.cfg["trainer"]["batch_size"]) * sum(counts)
 
 
 # From this many multiply-adds per model and minibatch (:func:`step_macs`; the default
@@ -163,33 +203,57 @@ THREADS_FROM_MACS = 1 << 22
 
 
 def train(group: Sequence[StackJob], on_epoch: EpochCallback | None = None) -> bool:
-    """Train ``group`` as one stack: each job gets its ``result`` and ``group``.
+    """Train ``group`` as one stack with its jobs' ``engine``: each job gets its ``result``
+    and ``group``.
 
+    ``fast``: :func:`regexp.train.stacked.fit.fit_stacked`; ``vmap``: a
+    :class:`regexp.train.vmap.VmapStep` of the jobs' models, trained by
+    :func:`regexp.train.step.train` (each job's minibatch order from its own seed).
     Returns ``False`` (and logs why) if stacked training raised; the caller then runs the
     jobs one by one. With ``REGEXP_DEBUG=1`` the exception propagates instead.
     """
     cfg = group[0].cfg
     tr = cfg["trainer"]
+    engine = group[0].engine
+    data = group[0].setup.data
     members = [Member.from_setup(j.cfg, j.setup, j.rng_state) for j in group]
+    why = choose_engine(cfg, group[0].setup, len(group))[1]
     log.info(
-        "training %d jobs (%s) as one stacked model, %d torch thread(s)",
+        "training %d jobs (%s) as one stacked model, %d torch thread(s); engine %s: %s",
         len(group),
         ids([j.idx for j in group]),
         torch.get_num_threads(),
+        engine,
+        why,
     )
     try:
-        results = fit_stacked(
-            members,
-            group[0].setup.data,
-            cfg["model"]["activation"],
-            cfg["optimizer"],
-            tr["epochs"],
-            tr["batch_size"],
-            group[0].setup.patience,
-            on_epoch,
-            tr.get("drop_last", False),
-            layout_n=max(j.stack_size for j in group) or None,
-        )
+        if engine == "vmap":
+            results = rules.train(
+                VmapStep(members, data, cfg["optimizer"]),
+                [m.seed for m in members],
+                len(data.y_train),
+                data.x_train.device,
+                data.task,
+                tr["epochs"],
+                tr["batch_size"],
+                group[0].setup.patience,
+                on_epoch,
+                group[0].setup.drop_last,
+                engine="vmap",
+            )
+        else:
+            results = fit_stacked(
+                members,
+                data,
+                cfg["model"]["activation"],
+                cfg["optimizer"],
+                tr["epochs"],
+                tr["batch_size"],
+                group[0].setup.patience,
+                on_epoch,
+                tr.get("drop_last", False),
+                layout_n=max(j.stack_size for j in group) or None,
+            )
     except Exception as err:
         if errors.debug():
             raise
@@ -200,6 +264,6 @@ def train(group: Sequence[StackJob], on_epoch: EpochCallback | None = None) -> b
         )
         return False
     for job, result in zip(group, results, strict=True):
-        job.result = result
+        job.result, job.engine_why = result, why
         job.group = [j.idx for j in group]
     return True

@@ -7,18 +7,17 @@ in their :class:`~regexp.train.step.Step`:
   :func:`regexp.model.mlp.mlp`, N ≥ 1 at once (a single run is a stack of one);
 - ``autograd`` (:mod:`regexp.train.autograd`): any model, ``torch.optim``, autograd; the
   reference;
-- ``vmap`` (``regexp.train.vmap``, when installed): N copies of any module by
-  ``torch.func``.
+- ``vmap`` (:mod:`regexp.train.vmap`): N copies of any module by ``torch.func``.
 
-``auto`` (the default) picks the fastest that trains the configuration: ``fast``, else
-``autograd``. One INFO line says which engine runs and why. The building blocks are
-re-exported here (:func:`prepare`, :class:`Setup`, :class:`FitResult`, ...) for callers.
+``auto`` (the default) picks the fastest that trains the configuration
+(:func:`choose_engine`): ``fast`` for an MLP, ``vmap`` for a stack of other modules
+(the batched launcher's conv-net stacks), else ``autograd``. One INFO line says which
+engine runs and why. The building blocks are re-exported here (:func:`prepare`,
+:class:`Setup`, :class:`FitResult`, ...) for callers.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from collections.abc import Mapping
 
@@ -28,6 +27,7 @@ from torch import nn
 from regexp.core.checks import check_choice
 from regexp.core.regularizers import Regularizer
 from regexp.data.prepare import Dataset
+from regexp.train import vmap
 from regexp.train.autograd import AutogradStep
 from regexp.train.build import ENGINES
 from regexp.train.setup import Setup, prepare
@@ -87,8 +87,21 @@ def fit(
     )[0]
 
 
-def choose_engine(cfg: Mapping, s: Setup) -> tuple[str, str]:
+def choose_engine(cfg: Mapping, s: Setup, n_models: int = 1) -> tuple[str, str]:
     """The engine that trains ``s = prepare(cfg)`` under ``trainer.engine``, and why.
+
+    ``n_models``: how many models of this kind train together (the batched launcher asks
+    with 2 or more for a job that may join a stack). ``auto`` picks the fastest engine
+    that trains the configuration:
+
+    - ``fast`` for the MLPs it covers (:func:`regexp.train.stacked.fit.unsupported`), at
+      every N;
+    - ``vmap`` for a stack (N ≥ 2) of any other module it covers
+      (:func:`regexp.train.vmap.unsupported_setup`), e.g. conv nets;
+    - ``autograd`` otherwise, and for a single run of such a module: at N = 1, vmap is
+      slower than autograd (the default conv net on digits_images: 88 against 58 ms an
+      epoch, one thread, BENCHMARKS.md); vmap pays off in stacks (20 ms a model-epoch at
+      N = 27).
 
     Raises
     ------
@@ -100,11 +113,7 @@ def choose_engine(cfg: Mapping, s: Setup) -> tuple[str, str]:
     if asked == "autograd":
         return "autograd", "trainer.engine=autograd (the reference)"
     if asked == "vmap":
-        if importlib.util.find_spec("regexp.train.vmap") is None:
-            raise ValueError(
-                "trainer.engine=vmap is not available in this version; use auto, fast or autograd"
-            )
-        why = importlib.import_module("regexp.train.vmap").unsupported(s.model)
+        why = vmap.unsupported_setup(s)
         if why is not None:
             raise ValueError(
                 f"trainer.engine=vmap cannot train this configuration: {why}; "
@@ -121,9 +130,23 @@ def choose_engine(cfg: Mapping, s: Setup) -> tuple[str, str]:
                 "use trainer.engine=auto or autograd"
             )
         return "fast", "trainer.engine=fast"
-    if why is not None:
-        return "autograd", f"trainer.engine=auto, and the fast engine cannot train it: {why}"
-    return "fast", "trainer.engine=auto: an MLP, hand-written backpropagation"
+    if why is None:
+        return "fast", "trainer.engine=auto: an MLP, hand-written backpropagation"
+    if n_models == 1:
+        return "autograd", (
+            f"trainer.engine=auto, and the fast engine cannot train it: {why} "
+            "(a single run of another module trains faster by autograd than by vmap)"
+        )
+    why_vmap = vmap.unsupported_setup(s)
+    if why_vmap is None:
+        return "vmap", (
+            f"trainer.engine=auto, a stack of {n_models} models that the fast engine cannot "
+            f"train ({why}): torch.func over the stacked copies"
+        )
+    return "autograd", (
+        f"trainer.engine=auto, and neither the fast engine ({why}) nor the vmap engine "
+        f"({why_vmap}) can train it"
+    )
 
 
 def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> FitResult:
@@ -149,8 +172,8 @@ def fit_setup(cfg: Mapping, s: Setup, on_epoch: EpochCallback | None = None) -> 
             s.drop_last,
         )[0]
     if engine == "vmap":
-        vmap = importlib.import_module("regexp.train.vmap")
-        member = Member.from_setup(cfg, s, torch.get_rng_state())
+        rng = s.rng_state if s.rng_state is not None else torch.get_rng_state()
+        member = Member.from_setup(cfg, s, rng)
         step = vmap.VmapStep([member], s.data, s.opt_cfg)
         return train(
             step,

@@ -23,9 +23,18 @@ the regularizer's own functions, as every engine calls them, so any regularizer 
 (built-in or new) trains here. Model ``n``'s result is its single autograd run's up to float
 reordering (``tests/test_vmap.py``).
 
-Not covered (raise ``ValueError``): dropout (``vmap`` cannot replay a single run's masks),
-batch norm (its running statistics are updated in place), models with different
-architectures in one stack.
+Dropout (``nn.Dropout`` layers of an ``nn.Sequential`` on the CPU): each model's masks are
+drawn as its own run draws them, ``torch.empty(shape).bernoulli_(1 − p)`` per layer and step
+in forward order from a generator started at the model's ``rng_state`` (the global RNG
+state right after its init), divided by ``1 − p``; the engine's copy of the module
+multiplies each layer's input by its model's mask (:class:`_Mask`) as ``nn.Dropout`` does
+on the CPU, and is the identity in evaluation mode.
+
+Not covered (raise ``ValueError``, :func:`unsupported`): other dropout layers
+(``Dropout2d``, ``AlphaDropout``, ...), dropout in a module that is not an
+``nn.Sequential`` (its layers' order of execution is unknown) or off the CPU, batch norm
+(its running statistics are updated in place), models with different architectures in one
+stack.
 """
 
 from __future__ import annotations
@@ -45,11 +54,19 @@ from regexp.core.metrics import data_loss, scores
 from regexp.core.regularizers import Regularizer
 from regexp.data.prepare import Dataset
 from regexp.train.build import MODES
-from regexp.train.stacked.optim import StackedOptimizer
+from regexp.train.setup import Setup
+from regexp.train.stacked.optim import NAMES, StackedOptimizer
 
-__all__ = ["VmapMember", "VmapStep", "unsupported"]
+__all__ = ["VmapMember", "VmapStep", "unsupported", "unsupported_setup"]
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_OTHER_DROPOUTS = (
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
 
 
 class VmapMember(Protocol):
@@ -60,15 +77,45 @@ class VmapMember(Protocol):
     mode: str  # penalty | proximal
     lr: float
     prox_metric: str  # identity | adaptive
+    # With dropout: the global RNG state right after the model's init (its masks' stream).
+    # rng_state: Tensor, read with getattr (a member without dropout needs none)
 
 
 def unsupported(model: nn.Module) -> str | None:
     """Why the vmap engine cannot train ``model`` (``None`` if it can)."""
     for name, m in model.named_modules():
-        if isinstance(m, nn.Dropout) and m.p > 0:
-            return f"dropout ({name or 'model'}: p={m.p:g}): vmap cannot replay a run's masks"
+        if isinstance(m, _OTHER_DROPOUTS) and m.p > 0:
+            return f"{type(m).__name__} ({name}): only nn.Dropout's masks are replayed"
+        if type(m) is nn.Dropout and m.p > 0:
+            if type(model) is not nn.Sequential:
+                return (
+                    f"dropout ({name}: p={m.p:g}) in a {type(model).__name__}, not an "
+                    "nn.Sequential: the order its masks are drawn in is unknown"
+                )
+            device = next(model.parameters(), torch.empty(0)).device
+            if device.type != "cpu":
+                return f"dropout ({name}: p={m.p:g}) off the CPU (masks are drawn on the CPU)"
         if isinstance(m, _NORMS):
             return f"batch norm ({name}) updates its running statistics in place"
+    return None
+
+
+def unsupported_setup(setup: Setup) -> str | None:
+    """Why the vmap engine cannot train ``setup``, alone or in a stack (``None`` if it can).
+
+    It trains any module that :func:`unsupported` accepts, with optimizer adam, adamw or
+    sgd (:class:`regexp.train.stacked.optim.StackedOptimizer`), any regularizer in penalty
+    mode and in proximal mode where its proximal step is defined, in both metrics.
+    """
+    if setup.engine not in ("auto", "vmap"):
+        return f"trainer.engine={setup.engine}"
+    why = unsupported(setup.model)
+    if why is not None:
+        return why
+    if setup.opt_cfg.get("name") not in NAMES:
+        return f"optimizer {setup.opt_cfg.get('name')!r}"
+    if setup.mode == "proximal":
+        return setup.reg.proximal_error()
     return None
 
 
@@ -85,6 +132,77 @@ class _Run:
     lr: Tensor  # float64 [end − start]
     selected: tuple[tuple[str, Grouping], ...]  # stacked parameter name and its grouping
     active: bool  # some λ > 0
+
+
+class _Mask(nn.Module):
+    """``nn.Dropout`` in the engine's copy of the module: in training mode the input times
+    the buffer ``mask`` (each model's, given to ``functional_call``), as ``nn.Dropout``
+    multiplies by ``bernoulli(1 − p)/(1 − p)`` on the CPU; the identity in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mask", torch.empty(0), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.mask if self.training else x
+
+
+class _Dropout:
+    """The dropout masks of N models, each drawn as its own run draws them (see the module
+    docstring): per step and ``nn.Dropout`` layer, in the module's order, a
+    ``bernoulli_(1 − p)`` of the layer's input shape from the model's own generator."""
+
+    def __init__(self, members: Sequence[VmapMember], x: Tensor) -> None:
+        model = members[0].model
+        self.layers = [n for n, m in model.named_modules() if type(m) is nn.Dropout]
+        self.p = [[m.model.get_submodule(n).p for n in self.layers] for m in members]
+        self.gens: list[torch.Generator | None] = []
+        for m, ps in zip(members, self.p, strict=True):
+            gen = None
+            if any(p > 0 for p in ps):
+                state = getattr(m, "rng_state", None)
+                if state is None:
+                    raise ValueError("a model with dropout needs its rng_state (its masks' stream)")
+                gen = torch.Generator()
+                gen.set_state(state)
+            self.gens.append(gen)
+        self.model, self.x = model, x
+        self.shapes: dict[int, list[tuple[int, ...]]] = {}
+
+    def _shapes(self, batch: int) -> list[tuple[int, ...]]:
+        """The input shape of each dropout layer for a minibatch of ``batch`` rows, from a
+        forward pass in eval mode (which draws no masks)."""
+        if batch not in self.shapes:
+            found: dict[str, tuple[int, ...]] = {}
+            hooks = [
+                self.model.get_submodule(n).register_forward_hook(
+                    lambda _m, args, _out, n=n: found.__setitem__(n, tuple(args[0].shape))
+                )
+                for n in self.layers
+            ]
+            training = self.model.training
+            self.model.eval()
+            try:
+                with torch.no_grad():
+                    self.model(self.x[:batch])
+            finally:
+                self.model.train(training)
+                for h in hooks:
+                    h.remove()
+            self.shapes[batch] = [found[n] for n in self.layers]
+        return self.shapes[batch]
+
+    def draw(self, batch: int, device: torch.device) -> dict[str, Tensor]:
+        """Each layer's masks ``[N, *input shape]`` for one step, as ``{"name.mask": ...}``."""
+        shapes = self._shapes(batch)
+        masks = [torch.ones(len(self.p), *shape) for shape in shapes]
+        for n, (gen, ps) in enumerate(zip(self.gens, self.p, strict=True)):
+            if gen is None:
+                continue
+            for mask, shape, p in zip(masks, shapes, ps, strict=True):
+                if p > 0:
+                    mask[n] = torch.empty(shape).bernoulli_(1 - p, generator=gen).div_(1 - p)
+        return {f"{n}.mask": m.to(device) for n, m in zip(self.layers, masks, strict=True)}
 
 
 class VmapStep:
@@ -135,6 +253,11 @@ class VmapStep:
         self.params = {k: v.detach() for k, v in params.items()}
         self.buffers = {k: v.detach() for k, v in buffers.items()}
         self.base = copy.deepcopy(models[0]).to("meta")
+        self.dropout = None
+        if any(type(m) is nn.Dropout and m.p > 0 for mod in models for m in mod.modules()):
+            self.dropout = _Dropout(self.members, data.x_train)
+            for name in self.dropout.layers:
+                self.base.set_submodule(name, _Mask())
         self.base.train()
         self.names = list(self.params)
         dev = next(iter(self.params.values())).device
@@ -184,7 +307,10 @@ class VmapStep:
         idx = idx[self.order]
         x = _gather(self.data.x_train, idx)
         y = _gather(self.data.y_train, idx)
-        grads, loss = self._grad(self.params, self.buffers, x, y)
+        buffers = self.buffers
+        if self.dropout is not None:
+            buffers = {**buffers, **self.dropout.draw(idx.shape[1], x.device)}
+        grads, loss = self._grad(self.params, buffers, x, y)
         with torch.no_grad():
             for run in self.runs:
                 if run.mode == "penalty" and run.active:
