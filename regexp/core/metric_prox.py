@@ -49,6 +49,7 @@ import numbers
 import torch
 from torch import Tensor
 
+from regexp.core.no_grad import no_grad
 from regexp.core.penalties import Coef, is_zero, prox_, prox_undefined
 
 __all__ = ["adam_metric", "optimizer_metric", "prox_metric_"]
@@ -70,7 +71,7 @@ def _coef64(c: Coef, extra: int, like: Tensor) -> Coef:
     return float(c)
 
 
-@torch.no_grad()
+@no_grad
 def prox_metric_(
     w: Tensor,
     lr: Coef,

@@ -20,6 +20,8 @@ import numbers
 import torch
 from torch import Tensor
 
+from regexp.core.no_grad import no_grad
+
 Coef = float | Tensor
 
 
@@ -127,7 +129,7 @@ def penalty(
     return sum(parts[1:], parts[0])
 
 
-@torch.no_grad()
+@no_grad
 def add_penalty_grad_(
     w: Tensor,
     grad: Tensor,
@@ -184,7 +186,7 @@ def _shrink_scale(norms: Tensor, coef: Coef) -> Tensor:
     return torch.where(norms > 0, coef / norms, 0.0)
 
 
-@torch.no_grad()
+@no_grad
 def prox_(
     w: Tensor,
     lr: Coef,

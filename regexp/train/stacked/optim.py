@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from regexp.core.metric_prox import adam_metric
+from regexp.core.no_grad import no_grad
 
 NAMES = ("adam", "adamw", "sgd")
 
@@ -84,28 +85,28 @@ class StackedOptimizer:
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         lr, wd = self.lr.tolist(), self.wd.tolist()
-        self.runs: dict[tuple[float, float], list[tuple[int, int, int, Tensor]]] = {}
-        for i, p in enumerate(self.params):
+        self.runs: dict[tuple[float, float], list[tuple[int, int, int]]] = {}
+        for i in range(len(self.params)):
             start = 0
             for end in range(1, len(lr) + 1):
                 if end < len(lr) and (lr[end], wd[end]) == (lr[start], wd[start]):
                     continue
                 key = (lr[start], wd[start] if self.decay[i] else 0.0)
-                step = torch.zeros((), dtype=torch.float32, device=p.device)
-                self.runs.setdefault(key, []).append((i, start, end, step))
+                self.runs.setdefault(key, []).append((i, start, end))
                 start = end
         # Per (lr, wd): the argument lists of one fused call, views made once (the
-        # parameters, gradients and moments are only ever written in place).
+        # parameters, gradients and moments are only ever written in place), and the step
+        # count t that all its tensors share.
         self.calls = {}
         for key, runs in self.runs.items():
-            lists: tuple[list[Tensor], ...] = ([], [], [], [], [])
-            for i, start, end, step in runs:
+            lists: tuple[list[Tensor], ...] = ([], [], [], [])
+            for i, start, end in runs:
                 for lst, t in zip(
-                    lists, (self.params[i], self.grads[i], self.m[i], self.v[i]), strict=False
+                    lists, (self.params[i], self.grads[i], self.m[i], self.v[i]), strict=True
                 ):
                     lst.append(t if end - start == len(t) else t[start:end])
-                lists[4].append(step)
-            self.calls[key] = lists
+            step = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
+            self.calls[key] = (*lists, step)
 
     @staticmethod
     def _per_model(values: Tensor, p: Tensor) -> Tensor:
@@ -122,7 +123,7 @@ class StackedOptimizer:
             return None
         return adam_metric(self.v[i], self.t, self.beta2, self.eps)
 
-    @torch.no_grad()
+    @no_grad
     def step(self) -> None:
         self.t += 1
         if self.name == "sgd":
@@ -143,13 +144,13 @@ class StackedOptimizer:
             p.addcmul_(g, self._per_model(-self.lr, p))
 
     def _adam(self) -> None:
-        for (lr, wd), (ps, gs, ms, vs, steps) in self.calls.items():
+        for (lr, wd), (ps, gs, ms, vs, step) in self.calls.items():
             fused_adam_(
                 ps,
                 gs,
                 ms,
                 vs,
-                steps,
+                step,
                 adamw=self.name == "adamw",
                 lr=lr,
                 beta1=self.beta1,
@@ -164,7 +165,7 @@ def fused_adam_(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
-    steps: list[Tensor],
+    step: Tensor,
     *,
     adamw: bool,
     lr: float,
@@ -174,7 +175,9 @@ def fused_adam_(
     eps: float,
 ) -> None:
     """One step of Adam (``adamw``: AdamW) in place, with torch's fused kernel: the step
-    ``torch.optim.Adam(fused=True)`` takes, without its checks and regrouping.
+    ``torch.optim.Adam(fused=True)`` takes, without its checks and regrouping. ``step`` is
+    the step count ``t`` (a float32 scalar tensor) that every tensor shares; it is
+    incremented first.
 
     The one private torch call of regexp: ``torch._fused_adam_`` and ``_fused_adamw_``, as
     ``torch.optim.adam._fused_adam`` calls them. The public functional
@@ -183,7 +186,7 @@ def fused_adam_(
     the range the tests run against (``tests/test_engines.py`` compares this step with
     ``torch.optim.Adam``'s).
     """
-    torch._foreach_add_(steps, 1)
+    step.add_(1)
     kernel = torch._fused_adamw_ if adamw else torch._fused_adam_
     kernel(
         params,
@@ -191,7 +194,7 @@ def fused_adam_(
         exp_avgs,
         exp_avg_sqs,
         [],
-        steps,
+        [step] * len(params),
         amsgrad=False,
         lr=lr,
         beta1=beta1,
