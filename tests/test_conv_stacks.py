@@ -110,7 +110,9 @@ def test_divergence_and_early_stopping_in_a_conv_stack_as_each_job_alone(tmp_pat
     cfgs = configs(
         [
             [*base, "regularizer=l2", "lambda=1e3", "optimizer.lr=0.05"],
-            [*base, "regularizer=l1", "lambda=1e-4", "optimizer.lr=0.5", "seed=1"],
+            # lr 0.5 here put the best epoch on a knife edge: float reordering (1 or 2
+            # threads) moved it, and the restored weights with it (measured: 0.41 apart).
+            [*base, "regularizer=l1", "lambda=1e-4", "optimizer.lr=0.2", "seed=1"],
             [*base, "regularizer=sgl", "lambda=1e-3", "optimizer.lr=0.1", "seed=2"],
             [*base, "regularizer=group_lasso", "lambda=1e-3", "optimizer.lr=0.4", "seed=3"],
         ]
@@ -193,7 +195,8 @@ def test_jobs_no_engine_stacks_run_alone_and_say_why(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="regexp.hydra_app.stack_plan"):
         groups, lone = stacks.plan(jobs)
     assert not groups and [j.idx for j in lone] == [1, 2, 0]
-    assert [r.getMessage() for r in caplog.records] == [
+    plan_log = [r for r in caplog.records if r.name == "regexp.hydra_app.stack_plan"]
+    assert [r.getMessage() for r in plan_log] == [
         "job #1 runs alone: engine autograd: trainer.engine=autograd (the reference)",
         "job #2 runs alone: engine autograd: trainer.engine=autograd (the reference)",
         "job #0 runs alone: no other job shares its engine (vmap), data, model, optimizer "

@@ -60,6 +60,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# loky's resource tracker (a process of its own) warns on its stderr about every resource of
+# a worker that died before releasing it. Workers that a SIGTERM or Ctrl-C stops die so by
+# design, the tracker then cleans up after them, and its warnings would land after the one
+# line that the stop prints. Only these warnings are silenced, in the processes this one
+# starts (the tracker reads PYTHONWARNINGS from its environment).
+TRACKER_WARNINGS = "ignore:resource_tracker:UserWarning"
+
+
+def quiet_resource_tracker() -> None:
+    """Add :data:`TRACKER_WARNINGS` to ``PYTHONWARNINGS`` for the processes started next."""
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if TRACKER_WARNINGS not in current.split(","):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [current, TRACKER_WARNINGS]))
+
+
 @dataclass
 class BatchedLauncherConf:
     _target_: str = "hydra_plugins.regexp_launcher.batched_launcher.BatchedLauncher"
@@ -394,6 +409,7 @@ class BatchedLauncher(Launcher):
         self.parallel = None  # a sweeper may call launch again, with a smaller batch
         if workers > 1 and len(job_overrides) >= self.parallel_from:
             # batch_size=1: each part of a stack is a task of its own, never batched
+            quiet_resource_tracker()
             self.parallel = Parallel(n_jobs=workers, backend="loky", batch_size=1)
         log.info(
             "Launching %d jobs locally, compatible ones stacked%s",

@@ -141,15 +141,22 @@ def load_results(path: Path) -> pd.DataFrame:
 def _read_results_file(path: Path) -> pd.DataFrame:
     """A ``results.csv`` or ``metrics.csv``, refused (one line naming it) when it is not one
     of regexp's, or was cut off while being written."""
+    truncated = ValueError(f"'{path}' is truncated (its last row is incomplete); regenerate it")
     try:
         text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        raise NoResultsError(path) from None
+    try:
         results = pd.read_csv(io.StringIO(text), dtype=TEXT_COLUMNS)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+    except (pd.errors.ParserError, pd.errors.EmptyDataError):
+        # A quoted field cut in the middle does not parse: ours (a status column) when cut.
+        if not text.endswith("\n") and "status" in text.partition("\n")[0].split(","):
+            raise truncated from None
         raise NoResultsError(path) from None
     if "status" not in results.columns or not aggregate.config_columns(results):
         raise NoResultsError(path)  # a CSV, but not one that regexp wrote
     if not text.endswith("\n") or results["status"].isna().any():
-        raise ValueError(f"'{path}' is truncated (its last row is incomplete); regenerate it")
+        raise truncated
     return results
 
 
