@@ -146,6 +146,67 @@ def test_padded_and_per_layer_layouts_train_the_same_models():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("layout_n", [1, 10**6], ids=["padded", "per-layer"])
+def test_a_stack_mixing_regularizer_params_trains_each_model_as_its_sequential_run(layout_n):
+    # regularizer.params picks which nn.Linear weights a model regularizes; in a stack each
+    # model keeps its own choice (a coefficient of 0 on the other layers), in penalty mode
+    # and in proximal mode in both metrics, in both memory layouts. The reference is the
+    # autograd run, whose regularizer touches only the selected parameters.
+    lam = ["lambda=1e-2"]
+    chosen = ["[0.weight]", "[2.weight,4.weight]", "['*.weight']", "[4.weight]"]
+    modes = [
+        ["regularizer.mode=penalty"],
+        ["regularizer.mode=proximal", "regularizer.prox_metric=identity"],
+        ["regularizer.mode=proximal", "regularizer.prox_metric=adaptive"],
+    ]
+    jobs = [
+        [
+            *SMALL,
+            "trainer.epochs=1",
+            f"regularizer={r}",
+            f"+regularizer.params={p}",
+            *m,
+            *lam,
+            f"seed={k}",
+        ]
+        for k, (r, p, m) in enumerate(
+            itertools.product(["l1", "group_lasso", "sgl", "elastic_net", "norm"], chosen, modes)
+        )
+    ]
+    jobs.append([*SMALL, "trainer.epochs=1", "regularizer=sgl", "lambda=1e-2"])  # every layer
+    cfgs = configs(jobs)
+    members, data = [], None
+    for cfg in cfgs:
+        s = train.prepare(cfg, data)
+        data = s.data
+        members.append(batched.Member.from_setup(cfg, s, torch.get_rng_state()))
+    tr = cfgs[0]["trainer"]
+    results = batched.fit_stacked(
+        members, data, "relu", cfgs[0]["optimizer"], 1, tr["batch_size"], layout_n=layout_n
+    )
+    for cfg, member, result in zip(cfgs, members, results, strict=True):
+        model, ref = sequential(cfg)
+        for p, q in zip(model.parameters(), member.model.parameters(), strict=True):
+            torch.testing.assert_close(q, p, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            torch.tensor(result.history["penalty"].to_numpy()),
+            torch.tensor(ref.history["penalty"].to_numpy()),
+            atol=1e-6,
+            rtol=1e-5,
+        )
+
+
+def test_the_fast_engine_refuses_params_beyond_linear_weights():
+    (cfg,) = configs([[*SMALL, "regularizer=l1", "+regularizer.params=[0.weight,0.bias]"]])
+    s = train.prepare(cfg)
+    assert batched.unsupported(s) == "regularizer.params selects 0.bias, not only nn.Linear weights"
+    with pytest.raises(ValueError, match=r"selects 0\.bias"):
+        batched.regularized_layers(s.model, s.reg)
+    s.reg.params = ("0.weight", "4.weight")  # what the engine then applies
+    assert batched.regularized_layers(s.model, s.reg) == [True, False, True]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "base",
     [

@@ -81,6 +81,9 @@ OTHERS = [
     ["model.hidden=[12]", "trainer.batch_size=50"],
     ["model.hidden=[20,12,6]", "regularizer=group_lasso", "regularizer.mode=proximal"],
     ["trainer.drop_last=true", "trainer.batch_size=100", "regularizer=sgl"],
+    ["regularizer=sgl", "+regularizer.params=[0.weight]"],
+    ["regularizer=group_lasso", "+regularizer.params=[0.weight]", "regularizer.mode=proximal"],
+    ["regularizer=l1", "+regularizer.params=[2.weight,4.weight]", "lambda=1e-2"],
 ]
 
 
@@ -186,7 +189,7 @@ def test_auto_picks_the_fast_engine_and_says_why(caplog):
 def test_what_the_fast_engine_cannot_train_goes_to_autograd_or_is_refused(caplog):
     cfg = config(*SMALL, "trainer.epochs=1", "regularizer=l1")
     s = train.prepare(cfg)
-    s.reg = L1(1e-3, params=["0.weight"])  # a library user's choice; no config key
+    s.reg = L1(1e-3, params=["0.weight", "0.bias"])  # the fast engine regularizes weights
     with caplog.at_level(logging.INFO, logger="regexp.train.loop"):
         result = train.fit_setup(cfg, s)
     assert result.engine == "autograd" and s._optimizer is not None
@@ -196,7 +199,7 @@ def test_what_the_fast_engine_cannot_train_goes_to_autograd_or_is_refused(caplog
         train.fit_setup(fast, s)
     assert str(err.value) == (
         "trainer.engine=fast cannot train this configuration: regularizer.params selects "
-        "custom parameters; use trainer.engine=auto or autograd"
+        "0.bias, not only nn.Linear weights; use trainer.engine=auto or autograd"
     )
     s = train.prepare(cfg)
     s.model = torch.nn.Sequential(torch.nn.Linear(64, 10), torch.nn.ReLU(), torch.nn.ReLU())

@@ -572,9 +572,8 @@ def baselines(s: Study) -> list[str]:
             'weights only (`regularizer.params: ["0.weight"]`), the like-for-like feature '
             "selector. "
             if inputs
-            else "Input-layer-only GL and SGL (`conf/experiment/scardapane2017_input_front."
-            "yaml`) did not run: their jobs cannot be stacked and were too slow for this "
-            "run's time budget. "
+            else "Input-layer-only GL and SGL did not run for this report: no runs of "
+            "`conf/experiment/scardapane2017_input_front.yaml` under the sweeps. "
         )
         + (
             f"Proximal SGD: a plain SGD step (lr {_sgd_lr(s)}, no momentum) on the data loss, "

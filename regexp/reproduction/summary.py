@@ -171,6 +171,7 @@ def _baseline_lines(s: Study) -> list[str]:
         ("sgl+ft", "params_kept", t["params"], "parameters"),
         ("lassonet-refit", "kept_input", t["inputs"], "inputs"),
         ("lassonet", "kept_input", t["inputs"], "inputs"),
+        ("group_lasso/input", "kept_input", t["inputs"], "inputs"),
         ("sgl/input", "kept_input", t["inputs"], "inputs"),
         ("sgl/prox-sgd", "params_kept", t["params"], "parameters"),
     ]

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from regexp.core.penalties import prox_undefined
-from regexp.core.regularizers import Regularizer
+from regexp.core.regularizers import Regularizer, selected_parameters
 from regexp.data.prepare import Dataset
 from regexp.model.mlp import ACTIVATIONS
 from regexp.train.setup import Setup
@@ -121,7 +121,8 @@ def unsupported(setup: Setup) -> str | None:
     """Why the fast engine cannot train this setup, alone or in a stack (``None`` if it can).
 
     It trains the MLPs of :func:`regexp.model.mlp.mlp` with optimizer adam, adamw or sgd
-    and a regularizer on every ``nn.Linear`` weight, in both modes (proximal mode with
+    and a regularizer on ``nn.Linear`` weights (every one, or those ``regularizer.params``
+    selects), in both modes (proximal mode with
     the norm penalty needs ``p`` 1 or 2), both metrics, dropout (masks drawn on the CPU)
     and ``drop_last``.
     """
@@ -129,8 +130,10 @@ def unsupported(setup: Setup) -> str | None:
         return f"trainer.engine={setup.engine}"
     if mlp_activation(setup.model) is None:
         return "the model is not an MLP of regexp.model.mlp.mlp"
-    if setup.reg.params is not None:
-        return "regularizer.params selects custom parameters"
+    try:
+        regularized_layers(setup.model, setup.reg)
+    except ValueError as err:
+        return str(err)
     if not setup.reg.has_terms():
         return f"{type(setup.reg).__name__} defines its own maths (no built-in terms)"
     if setup.opt_cfg.get("name") not in NAMES:
@@ -139,6 +142,29 @@ def unsupported(setup: Setup) -> str | None:
     if setup.mode == "proximal":
         return prox_undefined(c.norm, c.p)
     return None
+
+
+def regularized_layers(model: nn.Module, reg: Regularizer) -> list[bool]:
+    """Whether ``reg`` regularizes the weight of each ``nn.Linear`` of ``model``, in order:
+    all of them by default, else those that ``reg.params`` selects.
+
+    Raises
+    ------
+    ValueError
+        If ``reg.params`` selects a parameter that is not an ``nn.Linear`` weight (a bias,
+        say): the fast engine regularizes weights only.
+    """
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if reg.params is None:
+        return [True] * len(linears)
+    chosen = {id(q): name for name, q in selected_parameters(model, reg.params)}
+    weights = {id(lin.weight) for lin in linears}
+    other = [name for i, name in chosen.items() if i not in weights]
+    if other:
+        raise ValueError(
+            f"regularizer.params selects {', '.join(other)}, not only nn.Linear weights"
+        )
+    return [id(lin.weight) in chosen for lin in linears]
 
 
 def _gather(t: Tensor, idx: Tensor) -> Tensor:
@@ -201,13 +227,17 @@ class FastStep:
         coefs = [m.reg.coefficients() for m in members]
         prox = [m.mode == "proximal" for m in members]
         adaptive = [p and m.prox_metric == "adaptive" for p, m in zip(prox, members, strict=True)]
-        self.pen_terms = stack.bind(terms(coefs, [not p for p in prox]))
+        chosen = [regularized_layers(m.model, m.reg) for m in members]
+        # [N, layers]: which weights each model regularizes (None: every one, the default)
+        layers = None if all(all(c) for c in chosen) else torch.tensor(chosen, dtype=torch.bool)
+        self.pen_terms = stack.bind(terms(coefs, [not p for p in prox]), layers=layers)
         self.prox_terms = stack.bind(
-            terms(coefs, [p and not a for p, a in zip(prox, adaptive, strict=True)])
+            terms(coefs, [p and not a for p, a in zip(prox, adaptive, strict=True)]),
+            layers=layers,
         )
         term = metric_term(coefs, adaptive)  # all terms at once, in Adam's metric
-        self.adaptive_term = None if term is None else stack.bind([term], torch.float64)[0]
-        self.all_terms = stack.bind(terms(coefs, [True] * self.n_models))
+        self.adaptive_term = None if term is None else stack.bind([term], torch.float64, layers)[0]
+        self.all_terms = stack.bind(terms(coefs, [True] * self.n_models), layers=layers)
         self.lr = torch.tensor([m.lr for m in members], dtype=torch.float64)
         # The proximal step size: a float when every model has the same lr (fewer ops).
         self.prox_lr = members[0].lr if len({m.lr for m in members}) == 1 else self.lr

@@ -122,13 +122,23 @@ class StackedMLP:
         """The gradients of :attr:`parameters`, in the same order."""
         return [*(b.gw for b in self.blocks), *(b.gb for b in self.blocks)]
 
-    def bind(self, terms: Sequence[Term], dtype: torch.dtype | None = None) -> list[Bound]:
+    def bind(
+        self, terms: Sequence[Term], dtype: torch.dtype | None = None, layers: Tensor | None = None
+    ) -> list[Bound]:
         """``terms`` with their coefficients shaped for every block (once per stack), a
         group coefficient that :attr:`Block.scale` makes a tensor in ``dtype`` (default
-        the weights')."""
+        the weights'). ``layers`` ``[N, n_layers]``: 1 where model ``n`` regularizes layer
+        ``l``'s weight, 0 where not (``regularizer.params``); ``None``: every layer."""
         dtype = dtype or self.blocks[0].w.dtype
         return [
-            Bound(t.start, t.end, [blk.kwargs(t.kwargs, dtype) for blk in self.blocks])
+            Bound(
+                t.start,
+                t.end,
+                [
+                    blk.kwargs(t.kwargs, dtype, None if layers is None else layers[t.start : t.end])
+                    for blk in self.blocks
+                ],
+            )
             for t in terms
         ]
 
@@ -325,11 +335,30 @@ class Block:
             scale = torch.tensor([math.sqrt(o / out) for o, _ in shapes], dtype=torch.float64)
         return cls(layers, w, b, torch.zeros_like(w), torch.zeros_like(b), scale)
 
-    def kwargs(self, kwargs: dict, dtype: torch.dtype) -> dict:
+    def kwargs(self, kwargs: dict, dtype: torch.dtype, layers: Tensor | None = None) -> dict:
         """A term's coefficients for this block: a per-model tensor ``[n]`` becomes
         ``[n, 1]`` (it then broadcasts over the block's layers), and the group
-        coefficient is multiplied by :attr:`scale`, in ``dtype``: ``[n, L]`` or ``[1, L]``."""
+        coefficient is multiplied by :attr:`scale`, in ``dtype``: ``[n, L]`` or ``[1, L]``.
+
+        ``layers`` ``[n, n_layers]`` (0 or 1 per model and layer of the stack, ``None``: all
+        1) multiplies every coefficient, layer by layer: a layer whose weight a model does
+        not regularize gets coefficient 0 there, which leaves its weights and gradients
+        exactly as they are. Where no model of the term regularizes any of the block's
+        layers the coefficients become python zeros, which every penalty function skips.
+        """
         out = {k: v.view(-1, 1) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+        mask = None if layers is None else layers[:, self.layers].to(torch.float64)
+        if mask is not None and not bool(mask.all()):
+            for name in TERMS:
+                v = out.get(name, 0.0)
+                if penalties.is_zero(v):
+                    continue
+                if not bool(mask.any()):
+                    out[name] = 0.0
+                elif isinstance(v, Tensor):
+                    out[name] = v * mask.to(v.dtype)
+                else:  # float64: rounded once to the weights' dtype, as a python float is
+                    out[name] = mask * v
         group = out.get("group", 0.0)
         if self.scale is not None and not penalties.is_zero(group):
             scale = self.scale.to(dtype=dtype, device=self.w.device)
