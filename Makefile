@@ -105,7 +105,8 @@ bench: install-dev
 # outputs/reproduce/baselines/ (kept when there), and the document.
 REPRO_EXPERIMENTS := scardapane2017_proximal_front scardapane2017_front scardapane2017_proximal \
 	scardapane2017_synthetic scardapane2017_sgd_front scardapane2017 \
-	scardapane2017_identity_front scardapane2017_breast_cancer scardapane2017_input_front
+	scardapane2017_identity_front scardapane2017_breast_cancer scardapane2017_input_front \
+	scardapane2017_synthetic_input
 REPRO_LAUNCHER ?= batched
 REPRO_JOBS ?= 2
 REPRO_ARGS := resume=true $(if $(REPRO_LAUNCHER),hydra/launcher=$(REPRO_LAUNCHER))

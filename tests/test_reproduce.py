@@ -25,7 +25,14 @@ from regexp.plots import run as run_plots
 from regexp.reproduction import matched
 from regexp.reproduction.analysis import Matched, censored_cell
 from regexp.reproduction.baselines import keep_columns, prune_, pruning_front, write_baselines
-from regexp.reproduction.claims import accuracy_check, lam_label, removal_check, tally, verdict
+from regexp.reproduction.claims import (
+    VERDICTS,
+    accuracy_check,
+    lam_label,
+    removal_check,
+    tally,
+    verdict,
+)
 from regexp.reproduction.known import precision_recall
 from regexp.reproduction.operating import operating_points
 from regexp.reproduction.protocol import constant_inputs, keep_fraction
@@ -619,6 +626,15 @@ def test_report_has_every_section_and_figure(report):
     assert "so does this run (`trainer.drop_last=true`)" in text
     assert "LassoNet did not run" in text
     assert "GL: group Lasso" in text and "SGL: sparse group Lasso" in text
+    # the same-λ bullet gives each part the verdict of the one rule (claims.verdict)
+    verdicts = "|".join(VERDICTS)
+    for name in ("L1",):  # the tiny sweep's only other penalty
+        assert re.search(
+            rf"{name}: accuracy [+-]\d+\.\d\d points \(({verdicts})\), [+-]\d+\.\d inputs "
+            rf"removed \([^,]+, ({verdicts})\), [+-]\d+\.\d hidden neurons removed "
+            rf"\([^,]+, ({verdicts})\)",
+            text,
+        ), name
     assert re.search(r"Of the \d+ parts at matched sparsity: .*; with the seeds left out", text)
     # every summary bullet about a result cites a table
     top = text[text.index("## Summary") : text.index("Abbreviations:")]
@@ -657,3 +673,28 @@ def test_lassonet_refit_trains_the_protocols_mlp_on_the_selected_inputs(make_con
     row = refit(cfg, data, sel)
     kept = np.array([int(i) for i in row["inputs"].split()])
     assert set(kept) <= {10, 20, 30, 43} and row["kept_input"] == len(kept)
+
+
+def test_lassonet_ranks_inputs_by_how_long_they_stay_on_its_path():
+    from regexp.reproduction.known import path_ranking
+
+    # stays: input 0: 2 points, 1: 1, 2: 3, 3: 4, 4: 2, 5: 0 (and NaN: an empty selection)
+    path = ["0 1 2 3 4", "0 2 3 4", "2 3", "3", np.nan]
+    assert path_ranking(path, 6).tolist() == [3, 2, 0, 4, 1, 5]
+
+
+def test_a_baseline_table_without_a_dataset_column_is_left_out(tmp_path, caplog):
+    from regexp.reproduction.analysis import read_baselines
+    from regexp.reproduction.baselines import LASSONET_FILE
+
+    row = {"seed": 0, "reading": "path", "lambda": 1.0, "kept_input": 3, "val_accuracy": 0.5}
+    row |= {"test_accuracy": 0.5, "epochs": 10, "path_seconds": 1.0, "inputs": "0 1 2"}
+    pd.DataFrame([row]).to_csv(tmp_path / LASSONET_FILE, index=False)
+    with caplog.at_level("WARNING"):
+        _, _, lasso = read_baselines(tmp_path, "breast_cancer")
+    assert lasso is None and "has no dataset column" in caplog.text
+    rows = [{"dataset": d, **row} for d in ("digits", "breast_cancer", "breast_cancer")]
+    pd.DataFrame(rows).to_csv(tmp_path / LASSONET_FILE, index=False)
+    points, _, lasso = read_baselines(tmp_path, "breast_cancer")
+    assert len(lasso) == 2 and set(lasso["dataset"]) == {"breast_cancer"}
+    assert len(points) == 2 and set(points["method"]) == {"lassonet"}

@@ -9,6 +9,7 @@ the units kept at an accuracy level.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import pandas as pd
 from regexp.reproduction import matched
 from regexp.reproduction.baselines import FINETUNED_FILE, LASSONET_FILE, PRUNING_FILE
 from regexp.reproduction.matched import Interval
+
+log = logging.getLogger(__name__)
 
 COLUMNS = [
     "method",
@@ -78,7 +81,10 @@ def read_baselines(
     for name in (PRUNING_FILE, LASSONET_FILE, FINETUNED_FILE):
         path = Path(folder) / name
         table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else None
-        if table is not None and "dataset" in table:
+        if table is not None and "dataset" not in table:
+            log.warning("%s has no dataset column (an older regexp wrote it): left out", path)
+            table = None
+        if table is not None:
             table = table[table["dataset"] == dataset].reset_index(drop=True)
         raw[name] = table if table is not None and len(table) else None
     prune = raw[PRUNING_FILE]

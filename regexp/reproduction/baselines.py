@@ -65,8 +65,9 @@ SCHEDULES = ("all", "inputs")
 CRITERIA = ("norm", "norm·std")
 FINETUNE_EPOCHS = 100
 LASSONET_PATH_MULTIPLIER = 1.02  # the lassonet package's default
-# Inputs kept at which LassoNet's selection is refitted: the path point nearest each.
-REFIT_INPUTS = (56, 48, 40, 32, 24, 16)
+# Fractions of the inputs at which LassoNet's selection is refitted: the path point nearest
+# round(q·inputs) for each q (digits: 56, 48, 40, 32, 24, 16 and 6 of 64).
+REFIT_FRACTIONS = (0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.1)
 PRUNING_FILE, LASSONET_FILE, FINETUNED_FILE = "pruning.csv", "lassonet.csv", "finetuned.csv"
 
 
@@ -271,6 +272,7 @@ def lassonet_path(
         selected.append(sel)
         rows.append(
             {
+                "dataset": cfg["dataset"]["name"],
                 "seed": seed,
                 "reading": "path",
                 "lambda": item.lambda_,
@@ -304,16 +306,19 @@ def refit(cfg: Mapping, data: Dataset, selected: np.ndarray) -> dict:
 
 def lassonet_rows(cfg: Mapping, data: Dataset, path_multiplier: float) -> pd.DataFrame:
     """:func:`lassonet_path`, then :func:`refit` of the selection at the path point nearest
-    each of :data:`REFIT_INPUTS` inputs (each distinct point once)."""
+    ``round(q·inputs)`` inputs for each ``q`` of :data:`REFIT_FRACTIONS` (each distinct
+    point once)."""
     path, selected = lassonet_path(cfg, data, path_multiplier)
     counts = path["kept_input"].to_numpy()
-    picks = dict.fromkeys(int(np.argmin(np.abs(counts - k))) for k in REFIT_INPUTS)
+    targets = [round(q * data.n_features) for q in REFIT_FRACTIONS]
+    picks = dict.fromkeys(int(np.argmin(np.abs(counts - k))) for k in targets)
     rows = []
     for i in picks:
         start = time.perf_counter()
         row = refit(cfg, data, selected[i])
         rows.append(
             {
+                "dataset": cfg["dataset"]["name"],
                 "seed": int(cfg["seed"]),
                 "reading": "refit",
                 "lambda": path["lambda"].iloc[i],
@@ -381,7 +386,8 @@ def write_baselines(
     force: bool = True,
 ) -> Path:
     """Write ``root/baselines/pruning.csv``, ``finetuned.csv`` and (if ``lassonet``)
-    ``lassonet.csv`` (LassoNet on digits only).
+    ``lassonet.csv``: every data set's unregularized runs pruned, and LassoNet's path and
+    refit on every data set's split of each seed.
 
     Without ``force``, a table that exists already is kept (delete it to recompute).
     """
@@ -417,10 +423,9 @@ def write_baselines(
         log.warning("lassonet is not installed (pip install lassonet): LassoNet not run")
         return out
     start = time.perf_counter()
-    digits = dense_runs(root, "digits")
-    paths = Parallel(n_jobs=n_jobs)(delayed(_lassonet_job)(d, path_multiplier) for d in digits)
+    paths = Parallel(n_jobs=n_jobs)(delayed(_lassonet_job)(d, path_multiplier) for d in dirs)
     write_csv(out / LASSONET_FILE, pd.concat(paths, ignore_index=True))
-    log.info("LassoNet paths of %d seeds: %.0f s", len(digits), time.perf_counter() - start)
+    log.info("LassoNet paths of %d seeds: %.0f s", len(dirs), time.perf_counter() - start)
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from regexp.io.atomic import save_figure
@@ -88,6 +89,10 @@ def plot_front(
         front = front[100 * front["test_accuracy_mean"] >= ylim[0]]
     fig = Figure(figsize=(5.5 * len(xs), 4.2))
     axes = fig.subplots(1, len(xs), sharey=True, squeeze=False)
+    # one colour per method in every panel (a panel may leave a method out)
+    methods = list(dict.fromkeys(front["method"]))
+    palette = "tab10" if len(methods) <= 10 else "tab20"
+    colors = {m: colormaps[palette](i) for i, m in enumerate(methods)}
     for ax, (x, label) in zip(axes[0], xs.items(), strict=True):
         for method, g in front.groupby("method", sort=False):
             g = g.dropna(subset=[f"{x}_mean"])
@@ -101,6 +106,7 @@ def plot_front(
                 marker="o",
                 ms=4,
                 capsize=2,
+                color=colors[method],
                 label=method,
             )
             for r in g[g["point"] != ""].to_dict("records"):

@@ -46,40 +46,57 @@ def top_inputs(run_dir: Path, k: int) -> np.ndarray:
     return np.sort(np.argsort(-norms, kind="stable")[:k])
 
 
-def _interval_text(values: list[float], scale: float = 100) -> str:
+def interval_text(
+    values: list[float],
+    scale: float = 100,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    seeds: int | None = None,
+) -> str:
+    """``mean [low, high] (n = k)``: the mean of ``values`` times ``scale`` and its 95% t
+    interval, clipped to the possible range ``bounds`` (a share lies in [0, 1]); the
+    ``(n = k)`` is left out when ``k`` is ``seeds``."""
     v = pd.Series(values, dtype=float).dropna()
     if v.empty:
         return "–"
     d = paired_interval(v, v * 0)
+    n = "" if d.n == seeds else f" (n = {d.n})"
     if not math.isfinite(d.low):
-        return f"{scale * d.mean:.0f} (n = {d.n})"
-    return f"{scale * d.mean:.0f} [{scale * d.low:.0f}, {scale * d.high:.0f}] (n = {d.n})"
+        return f"{scale * d.mean:.0f}{n}"
+    low, high = max(d.low, bounds[0]), min(d.high, bounds[1])
+    return f"{scale * d.mean:.0f} [{scale * low:.0f}, {scale * high:.0f}]{n}"
 
 
-def synthetic(s: Study) -> list[str]:
-    """Table 6: precision and recall of the kept inputs on the synthetic data set."""
-    st = s.other("synthetic", s.lam)
-    if st is None:
-        return []
-    drop = 0.01
+TOP_I = f"informative among the top {len(INFORMATIVE)} (%)"
+TOP_U = f"useful among the top {len(USEFUL)} (%)"
+SYNTHETIC_COLUMNS = [
+    "inputs kept",
+    "precision, informative (%)",
+    "recall, informative (%)",
+    "precision, useful (%)",
+    "recall, useful (%)",
+    TOP_I,
+    TOP_U,
+]
+
+
+def synthetic_values(st: Study, drop: float = 0.01) -> dict[str, tuple[int, dict]]:
+    """Per method of the synthetic study ``st``: the seeds whose operating point (chosen
+    on validation at dense − ``drop``) it has, and per :data:`SYNTHETIC_COLUMNS` the
+    values of those seeds (fractions; inputs kept / 100)."""
     ops = comparisons.validation_points(st, drop)
     runs = st.runs[st.runs["status"] == "ok"]
-    methods = [m for m in st.fronts() if m in ("l1", "group_lasso", "sgl") or "inputs" in m]
-    head = [
-        "method",
-        "seeds",
-        "inputs kept",
-        "precision, informative (%)",
-        "recall, informative (%)",
-        "precision, useful (%)",
-        "recall, useful (%)",
-        f"informative among the top {len(INFORMATIVE)} by ‖W_j‖ (%)",
-        f"useful among the top {len(USEFUL)} by ‖W_j‖ (%)",
+    methods = [
+        m
+        for m in st.fronts()
+        if m in ("l1", "group_lasso", "sgl")
+        or "inputs" in m
+        or m.endswith("/input")
+        or m.startswith("lassonet")
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out = {}
     for m in methods:
         g = ops[(ops["method"] == m)].dropna(subset=["test_accuracy"])
-        cols: dict[str, list[float]] = {h: [] for h in head[2:]}
+        cols: dict[str, list[float]] = {h: [] for h in SYNTHETIC_COLUMNS}
         for r in g.to_dict("records"):
             kept, top_i, top_u = _kept_sets(st, runs, m, r)
             if kept is None:
@@ -89,10 +106,27 @@ def synthetic(s: Study) -> list[str]:
             vals = [len(kept) / 100, pi, ri, pu, ru]
             vals += [precision_recall(top_i, INFORMATIVE)[0] if top_i is not None else math.nan]
             vals += [precision_recall(top_u, USEFUL)[0] if top_u is not None else math.nan]
-            for h, v in zip(head[2:], vals, strict=True):
+            for h, v in zip(SYNTHETIC_COLUMNS, vals, strict=True):
                 cols[h].append(v)
-        cells = [label(m), f"{len(g)} of {st.seeds}"]
-        cells += [_interval_text(cols[h]) for h in head[2:]]
+        out[m] = (len(g), cols)
+    return out
+
+
+def synthetic(s: Study) -> list[str]:
+    """Table 6: precision and recall of the kept inputs on the synthetic data set."""
+    st = s.other("synthetic", s.lam)
+    if st is None:
+        return []
+    drop = 0.01
+    head = ["method", "seeds", *SYNTHETIC_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, (reached, cols) in synthetic_values(st, drop).items():
+        cells = [label(m), f"{reached} of {st.seeds}"]
+        n_in = SYNTHETIC["n_features"] / 100  # inputs kept are stored / 100
+        cells += [
+            interval_text(cols[h], bounds=(0.0, n_in if h == "inputs kept" else 1.0))
+            for h in SYNTHETIC_COLUMNS
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     n_all = SYNTHETIC["n_features"]
     cfg = st.cfg
@@ -107,10 +141,18 @@ def synthetic(s: Study) -> list[str]:
         f"{SYNTHETIC['random_state']}`), the same network and optimizer as for digits, "
         f"{cfg['trainer']['epochs']} epochs, threshold {st.threshold:g}. *Useful* = "
         "informative or redundant. Operating points chosen on validation as for digits "
-        f"(dense − {100 * drop:g} point); the top-k columns rank the inputs of the same "
-        "network by ‖W_j‖ before thresholding (pruning: its own ranking of the dense "
-        "network), so every method is read at equal sparsity there. Mean [95% t interval] "
-        "(n seeds).",
+        f"(dense − {100 * drop:g} point). The top-k columns read every method at equal "
+        "sparsity: the k inputs it ranks first, by its own ranking: ‖W_j‖ before "
+        "thresholding for the regularized networks (at their operating point), the pruning "
+        "score of the dense network for pruning, and for LassoNet how long each input stays "
+        "on its λ path (LassoNet's own feature importance). Mean [95% t interval, clipped to "
+        "the possible range] (n seeds)."
+        + (
+            " With standard scaling every input has standard deviation 1 over the training "
+            "rows, so pruning by ‖W_j‖·std(x_j) keeps the same inputs as pruning by ‖W_j‖."
+            if st.cfg["dataset"].get("scaler") == "standard"
+            else ""
+        ),
         "",
         "**Table 6.** Inputs kept on the synthetic data set (the inputs kept column is in "
         "units of 1, not %).",
@@ -126,6 +168,8 @@ def synthetic(s: Study) -> list[str]:
 
 def _kept_sets(st: Study, runs: pd.DataFrame, method: str, r: dict):
     """The kept inputs of an operating point, and its top-|I| and top-|U| inputs."""
+    if method.startswith("lassonet"):
+        return _lassonet_sets(st, method, r)
     if method.startswith("prune-"):
         rows = st.prune
         if rows is None:
@@ -149,6 +193,36 @@ def _kept_sets(st: Study, runs: pd.DataFrame, method: str, r: dict):
         kept,
         top_inputs(run["run_dir"], len(INFORMATIVE)),
         top_inputs(run["run_dir"], len(USEFUL)),
+    )
+
+
+def path_ranking(selections, n: int) -> np.ndarray:
+    """Inputs ``0 … n − 1`` ranked by how many points of a λ path keep them (``selections``:
+    each point's kept inputs, space-separated), most first; equal counts: the lower index
+    first. On LassoNet's path, whose selections shrink, that is the order in which inputs
+    leave it, the last to leave first."""
+    stays = np.zeros(n, int)
+    for text in selections:
+        stays[_indices(text)] += 1
+    return np.argsort(-stays, kind="stable")
+
+
+def _lassonet_sets(st: Study, method: str, r: dict):
+    """LassoNet's kept inputs at an operating point (its path's network, or the refit of
+    that selection), and its top-|I| and top-|U| inputs: LassoNet's own ranking, the
+    inputs that stay longest on the seed's λ path (equal stays: the lower index first)."""
+    if st.lasso is None:
+        return None, None, None
+    lasso = st.lasso[st.lasso["seed"] == r["seed"]]
+    reading = "refit" if method == "lassonet-refit" else "path"
+    hit = lasso[(lasso["reading"] == reading) & np.isclose(lasso["lambda"], float(r["lambda"]))]
+    if hit.empty:
+        return None, None, None
+    ranked = path_ranking(lasso.loc[lasso["reading"] == "path", "inputs"], st.units())
+    return (
+        _indices(hit["inputs"].iloc[0]),
+        np.sort(ranked[: len(INFORMATIVE)]),
+        np.sort(ranked[: len(USEFUL)]),
     )
 
 

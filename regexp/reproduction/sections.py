@@ -275,11 +275,23 @@ def runs_and_times(s: Study) -> list[str]:
     ]
     if s.lasso is not None:
         secs = s.lasso.groupby("seed")["path_seconds"].first()
-        out += [f"LassoNet: {secs.sum():.0f} s for {len(secs)} paths.", ""]
+        out += [
+            f"LassoNet on {s.cfg['dataset']['name']}: {secs.sum():.0f} s for {len(secs)} "
+            "paths (their refits not counted).",
+            "",
+        ]
     if s.twins:
         out += [
             f"{s.twins} configurations ran in two sweeps; {s.twins - s.differ} of them gave "
-            "identical metrics in both.",
+            "identical metrics in both"
+            + (
+                f", {s.differ} differ in a test metric or a kept count: a stacked model's "
+                "numbers depend in the last bits on the stack it trains in (the order of "
+                "float operations), and 1500 epochs can carry such a difference across the "
+                "threshold. The tables read the first sweep's run of each."
+                if s.differ
+                else "."
+            ),
             "",
         ]
     return out

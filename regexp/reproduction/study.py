@@ -118,7 +118,7 @@ class Study:
             return None
         ref = ok[at[ok.index]] if at[ok.index].any() else ok
         _, cfg = load_checkpoint(Path(ref["run_dir"].iloc[0]) / "model.pt")
-        base_rows, prune, _ = analysis.read_baselines(self.root / "baselines", dataset)
+        base_rows, prune, lasso = analysis.read_baselines(self.root / "baselines", dataset)
         return build(
             self.root,
             self.everything.iloc[0:0],
@@ -129,7 +129,7 @@ class Study:
             cfg,
             base_rows,
             prune,
-            None,
+            lasso,
             float(cfg["threshold"]),
             self.others.iloc[0:0],
         )
