@@ -242,6 +242,20 @@ def validation_table(s: Study, drop: float, methods: list[str]) -> str:
                     "–" if v.empty else runlib.mean_std(v.mean(), v.std(ddof=1), scale, digits)
                 )
         lines.append("| " + " | ".join(cells) + " |")
+    shown = set(ops["method"]) & set(methods)
+    notes = []
+    if any(m.startswith("prune-") for m in shown):
+        notes.append("for pruning the λ column holds the fraction q of units kept")
+    if shown & {"sgl+ft"}:
+        notes.append("for SGL fine-tuned, the λ of the SGL network it starts from")
+    if any(m.startswith("lassonet") for m in shown):
+        notes.append(
+            "for LassoNet, LassoNet's own λ (on the scale of its own penalty, not comparable "
+            "with the others'), and no hidden or parameter counts (its network is its own, "
+            "with a linear skip layer)"
+        )
+    if notes:
+        lines += ["", "In this table, " + "; ".join(notes) + "."]
     return "\n".join(lines)
 
 

@@ -63,7 +63,7 @@ class Study:
     threshold)."""
 
     root: Path
-    everything: pd.DataFrame  # every run read, before deduplication
+    everything: pd.DataFrame  # every run read (every data set), before deduplication
     runs: pd.DataFrame  # deduplicated, with protocol details, of this data set
     twins: int
     differ: int
@@ -179,7 +179,6 @@ def load_study(
         )
     _, cfg = load_checkpoint(Path(ref["run_dir"].iloc[0]) / "model.pt")
     base_rows, prune, lasso = analysis.read_baselines(baselines or Path(root) / "baselines")
-    everything = everything[everything["dataset"] == dataset]
     return build(
         Path(root),
         everything,

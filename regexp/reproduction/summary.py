@@ -148,9 +148,9 @@ def summary(
     out += breast_cancer_summary(s)
     if seconds is not None and math.isfinite(seconds):
         out.append(
-            f"- Measured run time: {seconds / 60:.1f} minutes of wall time from the first "
-            "sweep to this report (`--seconds`), on the machine and under the load it ran on "
-            "(see Runs and times)."
+            f"- Measured run time: {seconds / 60:.1f} minutes of wall time for `make "
+            "reproduce`, from its start (set-up included) to the writing of this file, on "
+            "the machine and under the load it ran on (see Runs and times)."
         )
     out += [
         "",
