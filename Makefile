@@ -119,11 +119,13 @@ reproduce-baselines: reproduce-runs
 	$(BIN)/python -m pip install --quiet -e ".[paper]" || echo "lassonet did not install: the report leaves LassoNet out"
 	$(BIN)/python -m regexp.reproduction.baselines outputs/reproduce
 
-# The wall time of this make invocation, stated in the report's summary.
+# The wall time of this make invocation, stated in the report's summary, and whether it
+# started from an empty outputs/reproduce (both read when make starts).
 REPRO_START := $(shell date +%s)
+REPRO_FRESH := $(if $(wildcard outputs/reproduce),,--fresh)
 reproduce: reproduce-baselines
 	$(BIN)/python -m regexp.reproduction.reproduce outputs/reproduce docs \
-		--seconds $$(( $$(date +%s) - $(REPRO_START) ))
+		--seconds $$(( $$(date +%s) - $(REPRO_START) )) $(REPRO_FRESH)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -698,3 +698,24 @@ def test_a_baseline_table_without_a_dataset_column_is_left_out(tmp_path, caplog)
     points, _, lasso = read_baselines(tmp_path, "breast_cancer")
     assert len(lasso) == 2 and set(lasso["dataset"]) == {"breast_cancer"}
     assert len(points) == 2 and set(points["method"]) == {"lassonet"}
+
+
+def test_matched_means_are_over_the_seeds_of_the_paired_difference():
+    from regexp.reproduction.analysis import Matched
+
+    table = pd.DataFrame(
+        {
+            "method": ["a", "a", "a", "b", "b"],
+            "seed": [0, 1, 2, 1, 2],
+            "target": [5.0] * 5,
+            "value": [10.0, 2.0, 4.0, 1.0, 1.0],
+        }
+    )
+    # seed 0 has no b: the means are those of seeds 1 and 2 (3 and 1), as is the difference
+    assert Matched._means(table, ("a", "b"), 5.0) == [3.0, 1.0]
+    # no shared seed: each method's own mean
+    alone = table[~((table["method"] == "b") | (table["seed"] > 0))]
+    assert Matched._means(pd.concat([alone, table.iloc[[3]].assign(seed=9)]), ("a", "b"), 5.0) == [
+        10.0,
+        1.0,
+    ]

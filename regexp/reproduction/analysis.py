@@ -147,20 +147,26 @@ class Matched:
 
     def accuracy(self, axis: str, a: str, b: str, target: float) -> tuple[Interval, float, float]:
         """Paired interval of ``a − b`` accuracy at ``target`` units of ``axis`` kept, and the
-        two means over seeds."""
+        two means over the paired seeds."""
         t = self.at_x[axis]
         return matched.compare(t, a, b, target), *self._means(t, (a, b), target)
 
     def kept(self, axis: str, a: str, b: str, level: float) -> tuple[Interval, float, float]:
         """Paired interval of ``b − a`` units of ``axis`` kept at accuracy ``level`` (how many
-        more ``a`` removes), and the two mean kept counts."""
+        more ``a`` removes), and the two mean kept counts over the paired seeds."""
         t = self.at_level[axis]
         return matched.compare(t, b, a, level), *self._means(t, (a, b), level)
 
     @staticmethod
     def _means(table: pd.DataFrame, methods: Sequence[str], target: float) -> list[float]:
+        """The methods' means over the seeds where all of them have a value (those of the
+        paired difference; each method's own mean where no seed is shared)."""
         at = table[np.isclose(table["target"], target)]
-        return [float(at.loc[at["method"] == m, "value"].mean()) for m in methods]
+        values = [at.loc[at["method"] == m].set_index("seed")["value"] for m in methods]
+        both = pd.concat(values, axis=1).dropna()
+        if both.empty:
+            return [float(v.mean()) for v in values]
+        return [float(both.iloc[:, i].mean()) for i in range(len(methods))]
 
     def cell(self, kind: str, axis: str, method: str, target: float, scale: float = 1.0) -> str:
         """:func:`censored_cell` of ``method``'s readings at ``target``, or ``–`` for a

@@ -119,10 +119,12 @@ def accuracy_check(
     tol: float = ACCURACY_TOLERANCE,
     seeds: int | None = None,
     row: str = "",
+    pair: str = "",
 ) -> Check:
     """ "``a``'s accuracy is equal to or at most ``tol`` below ``b``'s", on ``d`` = the paired
     interval of ``a − b`` (fractions): :func:`verdict` ``accuracy``. The detail says whether
-    ``d`` is within noise (its interval holds 0)."""
+    ``d`` is within noise (its interval holds 0); ``pair`` (e.g. ``SGL − L1``) names the
+    difference there."""
     if not math.isfinite(d.low):
         noise = "no interval"
     elif d.contains(0):
@@ -130,8 +132,8 @@ def accuracy_check(
     else:
         noise = "higher beyond noise" if d.low > 0 else "lower beyond noise"
     detail = (
-        f"{100 * a:.2f}% against {100 * b:.2f}%, paired difference "
-        f"{d.text(100, 2)} points ({noise})"
+        f"{100 * a:.2f}% against {100 * b:.2f}%, paired difference"
+        f"{f' ({pair})' if pair else ''} {d.text(100, 2)} points ({noise})"
     )
     return _logged(
         Check(
@@ -153,14 +155,16 @@ def removal_check(
     far: float = FAR_MORE,
     seeds: int | None = None,
     row: str = "",
+    pair: str = "",
 ) -> Check:
     """ "``a`` removes far more than ``b``", on ``d`` = the paired interval of ``removed_a −
-    removed_b`` (units; removed counts are means over seeds): :func:`verdict` ``removal``."""
+    removed_b`` (units; removed counts are means over the paired seeds): :func:`verdict`
+    ``removal``; ``pair`` names the difference in the detail."""
     ratio = removed_a / removed_b if removed_b > 0 else math.inf if removed_a > 0 else math.nan
     text = f", {ratio:.2f}×" if removed_b > 0 else ""
     detail = (
-        f"{removed_a:.1f} against {removed_b:.1f} {of} removed{text}; paired difference "
-        f"{d.text(1, 1)}"
+        f"{removed_a:.1f} against {removed_b:.1f} {of} removed{text}; paired difference"
+        f"{f' ({pair})' if pair else ''} {d.text(1, 1)}"
     )
     return _logged(
         Check(

@@ -21,8 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from regexp.data.prepare import load_dataset
 from regexp.data.sources import SYNTHETIC
 from regexp.reproduction import comparisons
+from regexp.reproduction import runs as runlib
 from regexp.reproduction.matched import paired_interval
 from regexp.reproduction.study import Study, label
 
@@ -89,7 +91,7 @@ def synthetic_values(st: Study, drop: float = 0.01) -> dict[str, tuple[int, dict
         m
         for m in st.fronts()
         if m in ("l1", "group_lasso", "sgl")
-        or "inputs" in m
+        or m.startswith("prune-")
         or m.endswith("/input")
         or m.startswith("lassonet")
     ]
@@ -139,8 +141,12 @@ def synthetic(s: Study) -> list[str]:
         f"{len(USEFUL) - 1}) and {n_all - len(USEFUL)} noise; {SYNTHETIC['n_samples']} rows "
         f"(`conf/dataset/synthetic.yaml`, `shuffle=False`, `random_state="
         f"{SYNTHETIC['random_state']}`), the same network and optimizer as for digits, "
-        f"{cfg['trainer']['epochs']} epochs, threshold {st.threshold:g}. *Useful* = "
-        "informative or redundant. Operating points chosen on validation as for digits "
+        f"{cfg['trainer']['epochs']} epochs, threshold {st.threshold:g}; "
+        + split_and_dense(st)
+        + " *Useful* = informative or redundant; keeping inputs at random gives a precision "
+        f"of {100 * len(INFORMATIVE) / n_all:.0f}% (informative) and "
+        f"{100 * len(USEFUL) / n_all:.0f}% (useful). Operating points chosen on validation as "
+        "for digits "
         f"(dense − {100 * drop:g} point). The top-k columns read every method at equal "
         "sparsity: the k inputs it ranks first, by its own ranking: ‖W_j‖ before "
         "thresholding for the regularized networks (at their operating point), the pruning "
@@ -162,6 +168,8 @@ def synthetic(s: Study) -> list[str]:
         "**Table 6a.** Operating points on validation, reported on test:",
         "",
         comparisons.validation_table(st, drop, st.fronts()),
+        "",
+        *[c.line() for c in comparisons.validation_checks(st, drop, "Table 6a")],
         "",
     ]
 
@@ -253,6 +261,26 @@ def _indices(text) -> np.ndarray:
     )
 
 
+def split_and_dense(st: Study) -> str:
+    """The rows of each split, the scaler, and the unregularized network's accuracy."""
+    data = load_dataset(**st.cfg["dataset"])
+    n = len(data.y_train), len(data.y_val), len(data.y_test)
+    dense = st.runs[(st.runs["regularizer"] == "none") & (st.runs["status"] == "ok")]
+    dense = dense.drop_duplicates("seed")
+    val, test = (dense[c].astype(float) for c in ("val_accuracy", "test_accuracy"))
+    one_row = 100 / n[1]
+    return (
+        f"{n[0]}/{n[1]}/{n[2]} train/validation/test rows per seed "
+        f"({st.cfg['dataset'].get('scaler')} scaling fitted on the training rows; one "
+        f"validation row is {one_row:.2f} points, and with {n[1]} rows one seed's validation "
+        f"accuracy near {100 * val.mean():.0f}% has a standard error of about "
+        f"{100 * (val.mean() * (1 - val.mean()) / n[1]) ** 0.5:.1f} points). The "
+        "unregularized network (dense): validation "
+        f"{runlib.mean_std(val.mean(), val.std(), 100, 2)}%, test "
+        f"{runlib.mean_std(test.mean(), test.std(), 100, 2)}% over {len(dense)} seeds."
+    )
+
+
 def breast_cancer(s: Study) -> list[str]:
     """Table 7: accuracy against inputs kept on breast_cancer, operating points on
     validation, and the verdicts there."""
@@ -267,7 +295,7 @@ def breast_cancer(s: Study) -> list[str]:
         f"scikit-learn's breast_cancer ({st.units()} features, 2 classes), the same network "
         f"and optimizer, {st.cfg['trainer']['epochs']} epochs of minibatches of "
         f"{st.cfg['trainer']['batch_size']}, threshold {st.threshold:g}; operating points "
-        f"on validation (dense − {100 * drop:g} point), reported on test.",
+        f"on validation (dense − {100 * drop:g} point), reported on test. " + split_and_dense(st),
         "",
         "**Table 7.** Operating points on breast_cancer:",
         "",

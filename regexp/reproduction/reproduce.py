@@ -42,11 +42,12 @@ def write_report(
     lam: float,
     baselines: Path | None = None,
     seconds: float | None = None,
+    fresh: bool = False,
 ) -> Path:
     """Write ``out/reproduction.md`` and ``out/figures/*.png`` from the runs under ``root``
     (and the baselines in ``baselines``, default ``root/baselines``); ``seconds``: the
     wall time of ``make reproduce`` before this call, to which the summary adds this
-    call's own time."""
+    call's own time; ``fresh``: it started from an empty ``root``."""
     start = time.perf_counter()
     study = load_study(root, lam, baselines)
     figs = out / "figures"
@@ -74,7 +75,7 @@ def write_report(
     doc = [
         "# Reproducing Scardapane et al. 2017 on digits",
         "",
-        *summary.summary(study, vchecks, mchecks, per_threshold, total),
+        *summary.summary(study, vchecks, mchecks, per_threshold, total, fresh),
         *body,
     ]
     path = out / "reproduction.md"
@@ -106,13 +107,23 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="the measured wall time of make reproduce, stated in the summary",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="make reproduce started from an empty SWEEPS (said with the run time)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.sweeps.is_dir():
         parser.exit(2, f"regexp.reproduction.reproduce: error: no such directory '{args.sweeps}'\n")
     try:
         path = write_report(
-            args.sweeps, args.docs, args.lam or experiment_lambda(), args.baselines, args.seconds
+            args.sweeps,
+            args.docs,
+            args.lam or experiment_lambda(),
+            args.baselines,
+            args.seconds,
+            args.fresh,
         )
     except ValueError as err:
         parser.exit(2, f"regexp.reproduction.reproduce: error: {err}\n")

@@ -108,7 +108,11 @@ def markdown_table(
     extra = dict(extra or {})
     layers = [c.removeprefix("units_") for c in runs if c.startswith("units_")]
     head = [*labels, "runs", "test accuracy (%)"]
-    head += [f"{layer} kept (of {int(runs[f'units_{layer}'].max())})" for layer in layers]
+    head += [
+        f"{'inputs' if layer == 'input' else layer + ' units'} kept "
+        f"(of {int(runs[f'units_{layer}'].max())})"
+        for layer in layers
+    ]
     head.append(f"parameters kept (of {int(runs['params_total'].max())})")
     head += list(extra.values())
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -6,6 +6,7 @@ sections below (nothing here is typed in by hand), and the abbreviations are def
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,8 +21,15 @@ ABBREVIATIONS = [
     "L1, L2: penalties on the sum of absolute values / of squares of the weights",
     "GL: group Lasso (the sum over units of the L2 norm of each unit's outgoing weights)",
     "SGL: sparse group Lasso (L1 + GL)",
-    "prox: proximal step (w⁺ = argmin_x ‖x − z‖²/(2·lr) + λR(x), in a given metric)",
-    "SGD: stochastic gradient descent; Adam: the Adam optimizer",
+    "prox: proximal step (w⁺ = argmin_x ‖x − z‖²/(2·lr) + λR(x), in a given metric, R the "
+    "penalty, z the weights after the optimizer's step)",
+    "lr: the learning rate; SGD: stochastic gradient descent; Adam: the Adam optimizer, "
+    "whose metric is D = √v̂ + ε (v̂: its bias-corrected mean of squared gradients, ε its "
+    "constant 1e-8)",
+    "MLP: multilayer perceptron; ReLU: rectified linear unit; hidden1, hidden2: the two "
+    "hidden layers",
+    "dense: the unregularized network (regularizer none) of the same seed; q: the fraction "
+    "of units pruning keeps",
     "λ: the regularization strength; t: the threshold below which a weight is set to 0",
     "‖W_j‖: the L2 norm of unit j's outgoing weights; std(x_j): input j's standard "
     "deviation over the training rows",
@@ -62,6 +70,7 @@ def summary(
     mchecks: Sequence[Check],
     per_threshold: dict,
     seconds: float | None = None,
+    fresh: bool = False,
 ) -> list[str]:
     """The summary lines (a list of Markdown bullets under a heading)."""
     lam = lam_label(s.lam)
@@ -83,28 +92,41 @@ def summary(
         v_h = verdict("removal", hid, ratio=r_h, seeds=s.seeds)
         full = v_acc == "agrees" and v_in == v_h == "agrees"
         partly = v_acc == "agrees" and {v_in, v_h} <= {"agrees", "partly agrees"}
-        holds.append((label(ref), "agrees" if full else "partly" if partly else "no"))
+        worst = (
+            "agrees"
+            if full
+            else "partly"
+            if partly
+            else "contradicted"
+            if "disagrees" in (v_acc, v_in, v_h)
+            else "not shown"
+        )
+        holds.append((label(ref), worst))
         same.append(
             f"{label(ref)}: accuracy {100 * acc.mean:+.2f} points ({v_acc}), "
             f"{beyond.mean:+.1f} inputs removed ({_times(r_in)}, {v_in}), "
             f"{hid.mean:+.1f} hidden neurons removed ({_times(r_h)}, {v_h})"
         )
     groups = {
-        "agrees in full (more than 2× as many removed, beyond noise, and accuracy above −1 "
-        "point)": [n for n, h in holds if h == "agrees"],
+        "agrees in full (every part agrees: at least 2× as many removed beyond noise, "
+        "accuracy interval above −1 point)": [n for n, h in holds if h == "agrees"],
         "holds qualitatively only (more removed beyond noise but less than 2× as many, "
-        "accuracy above −1 point)": [n for n, h in holds if h == "partly"],
-        "does not hold (a removal part within noise or against SGL, or the accuracy "
-        "interval reaching below −1 point)": [n for n, h in holds if h == "no"],
+        "accuracy interval above −1 point)": [n for n, h in holds if h == "partly"],
+        "is contradicted (a part disagrees)": [n for n, h in holds if h == "contradicted"],
+        "is not shown (a part undecided or within noise, none disagreeing)": [
+            n for n, h in holds if h == "not shown"
+        ],
     }
     out.append(
         f"- **At the paper's protocol (same λ = {lam}, threshold {s.threshold:g})**, SGL "
-        "against each method, paired over seeds, with each part's verdict: "
+        "against each method, paired over seeds (differences SGL − other), with each part's "
+        "verdict: "
         + "; ".join(same)
         + ". So the claim "
         + "; ".join(f"{what} against {', '.join(names)}" for what, names in groups.items() if names)
         + ". At one λ SGL applies a stronger penalty than L1 or GL alone, so this is not a "
-        "like-for-like comparison. [Table 1, rows SGL, L1, GL, L2]"
+        "like-for-like comparison. [Table 1, rows SGL, L1, GL, L2, and the paired "
+        "differences under it]"
     )
     acc_v, rem_v = _parts(vchecks, "accuracy"), _parts(vchecks, "removes")
     out.append(
@@ -149,8 +171,15 @@ def summary(
     if seconds is not None and math.isfinite(seconds):
         out.append(
             f"- Measured run time: {seconds / 60:.1f} minutes of wall time for `make "
-            "reproduce`, from its start (set-up included) to the writing of this file, on "
-            "the machine and under the load it ran on (see Runs and times)."
+            "reproduce`, from its start (set-up included) to the writing of this file, "
+            + (
+                "starting from an empty `outputs/reproduce` (every run and baseline computed in it)"
+                if fresh
+                else "resuming from runs already in `outputs/reproduce` (the time of this "
+                "invocation only, not of the whole reproduction)"
+            )
+            + f", on {os.cpu_count()} CPU cores, under the load the machine had then (see "
+            "Runs and times)."
         )
     out += [
         "",
@@ -158,6 +187,30 @@ def summary(
         "",
     ]
     return out
+
+
+def _at_level_lines(s: Study) -> list[str]:
+    """What each input selector keeps at the accuracy level (Table 3), against SGL."""
+    t, mt = s.targets, s.matched
+    fronts = set(s.fronts())
+    out = []
+    for m in ("prune-inputs-std+ft", "lassonet-refit", "sgl/input"):
+        if m not in fronts or REFERENCE not in fronts:
+            continue
+        d, a, b = mt.kept("kept_input", m, REFERENCE, t["level"])  # how many more m removes
+        if d.n == 0:
+            continue
+        out.append(
+            f"- at the accuracy level ({100 * t['level']:.2f}%), {label(m)} keeps {a:.1f} "
+            f"inputs against SGL's {b:.1f} (means over the {_seeds(d.n)} where both have a "
+            f"value), inputs removed ({label(m)} − SGL) {d.text(1, 1)}. [Table 3, rows SGL "
+            f"and {label(m)}]"
+        )
+    return out
+
+
+def _seeds(n: int) -> str:
+    return "1 seed" if n == 1 else f"{n} seeds"
 
 
 def _ratio(a: float, b: float) -> float:
@@ -218,10 +271,12 @@ def _baseline_lines(s: Study) -> list[str]:
             )
             continue
         lines.append(
-            f"- {label(m)} at {target:.0f} {what}: {100 * a:.2f}% against SGL's "
-            f"{100 * b:.2f}% on the same seeds, difference {d.text(100, 2)} points. "
+            f"- {label(m)} at {target:.{1 if what == 'inputs' else 0}f} {what}: "
+            f"{100 * a:.2f}% against SGL's {100 * b:.2f}% (means over the {_seeds(d.n)} where "
+            f"both have a value), difference ({label(m)} − SGL) {d.text(100, 2)} points. "
             f"[Table 5, row {label(m)}]"
         )
+    lines += _at_level_lines(s)
     if lines:
         lines.insert(0, "- **Simple baselines and like-for-like methods** (test fronts):")
         lines = [lines[0], *("  " + line for line in lines[1:])]
@@ -265,7 +320,14 @@ def synthetic_summary(s: Study) -> list[str]:
         + "; ".join(top)
         + ". [Table 6, rows: "
         + "; ".join(label(m) for m in SUMMARY_METHODS if m in values)
-        + "]"
+        + "]. Keeping inputs at random gives a precision of "
+        f"{100 * len(known.INFORMATIVE) / known.SYNTHETIC['n_features']:.0f}%. The claim's "
+        "parts there, at the same operating points (strict verdicts): "
+        + "; ".join(
+            f"{short(c)}: {c.strict or c.verdict}"
+            for c in comparisons.validation_checks(st, 0.01, "Table 6a")
+        )
+        + ". [Table 6a, rows SGL, L1, GL]"
     ]
 
 
