@@ -483,31 +483,34 @@ def _matched_lines(s: Study, methods: list[str], ref: str = REFERENCE) -> list[s
             if axis not in axes:
                 cells.append("–")
                 continue
-            d, a, _ = mt.accuracy(axis, m, ref, target)
-            cells.append(_versus(a, d, 100, 2))
+            d, _, _ = mt.accuracy(axis, m, ref, target)
+            cells.append(_versus(mt.cell("x", axis, m, target, 100), d, 100, 2))
         for axis in analysis.AXES:
             if axis not in axes:
                 cells.append("–")
                 continue
-            d, a, _ = mt.kept(axis, m, ref, t["level"])
-            # kept() gives how many more m removes: report kept counts, difference m − ref
-            cells.append(_versus(a, Interval(-d.mean, -d.high, -d.low, d.n), 1, 1))
+            d, _, _ = mt.kept(axis, m, ref, t["level"])
+            # kept() gives how many more m removes: the difference in kept counts, m − ref
+            flipped = Interval(-d.mean, -d.high, -d.low, d.n)
+            cells.append(_versus(mt.cell("level", axis, m, t["level"]), flipped, 1, 1))
         lines.append("| " + " | ".join(cells) + " |")
     return [
         "\n".join(lines),
         "",
-        f"Each cell: the method's mean over seeds; in brackets its paired difference from "
-        f"{label(ref)} (penalty mode) with the 95% interval and the number of seeds where "
-        "both have a value (a `gap`, `grid ends`, `≤` or `not reached` reading leaves a seed "
-        "out).",
+        "Each cell: the method's reading as in Table 3 (mean ± std over the seeds with a "
+        "value; `(n = k of N; …)` and the marks `gap`, `grid ends`, `≤`, `not reached` for "
+        f"the others), then, after the semicolon, its paired difference method − {label(ref)} "
+        "(penalty mode) with the 95% interval and the number of seeds where both have a "
+        "value.",
         "",
     ]
 
 
-def _versus(a: float, d: Interval, scale: float, digits: int) -> str:
-    if not math.isfinite(a):
-        return "no value"
-    return f"{scale * a:.{digits}f} ({d.text(scale, digits)})"
+def _versus(cell: str, d: Interval, scale: float, digits: int) -> str:
+    """A reading (:meth:`Matched.cell`) and the paired difference ``d`` after it."""
+    if d.n == 0:
+        return cell
+    return f"{cell}; {d.text(scale, digits)}"
 
 
 def _metric_note(s: Study) -> list[str]:
