@@ -22,7 +22,7 @@ from torch.nn.utils import prune
 
 from regexp.hydra_app.task import run_task as run
 from regexp.plots import run as run_plots
-from regexp.reproduction import matched
+from regexp.reproduction import analysis, matched
 from regexp.reproduction.analysis import Matched, censored_cell
 from regexp.reproduction.baselines import keep_columns, prune_, pruning_front, write_baselines
 from regexp.reproduction.claims import (
@@ -234,13 +234,19 @@ def test_matched_cells_are_numpy_interp_along_each_seeds_front(metrics, report):
         vals, marks = [], []
         for seed in SEEDS:
             f = pen[(pen["regularizer"] == reg) & (pen["seed"] == seed)]
-            f = f.groupby("params_kept")["test_accuracy"].mean()  # equal x: mean y
+            g = f.groupby("params_kept")["test_accuracy"]
+            f, spread = g.mean(), g.max() - g.min()  # equal x: mean y, unless > 2 points apart
             x, y = f.index.to_numpy(float), f.to_numpy()
             if not x.min() <= target <= x.max():
                 vals.append(math.nan)
                 marks.append("grid ends")
                 continue
             i = np.searchsorted(x, target)
+            near = [i] if x[i] == target else [i - 1, i]
+            if (spread.to_numpy()[near] > 0.02).any():
+                vals.append(math.nan)
+                marks.append("ambiguous")
+                continue
             if x[i] != target and abs(y[i] - y[i - 1]) > 0.02:
                 vals.append(math.nan)
                 marks.append("gap")
@@ -719,3 +725,131 @@ def test_matched_means_are_over_the_seeds_of_the_paired_difference():
         10.0,
         1.0,
     ]
+
+
+def test_equal_x_points_that_disagree_have_no_single_value():
+    """Several λ keeping the same count (at threshold 0 every run keeps all 64 inputs) at
+    accuracies more than 2 points apart: no mean of them is read, by hand."""
+    assert "ambiguous" in matched.MARKS and "ambiguous" not in matched.USABLE
+    # at x = 64: 0.97, 0.10 (a collapsed network) and 0.96; at x = 40: 0.95
+    x, y = [40, 64, 64, 64], [0.95, 0.97, 0.10, 0.96]
+    v, mark = matched.read_value(x, y, 64, 0.02)
+    assert mark == "ambiguous" and math.isnan(v)  # not (0.97 + 0.10 + 0.96) / 3
+    v, mark = matched.read_value(x, y, 52, 0.02)  # next to it: no line into a mean either
+    assert mark == "ambiguous" and math.isnan(v)
+    assert matched.read_value(x, y, 40, 0.02) == (pytest.approx(0.95), "measured")
+    # equal x within 2 points: averaged, as before
+    x2, y2 = [40, 64, 64], [0.95, 0.97, 0.96]
+    assert matched.read_value(x2, y2, 64, 0.02) == (pytest.approx(0.965), "measured")
+    v, mark = matched.read_value(x2, y2, 52, 0.02)
+    assert mark == "interpolated" and v == pytest.approx(0.95 + 0.015 * 12 / 24)
+    # the level: a network at 64 reaches 0.95, the front has no single curve there
+    assert matched.read_level([40, 64, 64], [0.90, 0.97, 0.10], 0.95, 0.02) == (64.0, "≤")
+    x3, y3 = [20, 40, 40, 64], [0.80, 0.10, 0.90, 0.97]
+    assert matched.read_level(x3, y3, 0.85, 0.02) == (40.0, "≤")  # 0.90 at 40
+    assert matched.read_level(x3, y3, 0.95, 0.02) == (64.0, "≤")  # the segment from 40
+    assert matched.read_level(x3, y3, 0.99, 0.02)[1] == "not reached"
+    assert matched.read_level(x3, y3, 0.5, 0.02) == (20.0, "≤")  # the grid ends at 20
+    # without the gap rule (x_at_level), the mean as before: 0.5 at 40, then up to 0.97
+    assert matched.x_at_level(x3, y3, 0.95) == pytest.approx(40 + 24 * 0.45 / 0.47)
+    # a per-seed table: the seed is left out and its cell says why
+    pts = pd.DataFrame({"method": "m", "seed": [0, 0, 0, 0], "x": x, "y": y})
+    table = matched.per_seed(pts, "x", "y", [64], "value")
+    assert table["mark"].tolist() == ["ambiguous"] and table["value"].isna().all()
+    assert censored_cell(table, 100) == "ambiguous"
+
+
+def test_input_only_methods_have_no_hidden_neurons_front():
+    """GL or SGL on the input layer alone keep all 60 hidden neurons at every λ: no front on
+    that axis ("–"), their inputs and parameters fronts kept."""
+    rows = []
+    for method in ("sgl", "sgl/input"):
+        for lam, acc, kin, kh in ((1e-3, 0.97, 50, 40), (1e-2, 0.955, 40, 30)):
+            hidden = 60 if method == "sgl/input" else kh
+            rows.append((method, 0, lam, acc, acc, kin, hidden, 18 * kin + 20 * hidden))
+    pts = pd.DataFrame(rows, columns=analysis.COLUMNS)
+    m = Matched(pts, {"kept_input": [45.0], "params_kept": [1500.0]}, [0.96])
+    assert m.cell("level", "kept_hidden", "sgl/input", 0.96) == "–"
+    assert m.cell("level", "kept_hidden", "sgl", 0.96) == "33.3"  # 30 + 10 · 0.005 / 0.015
+    assert m.cell("x", "kept_input", "sgl/input", 45.0, 100) == "96.25"  # (0.955 + 0.97) / 2
+    assert m.cell("level", "kept_input", "sgl/input", 0.96) == "43.3"
+    assert "params_kept" in analysis.BASELINE_AXES["sgl/input"]
+    assert "kept_hidden" not in analysis.BASELINE_AXES["group_lasso/input"]
+
+
+def test_threshold_table_reads_every_threshold_at_the_reports_targets(tiny_sweep, metrics):
+    """Table 4b: the targets (SGL's parameters and inputs at the demo's λ, the accuracy level)
+    are those of the report's threshold at every threshold, and the rows name them."""
+    from regexp.reproduction import sensitivity, thresholds
+    from regexp.reproduction.study import load_study
+
+    s = load_study(tiny_sweep, LAM)
+    pen = metrics[(metrics["mode"] == "penalty") & np.isclose(metrics["lambda"], LAM)]
+    sgl = pen[pen["regularizer"] == "sgl"]
+    params = sgl["params_kept"].mean()
+    inputs = (64 * (1 - sgl["neuron_sparsity_input"])).mean()  # of digits' 64 pixels
+    level = pen.loc[pen["regularizer"] == "none", "test_accuracy"].mean() - 0.01
+    for t in thresholds.THRESHOLDS:
+        st = s.at(t, hold=True)
+        assert st.targets["params"] == pytest.approx(params)
+        assert st.targets["inputs"] == pytest.approx(inputs)
+        assert st.targets["level"] == pytest.approx(level)
+        assert st.matched.x_targets["params_kept"][0] == pytest.approx(params)
+        assert st.matched.levels[0] == pytest.approx(level)
+    # not held: SGL's own counts at t = 0, from the saved raw weights
+    st = s.at(0.0)
+    own = s.runs.loc[s.at_lam & (s.runs["method"] == "sgl"), thresholds.column("params_kept", 0)]
+    assert st.targets["params"] == pytest.approx(own.mean())
+    lines, per = sensitivity.section(s)
+    text = "\n".join(lines)
+    assert f"at equal parameters kept ({params:.0f})" in text
+    assert f"at equal inputs kept ({inputs:.1f})" in text
+    assert f"held at their values at the report's threshold t = {s.threshold:g}" in text
+    for checks in per.values():  # every column's rows read at the same targets
+        assert [c.claim for c in checks] == [c.claim for c in next(iter(per.values()))]
+
+
+def test_front_figures_fix_colours_and_dash_the_jumps(monkeypatch, tmp_path):
+    """One colour per method in every front figure (by study.ORDER); a segment between two
+    points more than 2 points of accuracy apart thin and dashed; reference markers on top."""
+    from regexp.reproduction import figures, fronts
+    from regexp.reproduction.study import ORDER
+
+    assert "prune-inputs-std+ft" in fronts.FIGURE_BASELINES
+    drawn = {*fronts.PENALTY_FIGURE, *fronts.PROXIMAL_FIGURE, *fronts.FIGURE_BASELINES}
+    assert set(fronts.COLORS) == drawn
+    assert list(fronts.COLORS) == [m for m in ORDER if m in drawn]
+    assert len(set(fronts.COLORS.values())) == len(drawn)  # no two methods share one
+    saved = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: saved.append(fig))
+    front = pd.DataFrame(
+        {  # accuracies 0.90 → 0.97 (7 points: a jump) → 0.975 (half a point)
+            "method": "m",
+            "test_accuracy_mean": [0.90, 0.97, 0.975],
+            "test_accuracy_std": 0.0,
+            "params_kept_mean": [500.0, 1000.0, 2000.0],
+            "params_kept_std": 0.0,
+        }
+    )
+    refs = pd.DataFrame(
+        {
+            "method": ["none"],
+            "test_accuracy_mean": [0.97],
+            "test_accuracy_std": [0.0],
+            "params_kept_mean": [3630.0],
+            "params_kept_std": [0.0],
+        }
+    )
+    colors = {"m": "#123456"}
+    figures.plot_front(
+        front, refs, {"params_kept": "p"}, tmp_path / "f.png", "t", None, None, colors, 0.02
+    )
+    ax = saved[0].axes[0]
+    segs = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2]
+    assert [tuple(ln.get_xdata()) for ln in segs] == [(500.0, 1000.0), (1000.0, 2000.0)]
+    jump, solid = segs
+    assert jump.get_linestyle() == "--" and jump.get_linewidth() < solid.get_linewidth()
+    assert solid.get_linestyle() == "-"
+    assert all(ln.get_color() == "#123456" for ln in segs)
+    (ref,) = [ln for ln in ax.get_lines() if ln.get_label() == "none"]
+    assert ref.get_zorder() > max(ln.get_zorder() for ln in segs)

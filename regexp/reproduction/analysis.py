@@ -53,9 +53,14 @@ BASELINES = {
     "lassonet": "LassoNet, its path's networks",
     "lassonet-refit": "LassoNet, selection refitted",
 }
-# Which axes a baseline's front says something about: pruning the inputs alone leaves the
-# hidden layers dense, LassoNet's path networks are its own (inputs only).
+# Which axes a baseline's (or an input-only method's) front says something about: pruning
+# the inputs alone leaves the hidden layers dense, LassoNet's path networks are its own
+# (inputs only), and GL or SGL on the input layer alone keep every hidden neuron at every λ
+# (one x on that axis: no front; the first axis is the one they are made sparse along in
+# regexp.reproduction.operating).
 BASELINE_AXES = {
+    "group_lasso/input": ("params_kept", "kept_input"),
+    "sgl/input": ("params_kept", "kept_input"),
     "prune-inputs": ("kept_input",),
     "prune-inputs+ft": ("kept_input",),
     "prune-inputs-std": ("kept_input",),
@@ -106,7 +111,8 @@ def read_baselines(
 
 
 def restrict(points: pd.DataFrame) -> pd.DataFrame:
-    """Blank (NaN) the axes a baseline says nothing about (:data:`BASELINE_AXES`)."""
+    """Blank (NaN) the axes a baseline or an input-only method says nothing about
+    (:data:`BASELINE_AXES`)."""
     out = points.copy()
     for method, axes in BASELINE_AXES.items():
         rows = out["method"] == method
@@ -190,7 +196,7 @@ def censored_cell(rows: pd.DataFrame, scale: float = 1.0) -> str:
     The measured and interpolated values: ``mean ± std`` (std with two or more), then
     ``(n = k of N; …)`` naming how the other seeds were read when some were left out.
     With no value: ``≤ b`` (the mean of the upper bounds) when every seed gives one, else
-    the marks (``grid ends``, ``gap``, ``not reached``) with their counts.
+    the marks (``grid ends``, ``gap``, ``ambiguous``, ``not reached``) with their counts.
     """
     digits = 2 if scale == 100 else 1
     v = rows["value"].dropna()

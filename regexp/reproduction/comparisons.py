@@ -347,9 +347,12 @@ def claim(s: Study) -> list[str]:
         "of the sparsest point of the front that reaches it. Nothing is extrapolated "
         "(`grid ends`), nothing is interpolated between two points whose accuracies differ "
         f"by more than {100 * matched.GAP:g} points (`gap`: the front falls off there and "
-        "nothing was measured), and where the sparsest point of the grid already reaches the "
-        "level, or the front jumps to it across such a gap, only an upper bound is known "
-        "(`≤`). The targets: "
+        "nothing was measured), nothing is read at or next to a count kept by several λ "
+        f"whose accuracies differ by more than {100 * matched.GAP:g} points (`ambiguous`: "
+        "at threshold 0, say, every run keeps all inputs, the collapsed ones too, and their "
+        "mean is no network's accuracy; equal counts within that are averaged), and where "
+        "the sparsest point of the grid already reaches the level, or the front jumps to it "
+        "across such a gap or such a count, only an upper bound is known (`≤`). The targets: "
         f"{t['params']:.0f} parameters and {t['inputs']:.1f} inputs, what SGL keeps on average "
         f"at the demo's λ = {lam}; accuracy {100 * t['level']:.2f}%, {dense}. This reading "
         "picks points on the test rows: Table 2 is the one to trust.",
@@ -498,7 +501,8 @@ def _matched_lines(s: Study, methods: list[str], ref: str = REFERENCE) -> list[s
         "\n".join(lines),
         "",
         "Each cell: the method's reading as in Table 3 (mean ± std over the seeds with a "
-        "value; `(n = k of N; …)` and the marks `gap`, `grid ends`, `≤`, `not reached` for "
+        "value; `(n = k of N; …)` and the marks `gap`, `ambiguous`, `grid ends`, `≤`, "
+        "`not reached` for "
         f"the others), then, after the semicolon, its paired difference method − {label(ref)} "
         "(penalty mode) with the 95% interval and the number of seeds where both have a "
         "value.",

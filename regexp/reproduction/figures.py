@@ -73,6 +73,8 @@ def plot_front(
     title: str,
     ylim: tuple[float, float] | None = None,
     vlines: Mapping[str, tuple[float, str]] | None = None,
+    colors: Mapping[str, object] | None = None,
+    gap: float | None = None,
 ) -> None:
     """Test accuracy (%) against each ``xs`` column, one line per ``method`` of ``front``.
 
@@ -82,6 +84,12 @@ def plot_front(
     (none where empty), and ``refs`` rows are drawn as single black markers. Points below
     ``ylim[0]`` (in %) are left out (the caller names them). ``vlines[x] = (value, label)``
     draws a dotted vertical line in the panel of ``x``. One legend, under the panels.
+
+    ``colors[method]`` fixes a method's colour (so that it is the same in every figure;
+    others get the next free colour of ``tab10``/``tab20``). The reference markers are
+    drawn above the lines. With ``gap`` (a fraction), a segment between two consecutive
+    points whose mean accuracies differ by more than ``gap`` is drawn thin and dashed: no
+    network was measured along it.
     """
     if "point" not in front:
         front = front.assign(point="")
@@ -91,30 +99,48 @@ def plot_front(
     axes = fig.subplots(1, len(xs), sharey=True, squeeze=False)
     # one colour per method in every panel (a panel may leave a method out)
     methods = list(dict.fromkeys(front["method"]))
-    palette = "tab10" if len(methods) <= 10 else "tab20"
-    colors = {m: colormaps[palette](i) for i, m in enumerate(methods)}
+    fixed = dict(colors or {})
+    free = [m for m in methods if m not in fixed]
+    palette = "tab10" if len(free) <= 10 else "tab20"
+    colors = {**{m: colormaps[palette](i) for i, m in enumerate(free)}, **fixed}
+    dashed = False
     for ax, (x, label) in zip(axes[0], xs.items(), strict=True):
         for method, g in front.groupby("method", sort=False):
             g = g.dropna(subset=[f"{x}_mean"])
             if g.empty:
                 continue
+            px, py = g[f"{x}_mean"].to_numpy(float), 100 * g["test_accuracy_mean"].to_numpy(float)
             ax.errorbar(
-                g[f"{x}_mean"],
-                100 * g["test_accuracy_mean"],
+                px,
+                py,
                 xerr=g[f"{x}_std"],
                 yerr=100 * g["test_accuracy_std"],
                 marker="o",
                 ms=4,
                 capsize=2,
+                ls="none",
                 color=colors[method],
-                label=method,
             )
+            ax.plot([], [], marker="o", ms=4, color=colors[method], label=method)
+            jump = np.abs(np.diff(py)) > (100 * gap if gap is not None else np.inf)
+            for i in range(len(py) - 1):
+                seg = ([px[i], px[i + 1]], [py[i], py[i + 1]])
+                if jump[i]:
+                    ax.plot(*seg, color=colors[method], ls=(0, (3, 3)), lw=0.7, alpha=0.7)
+                    dashed = True
+                else:
+                    ax.plot(*seg, color=colors[method], lw=1.5)
             for r in g[g["point"] != ""].to_dict("records"):
                 xy = (r[f"{x}_mean"], 100 * r["test_accuracy_mean"])
                 ax.annotate(r["point"], xy, fontsize=7, alpha=0.8)
         for r, marker in zip(refs.to_dict("records"), "*Dsv^", strict=False):
             ax.plot(
-                r[f"{x}_mean"], 100 * r["test_accuracy_mean"], "k" + marker, ms=7, label=r["method"]
+                r[f"{x}_mean"],
+                100 * r["test_accuracy_mean"],
+                "k" + marker,
+                ms=7,
+                label=r["method"],
+                zorder=10,
             )
         if vlines and x in vlines:
             value, text = vlines[x]
@@ -128,6 +154,9 @@ def plot_front(
     for ax in axes[0]:
         for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(text, handle)
+    if dashed:
+        (handle,) = axes[0, 0].plot([], [], color="gray", ls=(0, (3, 3)), lw=0.7)
+        legend[f"jump of more than {100 * gap:g} points (nothing measured between)"] = handle
     fig.legend(
         list(legend.values()),
         list(legend),

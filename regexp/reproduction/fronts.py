@@ -8,21 +8,59 @@ import math
 import numpy as np
 import pandas as pd
 
-from regexp.reproduction import analysis, figures
+from regexp.reproduction import analysis, figures, matched
 from regexp.reproduction import runs as runlib
 from regexp.reproduction.claims import lam_label
 from regexp.reproduction.sections import BEYOND
-from regexp.reproduction.study import REFERENCE, Study, label, ordered
+from regexp.reproduction.study import ORDER, REFERENCE, Study, label, ordered
 from regexp.results import aggregate
 
 # The baselines drawn against SGL (the others are in Table 5): one line each.
 FIGURE_BASELINES = (
     "prune-inputs-std",
+    "prune-inputs-std+ft",
     "prune-all-std+ft",
     "sgl+ft",
     "lassonet",
     "lassonet-refit",
     "sgl/input",
+)
+
+PENALTY_FIGURE = ("l1", "group_lasso", "sgl")
+PROXIMAL_FIGURE = (
+    "sgl",
+    "l1/prox-adaptive",
+    "group_lasso/prox-adaptive",
+    "sgl/prox-adaptive",
+    "sgl/prox-identity",
+    "sgl/prox-sgd",
+)
+# One colour per method in every front figure: the methods drawn, in study.ORDER, take the
+# colours of this list in turn (tab10 without its grey, the colour of the dotted line, then
+# darker or brighter ones a reader can still tell apart; none black, the reference markers').
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+    "#000080",
+    "#b8860b",
+    "#008080",
+    "#ff1493",
+    "#6b8e23",
+    "#a0522d",
+)
+COLORS = dict(
+    zip(
+        (m for m in ORDER if m in {*PENALTY_FIGURE, *PROXIMAL_FIGURE, *FIGURE_BASELINES}),
+        PALETTE,
+        strict=False,
+    )
 )
 
 
@@ -56,19 +94,10 @@ def fronts(s: Study, figs) -> list[str]:
     ]
     out = ["## Accuracy–sparsity fronts", ""]
     groups = {
-        "front.png": (["l1", "group_lasso", "sgl"], "Penalty mode over λ"),
-        "front_proximal.png": (
-            [
-                "sgl",
-                "l1/prox-adaptive",
-                "group_lasso/prox-adaptive",
-                "sgl/prox-adaptive",
-                "sgl/prox-identity",
-                "sgl/prox-sgd",
-            ],
-            "Proximal mode over λ, against penalty SGL",
-        ),
+        "front.png": (PENALTY_FIGURE, "Penalty mode over λ"),
+        "front_proximal.png": (PROXIMAL_FIGURE, "Proximal mode over λ, against penalty SGL"),
     }
+    colors = {label(m): c for m, c in COLORS.items()}
     for name, (methods, title) in groups.items():
         sel = front[front["method"].isin([label(m) for m in methods])]
         if sel.empty:
@@ -76,7 +105,15 @@ def fronts(s: Study, figs) -> list[str]:
         names = [label(m) for m in methods if label(m) in set(sel["method"])]
         sel = sel.set_index("method").loc[names].reset_index()
         figures.plot_front(
-            sel, refs, axes, figs / name, f"{title} (mean ± std over seeds)", (floor, 100), vlines
+            sel,
+            refs,
+            axes,
+            figs / name,
+            f"{title} (mean ± std over seeds)",
+            (floor, 100),
+            vlines,
+            colors,
+            matched.GAP,
         )
         out += [f"![{title}](figures/{name})", ""]
     base = [m for m in FIGURE_BASELINES if m in set(pts["method"])]
@@ -102,11 +139,17 @@ def fronts(s: Study, figs) -> list[str]:
             "Baselines against penalty SGL (mean ± std over seeds)",
             (floor, 100),
             vlines,
+            colors,
+            matched.GAP,
         )
         out += ["![Baselines](figures/front_baselines.png)", ""]
     out += [
         "Each point is one λ (pruning: one fraction q; LassoNet: its path interpolated at each "
-        "even number of inputs); the dotted line marks what SGL keeps at the demo's λ. Points "
+        "even number of inputs), joined in λ order; a thin dashed segment joins two "
+        f"points whose mean accuracies differ by more than {100 * matched.GAP:g} points "
+        "(nothing was measured along it: the front falls off there). Each method has one "
+        "colour in every chart; the black markers are the unpenalized network and L2. "
+        "The dotted line marks what SGL keeps at the demo's λ. Points "
         f"below {floor}% accuracy are left off the charts"
         + (": " + ", ".join(off) if off else "")
         + (", and the baselines' points below it" if base else "")

@@ -5,14 +5,20 @@ A method's *front* for one seed is its points ``(x, y)`` over λ (or over a prun
 Two methods are compared where they are equally sparse or equally accurate:
 
 - :func:`read_value`: ``y`` at a given ``x``, by linear interpolation along the front
-  (``numpy.interp`` on the points sorted by ``x``; points with equal ``x`` are averaged
-  first); nothing outside the front's ``x`` range (no extrapolation: "grid ends") and
-  nothing between two neighbouring points whose accuracies differ by more than
-  :data:`GAP` ("gap": a line into a collapse is not a measurement).
+  (``numpy.interp`` on the points sorted by ``x``; points with equal ``x`` whose ``y``
+  agree within :data:`GAP` are averaged first); nothing outside the front's ``x`` range
+  (no extrapolation: "grid ends"), nothing between two neighbouring points whose
+  accuracies differ by more than :data:`GAP` ("gap": a line into a collapse is not a
+  measurement), and nothing at or next to an ``x`` shared by points whose accuracies
+  differ by more than :data:`GAP` ("ambiguous": several λ keep the same count, at
+  different accuracies, and their mean is no network's).
 - :func:`read_level`: the smallest ``x`` at which the front reaches ``y ≥ level``: the
   sparsest network at that accuracy. Where the sparsest point of the grid already reaches
   it, or the front jumps to it by more than :data:`GAP`, only an upper bound is known
-  ("≤"); "not reached" if no point reaches it.
+  ("≤"); "not reached" if no point reaches it. Where the first ``x`` that reaches it is
+  shared by points whose accuracies differ by more than :data:`GAP` (or the segment to it
+  starts at such an ``x``), a network at that ``x`` reaches the level but the front has no
+  single curve there: again only the bound ("≤").
 
 Every reading carries its mark (:data:`MARKS`); only measured and interpolated values
 enter means and intervals, and the seeds left out are counted (``n``).
@@ -37,15 +43,29 @@ LEVEL = 0.95  # coverage of the intervals
 # more than this (2 points): between them the front falls off and nothing was measured.
 GAP = 0.02
 # How a value was read off a front; only the first two are measurements.
-MARKS = ("measured", "interpolated", "≤", "gap", "grid ends", "not reached")
+MARKS = ("measured", "interpolated", "≤", "gap", "ambiguous", "grid ends", "not reached")
 USABLE = ("measured", "interpolated")
 
 
 def front_curve(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """The points sorted by ``x``, with the ``y`` of equal ``x`` averaged; NaNs dropped."""
+    xs, ys, _, _ = _curve(x, y)
+    return xs, ys
+
+
+def _curve(
+    x: Sequence[float], y: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`front_curve`, with the ``max − min`` and the max of the ``y`` at each ``x``."""
     frame = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float)}).dropna()
-    curve = frame.groupby("x", sort=True)["y"].mean()
-    return curve.index.to_numpy(float), curve.to_numpy(float)
+    g = frame.groupby("x", sort=True)["y"]
+    mean, low, high = g.mean(), g.min(), g.max()
+    return (
+        mean.index.to_numpy(float),
+        mean.to_numpy(float),
+        (high - low).to_numpy(float),
+        high.to_numpy(float),
+    )
 
 
 def value_at(
@@ -63,14 +83,22 @@ def read_value(
     ``measured`` (a point at ``target``), ``interpolated`` (``numpy.interp`` between the two
     neighbouring points, whose ``y`` differ by at most ``gap``), else NaN with ``grid ends``
     (``target`` outside ``[min x, max x]``) or ``gap`` (the neighbours' ``y`` differ by more
-    than ``gap``: no number without data under it)."""
-    xs, ys = front_curve(x, y)
+    than ``gap``: no number without data under it) or ``ambiguous`` (the point at
+    ``target``, or a neighbour, stands for several points of equal ``x`` whose ``y`` differ
+    by more than ``gap``: their mean is no network's accuracy). Equal-``x`` points within
+    ``gap`` of each other are averaged. With ``gap=None`` neither rule applies."""
+    xs, ys, spread, _ = _curve(x, y)
     if len(xs) == 0 or not xs[0] <= target <= xs[-1]:
         return math.nan, "grid ends"
+    mixed = spread > gap if gap is not None else np.zeros(len(xs), bool)
     hit = np.flatnonzero(np.isclose(xs, target, rtol=1e-12, atol=0))
     if len(hit):
+        if mixed[hit[0]]:
+            return math.nan, "ambiguous"
         return float(ys[hit[0]]), "measured"
     i = int(np.searchsorted(xs, target))  # xs[i-1] < target < xs[i]
+    if mixed[i] or mixed[i - 1]:
+        return math.nan, "ambiguous"
     if gap is not None and abs(ys[i] - ys[i - 1]) > gap:
         return math.nan, "gap"
     return float(np.interp(target, xs, ys)), "interpolated"
@@ -95,12 +123,20 @@ def read_level(
     so ``x_i`` is an upper bound) or when the segment that climbs to it rises by more than
     ``gap`` (``x_i`` again an upper bound); else ``interpolated``, the crossing of that
     segment. NaN with ``not reached`` when no point reaches ``level``.
+
+    Points of equal ``x`` whose ``y`` differ by more than ``gap`` (several λ keeping the
+    same count at different accuracies) are not averaged: such an ``x`` reaches ``level``
+    when one of its points does, and a crossing at or next to it is only the bound ``≤``
+    (a network at ``x_i`` reaches the level; the front has no single curve there).
+    Equal-``x`` points within ``gap`` are averaged. With ``gap=None`` neither rule applies.
     """
-    xs, ys = front_curve(x, y)
+    xs, ys, spread, high = _curve(x, y)
+    mixed = spread > gap if gap is not None else np.zeros(len(xs), bool)
+    reach = np.where(mixed, high, ys)
     for i in range(len(xs)):
-        if ys[i] >= level:
-            if i == 0:
-                return float(xs[0]), "≤"
+        if reach[i] >= level:
+            if i == 0 or mixed[i] or mixed[i - 1]:
+                return float(xs[i]), "≤"
             x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
             if y1 == level:
                 return float(x1), "measured"

@@ -134,9 +134,11 @@ class Study:
             self.others.iloc[0:0],
         )
 
-    def at(self, threshold: float) -> Study:
+    def at(self, threshold: float, hold: bool = False) -> Study:
         """This study with every run re-measured at ``threshold`` (from the weights before
-        thresholding; the baselines as they are)."""
+        thresholding; the baselines as they are). With ``hold``, the matched targets
+        (parameters and inputs SGL keeps at the demo's λ, the accuracy level) stay this
+        study's, so that every threshold is read at the same counts and level."""
         runs = thresholds.at_threshold(self.runs, threshold)
         return build(
             self.root,
@@ -151,6 +153,7 @@ class Study:
             self.lasso,
             threshold,
             self.others,
+            self.targets if hold else None,
         )
 
 
@@ -208,8 +211,11 @@ def build(
     lasso: pd.DataFrame | None,
     threshold: float,
     others: pd.DataFrame,
+    held: dict | None = None,
 ) -> Study:
-    """The :class:`Study` of ``runs``: points, targets and matched readings."""
+    """The :class:`Study` of ``runs``: points, targets and matched readings; ``held``:
+    the targets ``params``, ``inputs`` and ``level`` to read at instead of those of ``runs``
+    (the dense accuracy is always that of ``runs``)."""
     at = np.isclose(runs["lambda"].astype(float), lam, rtol=1e-9, atol=0)
     ref = runs[at & (runs["method"] == REFERENCE) & (runs["status"] == "ok")]
     points = pd.concat(
@@ -225,6 +231,8 @@ def build(
         "level": reference_acc - ACCURACY_TOLERANCE,
         "dense": dense_acc,
     }
+    if held is not None:
+        targets.update({k: float(held[k]) for k in ("params", "inputs", "level")})
     total = int(runs["params_total"].max())
     x_targets = {
         "params_kept": [targets["params"], *(p for p in PARAMS_GRID if p < total)],
