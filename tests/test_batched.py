@@ -70,7 +70,9 @@ def sequential(cfg: dict) -> tuple[torch.nn.Module, FitResult]:
     return s.model, result
 
 
-def stacked(cfgs: list[dict]) -> tuple[list[batched.Member], list[FitResult]]:
+def stacked(
+    cfgs: list[dict], layout_n: int | None = None
+) -> tuple[list[batched.Member], list[FitResult]]:
     members, data = [], None
     for cfg in cfgs:
         s = train.prepare(cfg, data)
@@ -85,6 +87,7 @@ def stacked(cfgs: list[dict]) -> tuple[list[batched.Member], list[FitResult]]:
         tr["epochs"],
         tr["batch_size"],
         tr["early_stopping_patience"],
+        layout_n=layout_n,
     )
     return members, results
 
@@ -175,15 +178,7 @@ def test_a_stack_mixing_regularizer_params_trains_each_model_as_its_sequential_r
     ]
     jobs.append([*SMALL, "trainer.epochs=1", "regularizer=sgl", "lambda=1e-2"])  # every layer
     cfgs = configs(jobs)
-    members, data = [], None
-    for cfg in cfgs:
-        s = train.prepare(cfg, data)
-        data = s.data
-        members.append(batched.Member.from_setup(cfg, s, torch.get_rng_state()))
-    tr = cfgs[0]["trainer"]
-    results = batched.fit_stacked(
-        members, data, "relu", cfgs[0]["optimizer"], 1, tr["batch_size"], layout_n=layout_n
-    )
+    members, results = stacked(cfgs, layout_n)
     for cfg, member, result in zip(cfgs, members, results, strict=True):
         model, ref = sequential(cfg)
         for p, q in zip(model.parameters(), member.model.parameters(), strict=True):

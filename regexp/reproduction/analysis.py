@@ -168,11 +168,9 @@ class Matched:
         """The methods' means over the seeds where all of them have a value (those of the
         paired difference; each method's own mean where no seed is shared)."""
         at = table[np.isclose(table["target"], target)]
-        values = [at.loc[at["method"] == m].set_index("seed")["value"] for m in methods]
-        both = pd.concat(values, axis=1).dropna()
-        if both.empty:
-            return [float(v.mean()) for v in values]
-        return [float(both.iloc[:, i].mean()) for i in range(len(methods))]
+        return matched.paired_means(
+            *(at.loc[at["method"] == m].set_index("seed")["value"] for m in methods)
+        )
 
     def cell(self, kind: str, axis: str, method: str, target: float, scale: float = 1.0) -> str:
         """:func:`censored_cell` of ``method``'s readings at ``target``, or ``–`` for a

@@ -20,7 +20,7 @@ from regexp.reproduction.claims import (
     tally,
     verdict,
 )
-from regexp.reproduction.matched import Interval, paired_interval
+from regexp.reproduction.matched import Interval, paired_interval, paired_means
 from regexp.reproduction.sections import BEYOND, noise, paired_at_lambda
 from regexp.reproduction.study import REFERENCE, Study, label, ordered
 from regexp.results import aggregate
@@ -162,13 +162,6 @@ def validation_checks(s: Study, drop: float, table: str = "Table 2") -> list[Che
             return pd.Series(dtype=float)
         return ops.loc[method][c].astype(float)
 
-    def means(a: pd.Series, b: pd.Series) -> tuple[float, float]:
-        """The means over the seeds where both have a value (those of the difference)."""
-        both = pd.concat([a, b], axis=1).dropna()
-        if both.empty:
-            return float(a.mean()), float(b.mean())
-        return float(both.iloc[:, 0].mean()), float(both.iloc[:, 1].mean())
-
     for ref in references(s):
         name = label(ref)
         row = f"{table}, rows SGL and {name}"
@@ -178,7 +171,7 @@ def validation_checks(s: Study, drop: float, table: str = "Table 2") -> list[Che
                 f"at the operating points chosen on validation, SGL's test accuracy is equal "
                 f"to or at most {tol} below {name}'s",
                 paired_interval(a, b),
-                *means(a, b),
+                *paired_means(a, b),
                 seeds=n,
                 row=row,
                 pair=f"SGL − {name}",
@@ -191,7 +184,7 @@ def validation_checks(s: Study, drop: float, table: str = "Table 2") -> list[Che
                 f"at the operating points chosen on validation, SGL removes far more input "
                 f"features than {name}",
                 paired_interval(ra, rb),
-                *means(ra, rb),
+                *paired_means(ra, rb),
                 "non-constant inputs",
                 seeds=n,
                 row=row,
@@ -205,7 +198,7 @@ def validation_checks(s: Study, drop: float, table: str = "Table 2") -> list[Che
                 f"at the operating points chosen on validation, SGL removes far more hidden "
                 f"neurons than {name}",
                 paired_interval(ha, hb),
-                *means(ha, hb),
+                *paired_means(ha, hb),
                 f"of {units_h} hidden neurons",
                 seeds=n,
                 row=row,

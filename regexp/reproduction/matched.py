@@ -168,6 +168,15 @@ class Interval:
         return f"{m:+.{digits}f}{unit} [{lo:+.{digits}f}, {hi:+.{digits}f}] (n = {self.n})"
 
 
+def paired_means(*series: pd.Series) -> list[float]:
+    """The mean of each of ``series`` over the index entries (seeds) where every one has a
+    value: those of :func:`paired_interval`; each one's own mean where none is shared."""
+    both = pd.concat(series, axis=1).dropna()
+    if both.empty:
+        return [float(v.mean()) for v in series]
+    return [float(both.iloc[:, i].mean()) for i in range(len(series))]
+
+
 def paired_interval(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Interval:
     """t interval of the mean of ``a − b``, paired on the index (seeds); NaN pairs dropped.
 

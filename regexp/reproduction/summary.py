@@ -9,12 +9,11 @@ import math
 import os
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
 from regexp.reproduction import comparisons, known
 from regexp.reproduction.claims import ACCURACY_TOLERANCE, Check, lam_label, verdict
-from regexp.reproduction.matched import paired_interval
+from regexp.reproduction.matched import paired_interval, paired_means
 from regexp.reproduction.sections import method_means, paired_at_lambda
 from regexp.reproduction.study import REFERENCE, Study, label
 
@@ -204,17 +203,16 @@ def _validation_lines(s: Study) -> list[str]:
         if m not in methods:
             continue
         g = ops.loc[m]
-        kept = paired_interval(g["kept_input"].astype(float), ref["kept_input"].astype(float))
-        acc = paired_interval(g["test_accuracy"].astype(float), ref["test_accuracy"].astype(float))
-        both = g.index.intersection(ref.index)
+        kin, kref = g["kept_input"].astype(float), ref["kept_input"].astype(float)
+        ain, aref = g["test_accuracy"].astype(float), ref["test_accuracy"].astype(float)
+        kept, acc = paired_interval(kin, kref), paired_interval(ain, aref)
+        (k_m, k_ref), (a_m, a_ref) = paired_means(kin, kref), paired_means(ain, aref)
         out.append(
-            f"- at the operating points chosen on validation, {label(m)} keeps "
-            f"{g.loc[both, 'kept_input'].astype(float).mean():.1f} inputs at "
-            f"{100 * g.loc[both, 'test_accuracy'].astype(float).mean():.2f}% against SGL's "
-            f"{ref.loc[both, 'kept_input'].astype(float).mean():.1f} at "
-            f"{100 * ref.loc[both, 'test_accuracy'].astype(float).mean():.2f}% (means over "
-            f"the {_seeds(len(both))} where both reach the level); differences ({label(m)} − "
-            f"SGL): inputs kept {kept.text(1, 1)}, test accuracy {acc.text(100, 2)} points. "
+            f"- at the operating points chosen on validation, {label(m)} keeps {k_m:.1f} "
+            f"inputs at {100 * a_m:.2f}% against SGL's {k_ref:.1f} at {100 * a_ref:.2f}% "
+            f"(means over the {_seeds(kept.n)} where both reach the level); differences "
+            f"({label(m)} − SGL): inputs kept {kept.text(1, 1)}, test accuracy "
+            f"{acc.text(100, 2)} points. "
             f"[Table 2, rows SGL and {label(m)}]"
         )
     return out
@@ -261,18 +259,6 @@ def _times(r: float) -> str:
     )
 
 
-def _paired_means(table, method: str, target: float) -> tuple[float, float]:
-    """Means of ``method`` and the reference at ``target`` over the seeds where both have a
-    value (those of the paired difference)."""
-    at = table[np.isclose(table["target"], target)]
-    a = at[at["method"] == method].set_index("seed")["value"]
-    b = at[at["method"] == REFERENCE].set_index("seed")["value"]
-    both = pd.concat([a, b], axis=1, keys=["a", "b"]).dropna()
-    if both.empty:
-        return math.nan, math.nan
-    return float(both["a"].mean()), float(both["b"].mean())
-
-
 def _baseline_lines(s: Study) -> list[str]:
     """What simple baselines reach against SGL at SGL's inputs and parameters."""
     t, mt = s.targets, s.matched
@@ -293,9 +279,8 @@ def _baseline_lines(s: Study) -> list[str]:
     for m, axis, target, what in picks:
         if m not in fronts or REFERENCE not in fronts:
             continue
-        d, _, _ = mt.accuracy(axis, m, REFERENCE, target)
-        a, b = _paired_means(mt.at_x[axis], m, target)
-        if not (math.isfinite(a) and math.isfinite(b)):
+        d, a, b = mt.accuracy(axis, m, REFERENCE, target)  # means over the paired seeds
+        if d.n == 0:
             lines.append(
                 f"- {label(m)}: no paired value at {target:.0f} {what} (a front does not "
                 "reach it, or the reading is censored). [Table 5, row " + label(m) + "]"
